@@ -1,0 +1,45 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { ConnectionArgs } from "./host/connection";
+
+/** What the engine sends for a value not known yet during preview. */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+export function isUnknown(v: unknown): boolean {
+  if (v === UNKNOWN) return true;
+  if (Array.isArray(v)) return v.some(isUnknown);
+  if (v && typeof v === "object") return Object.values(v).some(isUnknown);
+  return false;
+}
+
+/**
+ * Progress line from inside a provider. The engine shows a dynamic provider's output live
+ * as a diagnostic of the stack, so long steps stay visible in `pulumi up`.
+ */
+export function progress(label: string, message: string): void {
+  console.error(`[understudy] ${label}: ${message}`);
+}
+
+/** Run a validation; turn its error into a check failure on `property`. */
+export function failure(property: string, fn: () => unknown): pulumi.dynamic.CheckFailure[] {
+  try {
+    fn();
+    return [];
+  } catch (e) {
+    return [{ property, reason: (e as Error).message }];
+  }
+}
+
+/** Everything a provider needs to tell which stack owns a thing. */
+export function ownerId(typeName: string, name: string): string {
+  return `${pulumi.getProject()}/${pulumi.getStack()}/${typeName}/${name}`;
+}
+
+/** The identity of a host for replace decisions: credentials are not part of it. */
+export function hostIdentity(c: ConnectionArgs | undefined | null): string {
+  if (!c) return "local";
+  return `${c.user ?? "root"}@${c.host}:${c.port ?? 22}`;
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

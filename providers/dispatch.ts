@@ -1,0 +1,23 @@
+import type * as pulumi from "@pulumi/pulumi";
+
+/**
+ * Resolves a resource kind to its implementation at run time (see shim.ts). Kinds are part
+ * of the state format: never rename one, only add.
+ */
+const registry: Record<string, () => pulumi.dynamic.ResourceProvider> = {
+  ZfsSnapshot: () => require("./zfs/resources").zfsSnapshotProvider,
+  ZfsClone: () => require("./zfs/resources").zfsCloneProvider,
+};
+
+export function registerProvider(kind: string, load: () => pulumi.dynamic.ResourceProvider): void {
+  registry[kind] = load;
+}
+
+export async function dispatch(kind: string, method: keyof pulumi.dynamic.ResourceProvider, args: unknown[]): Promise<unknown> {
+  const load = registry[kind];
+  if (!load) throw new Error(`pulumi-understudy: unknown resource kind ${JSON.stringify(kind)} (state written by a newer version?)`);
+  const impl = load() as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const fn = impl[method];
+  if (typeof fn !== "function") throw new Error(`pulumi-understudy: ${kind} has no ${String(method)}`);
+  return await fn.apply(impl, args);
+}

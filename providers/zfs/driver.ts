@@ -1,0 +1,320 @@
+import type { Host } from "../host/types";
+import { HostCommandError } from "../host/types";
+import {
+  splitSnapshot,
+  validateDataset,
+  validatePropertyName,
+  validatePropertyValue,
+  validateSnapshot,
+  validateUserProperty,
+} from "./names";
+
+/** The user property that marks what Understudy created, and for whom. */
+export const OWNER_PROPERTY = "understudy:owner";
+
+export type DatasetType = "filesystem" | "volume" | "snapshot";
+
+export interface DatasetInfo {
+  name: string;
+  type: DatasetType;
+  /** Seconds since the epoch. */
+  creation: number;
+  used: number;
+  referenced: number;
+  /** For a clone: the snapshot it was cloned from. */
+  origin?: string;
+  mountpoint?: string;
+  mounted?: boolean;
+  /** User properties (`module:name`) with their values. */
+  user: Record<string, string>;
+  /** Every property as printed by `zfs get -H -p`. */
+  raw: Record<string, string>;
+}
+
+export class ZfsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ZfsError";
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+const MISSING = /does not exist|dataset not found|no such (pool|dataset)/i;
+const BUSY = /busy/i;
+
+function num(v: string | undefined): number {
+  const n = Number(v);
+  return Number.isFinite(n) ? n : 0;
+}
+
+/**
+ * Typed calls to the `zfs` CLI on a host. Only the subset that zfs-fuse (pool version 23)
+ * and OpenZFS 2.x share: `zfs get -H -p` for values (zfs-fuse's `zfs list` has no `-p`),
+ * `zfs list -H -o name` for names, and clones found through the `origin` property (there
+ * is no `clones` property on old ZFS). Every name is validated before a command runs.
+ *
+ * Guard rails: {@link destroy} and {@link rollback} only act on datasets whose
+ * `understudy:owner` equals the owner the caller passes, and never recurse.
+ */
+export class ZfsDriver {
+  constructor(
+    readonly host: Host,
+    private readonly opts: { zfs?: string; busyRetries?: number; busyDelayMs?: number } = {},
+  ) {}
+
+  private get zfs(): string {
+    return this.opts.zfs ?? "zfs";
+  }
+
+  private async cmd(args: string[], timeoutMs?: number) {
+    return await this.host.run([this.zfs, ...args], { timeoutMs });
+  }
+
+  /** All properties of one dataset or snapshot, or `undefined` when it does not exist. */
+  async get(name: string): Promise<DatasetInfo | undefined> {
+    if (name.includes("@")) validateSnapshot(name, "name");
+    else validateDataset(name, "name");
+    let out: string;
+    try {
+      out = (await this.cmd(["get", "-H", "-p", "-o", "property,value", "all", name])).stdout;
+    } catch (e) {
+      if (e instanceof HostCommandError && MISSING.test(e.stderr)) return undefined;
+      throw e;
+    }
+    const raw: Record<string, string> = {};
+    for (const line of out.split("\n")) {
+      if (!line) continue;
+      const tab = line.indexOf("\t");
+      if (tab < 0) continue;
+      raw[line.slice(0, tab)] = line.slice(tab + 1);
+    }
+    // `all` does not always include user properties on old ZFS: ask for ours explicitly.
+    if (!(OWNER_PROPERTY in raw)) {
+      const o = (await this.cmd(["get", "-H", "-p", "-o", "value", OWNER_PROPERTY, name])).stdout.trim();
+      raw[OWNER_PROPERTY] = o;
+    }
+    return parseInfo(name, raw);
+  }
+
+  async exists(name: string): Promise<boolean> {
+    return (await this.get(name)) !== undefined;
+  }
+
+  /** One property's value (`-` when unset), or undefined when the dataset is missing. */
+  async getProperty(name: string, property: string): Promise<string | undefined> {
+    if (name.includes("@")) validateSnapshot(name, "name");
+    else validateDataset(name, "name");
+    if (property.includes(":")) validateUserProperty(property);
+    else if (!/^[a-z]+$/.test(property)) throw new ZfsError(`invalid property name ${JSON.stringify(property)}`);
+    try {
+      return (await this.cmd(["get", "-H", "-p", "-o", "value", property, name])).stdout.replace(/\n$/, "");
+    } catch (e) {
+      if (e instanceof HostCommandError && MISSING.test(e.stderr)) return undefined;
+      throw e;
+    }
+  }
+
+  /** Snapshots of exactly this dataset (not its children), oldest first. */
+  async listSnapshots(dataset: string): Promise<DatasetInfo[]> {
+    validateDataset(dataset);
+    let names: string[];
+    try {
+      const out = await this.cmd(["list", "-H", "-o", "name", "-t", "snapshot", "-s", "creation", "-r", "-d", "1", dataset]);
+      names = out.stdout.split("\n").filter((n) => n.startsWith(dataset + "@"));
+    } catch (e) {
+      if (e instanceof HostCommandError && MISSING.test(e.stderr)) {
+        throw new ZfsError(`dataset ${dataset} does not exist on ${this.host.description}`);
+      }
+      throw e;
+    }
+    if (names.length === 0) return [];
+    const props = ["creation", "used", "referenced", OWNER_PROPERTY];
+    const out = await this.cmd(["get", "-H", "-p", "-o", "name,property,value", props.join(","), ...names]);
+    const byName = new Map<string, Record<string, string>>();
+    for (const line of out.stdout.split("\n")) {
+      const [n, p, ...v] = line.split("\t");
+      if (!n || !p) continue;
+      const rec = byName.get(n) ?? { type: "snapshot" };
+      rec[p] = v.join("\t");
+      byName.set(n, rec);
+    }
+    return names.map((n) => parseInfo(n, byName.get(n) ?? { type: "snapshot" })).sort((a, b) => a.creation - b.creation);
+  }
+
+  /** Filesystems and volumes under `root` (inclusive) whose origin is `snapshot`. */
+  async clonesOf(snapshot: string): Promise<string[]> {
+    validateSnapshot(snapshot);
+    const pool = snapshot.split("/")[0].split("@")[0];
+    const out = await this.cmd(["get", "-H", "-p", "-o", "name,value", "-r", "origin", pool]);
+    return out.stdout
+      .split("\n")
+      .map((l) => l.split("\t"))
+      .filter(([n, v]) => n && !n.includes("@") && v === snapshot)
+      .map(([n]) => n);
+  }
+
+  /** `zfs snapshot` with optional properties (set right after, for old ZFS). */
+  async snapshot(name: string, properties: Record<string, string> = {}): Promise<void> {
+    validateSnapshot(name, "snapshot");
+    const props = checkProps(properties);
+    const { dataset } = splitSnapshot(name);
+    if (!(await this.exists(dataset))) {
+      throw new ZfsError(`cannot snapshot: dataset ${dataset} does not exist on ${this.host.description}`);
+    }
+    await this.cmd(["snapshot", name]);
+    for (const [k, v] of props) await this.cmd(["set", `${k}=${v}`, name]);
+  }
+
+  /** `zfs clone -o k=v ... snapshot target`. */
+  async clone(snapshot: string, target: string, properties: Record<string, string> = {}): Promise<void> {
+    validateSnapshot(snapshot, "snapshot");
+    validateDataset(target, "dataset");
+    const props = checkProps(properties);
+    const args = ["clone"];
+    for (const [k, v] of props) args.push("-o", `${k}=${v}`);
+    args.push(snapshot, target);
+    await this.cmd(args);
+  }
+
+  /** Set properties in place. */
+  async set(name: string, properties: Record<string, string>): Promise<void> {
+    if (name.includes("@")) validateSnapshot(name, "name");
+    else validateDataset(name, "name");
+    for (const [k, v] of checkProps(properties)) await this.cmd(["set", `${k}=${v}`, name]);
+  }
+
+  /** Remove a local property setting (user properties disappear, native ones inherit). */
+  async inherit(name: string, property: string): Promise<void> {
+    if (name.includes("@")) validateSnapshot(name, "name");
+    else validateDataset(name, "name");
+    validatePropertyName(property);
+    await this.cmd(["inherit", property, name]);
+  }
+
+  /** `zfs promote`: the clone takes over its origin's snapshots. */
+  async promote(clone: string, expectOwner: string): Promise<void> {
+    validateDataset(clone);
+    await this.assertOwned(clone, expectOwner, "promote");
+    await this.cmd(["promote", clone]);
+  }
+
+  /**
+   * Roll an owned dataset back to one of its snapshots. When later snapshots exist they are
+   * destroyed too (`-r`) — only if every one of them is owned by `expectOwner`.
+   */
+  async rollback(snapshot: string, expectOwner: string): Promise<void> {
+    validateSnapshot(snapshot);
+    const { dataset } = splitSnapshot(snapshot);
+    await this.assertOwned(dataset, expectOwner, "roll back");
+    const snaps = await this.listSnapshots(dataset);
+    const idx = snaps.findIndex((s) => s.name === snapshot);
+    if (idx < 0) throw new ZfsError(`cannot roll back: snapshot ${snapshot} does not exist on ${this.host.description}`);
+    const later = snaps.slice(idx + 1);
+    const foreign = later.filter((s) => s.user[OWNER_PROPERTY] !== expectOwner);
+    if (foreign.length > 0) {
+      throw new ZfsError(
+        `refusing to roll back ${dataset} to ${snapshot}: later snapshots not created by this stack would be lost: ${foreign.map((s) => s.name).join(", ")}`,
+      );
+    }
+    for (const s of later) {
+      const clones = await this.clonesOf(s.name);
+      if (clones.length) throw new ZfsError(`cannot roll back ${dataset}: later snapshot ${s.name} has clones ${clones.join(", ")}`);
+    }
+    await this.retryBusy(() => this.cmd(later.length ? ["rollback", "-r", snapshot] : ["rollback", snapshot]));
+  }
+
+  /**
+   * Destroy one dataset or snapshot that this owner created. Never recursive. Returns
+   * `"destroyed"`, `"missing"` or `"not-owned"` (left alone). A snapshot that still has
+   * clones is refused with their names. A transient "busy" is retried.
+   */
+  async destroy(name: string, expectOwner: string): Promise<"destroyed" | "missing" | "not-owned"> {
+    if (name.includes("@")) validateSnapshot(name, "name");
+    else validateDataset(name, "name");
+    const info = await this.get(name);
+    if (!info) return "missing";
+    if (!expectOwner || info.user[OWNER_PROPERTY] !== expectOwner) return "not-owned";
+    if (info.type === "snapshot") {
+      const clones = await this.clonesOf(name);
+      if (clones.length) {
+        throw new ZfsError(
+          `cannot destroy snapshot ${name} on ${this.host.description}: it still has clones: ${clones.join(", ")}. ` +
+            `Destroy or promote those first; the snapshot was left in place.`,
+        );
+      }
+    } else {
+      const children = (await this.cmd(["list", "-H", "-o", "name", "-t", "filesystem,volume,snapshot", "-r", name])).stdout
+        .split("\n")
+        .filter((n) => n && n !== name && !n.startsWith(name + "@"));
+      if (children.length) {
+        throw new ZfsError(`cannot destroy ${name}: it has child datasets ${children.join(", ")}; the dataset was left in place.`);
+      }
+      // Our own snapshots of an owned clone go with it; anything else blocks.
+      const snaps = await this.listSnapshots(name);
+      const foreign = snaps.filter((s) => s.user[OWNER_PROPERTY] !== expectOwner);
+      if (foreign.length) {
+        throw new ZfsError(
+          `cannot destroy ${name}: it has snapshots not created by this stack: ${foreign.map((s) => s.name).join(", ")}; the dataset was left in place.`,
+        );
+      }
+      for (const s of snaps.reverse()) {
+        const clones = await this.clonesOf(s.name);
+        if (clones.length) throw new ZfsError(`cannot destroy ${name}: its snapshot ${s.name} has clones ${clones.join(", ")}`);
+        await this.retryBusy(() => this.cmd(["destroy", s.name]));
+      }
+    }
+    await this.retryBusy(() => this.cmd(["destroy", name]));
+    return "destroyed";
+  }
+
+  private async assertOwned(name: string, expectOwner: string, what: string): Promise<void> {
+    const owner = await this.getProperty(name, OWNER_PROPERTY);
+    if (owner === undefined) throw new ZfsError(`cannot ${what} ${name}: it does not exist on ${this.host.description}`);
+    if (!expectOwner || owner !== expectOwner) {
+      throw new ZfsError(`refusing to ${what} ${name}: it was not created by this stack (owner ${JSON.stringify(owner)})`);
+    }
+  }
+
+  private async retryBusy<T>(fn: () => Promise<T>): Promise<T> {
+    const tries = this.opts.busyRetries ?? 10;
+    for (let i = 1; ; i++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (i < tries && e instanceof HostCommandError && BUSY.test(e.stderr)) {
+          await sleep(this.opts.busyDelayMs ?? 500 * i);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+}
+
+function checkProps(properties: Record<string, string>): Array<[string, string]> {
+  return Object.entries(properties ?? {}).map(([k, v]) => {
+    validatePropertyName(k);
+    return [k, validatePropertyValue(k, v)];
+  });
+}
+
+export function parseInfo(name: string, raw: Record<string, string>): DatasetInfo {
+  const user: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw)) if (k.includes(":") && v !== "-" && v !== "") user[k] = v;
+  const type = (raw.type ?? (name.includes("@") ? "snapshot" : "filesystem")) as DatasetType;
+  return {
+    name,
+    type,
+    creation: num(raw.creation),
+    used: num(raw.used),
+    referenced: num(raw.referenced),
+    origin: raw.origin && raw.origin !== "-" ? raw.origin : undefined,
+    mountpoint: raw.mountpoint && raw.mountpoint !== "-" ? raw.mountpoint : undefined,
+    mounted: raw.mounted === "yes" ? true : raw.mounted === "no" ? false : undefined,
+    user,
+    raw,
+  };
+}

@@ -1,0 +1,3 @@
+export * from "./names";
+export * from "./driver";
+export { ZfsSnapshot, ZfsSnapshotArgs, ZfsClone, ZfsCloneArgs } from "./resources";

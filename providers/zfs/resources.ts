@@ -1,0 +1,446 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { ConnectionArgs } from "../host/connection";
+import { resolveConnection } from "../host/connection";
+import { openHost } from "../host";
+import { ZfsDriver, OWNER_PROPERTY, DatasetInfo } from "./driver";
+import {
+  validateDataset,
+  validatePropertyName,
+  validatePropertyValue,
+  validateSnapshot,
+  validateSnapshotShortName,
+  validateUserProperty,
+} from "./names";
+import { errorMessage, failure, hostIdentity, isUnknown, ownerId, progress } from "../common";
+import { dynamicProvider } from "../shim";
+
+// ---------------------------------------------------------------------------------------
+// Shared provider plumbing. These functions are captured by value into the stack's state
+// by Pulumi's closure serializer: they must only use their arguments and what they import.
+
+interface Owned {
+  connection?: ConnectionArgs;
+  owner: string;
+  adopt?: boolean;
+  label?: string;
+}
+
+async function withDriver<T>(connection: ConnectionArgs | undefined, fn: (z: ZfsDriver) => Promise<T>): Promise<T> {
+  const host = openHost(connection);
+  try {
+    return await fn(new ZfsDriver(host));
+  } finally {
+    await host.close();
+  }
+}
+
+function checkConnection(news: { connection?: unknown }): pulumi.dynamic.CheckFailure[] {
+  if (news.connection === undefined || news.connection === null || isUnknown(news.connection)) return [];
+  return failure("connection", () => resolveConnection(news.connection as ConnectionArgs));
+}
+
+function checkProperties(props: unknown, userOnly: boolean): pulumi.dynamic.CheckFailure[] {
+  if (props === undefined || props === null || isUnknown(props)) return [];
+  return failure("properties", () => {
+    if (typeof props !== "object" || Array.isArray(props)) throw new Error("properties must be a map of name to string");
+    for (const [k, v] of Object.entries(props as Record<string, unknown>)) {
+      if (k === OWNER_PROPERTY) throw new Error(`properties: ${OWNER_PROPERTY} is managed by Understudy`);
+      if (userOnly) validateUserProperty(k, "properties");
+      else validatePropertyName(k, "properties");
+      validatePropertyValue(k, v, "properties");
+    }
+  });
+}
+
+/** Compare two string maps; returns keys whose value differs. */
+function changedKeys(a: Record<string, string> | undefined, b: Record<string, string> | undefined): string[] {
+  const keys = new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})]);
+  return [...keys].filter((k) => (a ?? {})[k] !== (b ?? {})[k]);
+}
+
+/** Apply a new property map in place: set new/changed values, inherit removed ones. */
+async function applyProperties(
+  z: ZfsDriver,
+  name: string,
+  olds: Record<string, string> | undefined,
+  news: Record<string, string> | undefined,
+): Promise<void> {
+  const set: Record<string, string> = {};
+  for (const k of changedKeys(olds, news)) {
+    if (news && k in news) set[k] = news[k];
+    else await z.inherit(name, k);
+  }
+  if (Object.keys(set).length) await z.set(name, set);
+}
+
+/** Current values of the properties a resource manages (for refresh drift). */
+function currentProperties(info: DatasetInfo, managed: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of Object.keys(managed ?? {})) {
+    const v = k.includes(":") ? info.user[k] : info.raw[k];
+    if (v !== undefined && v !== "-") out[k] = v;
+  }
+  return out;
+}
+
+function claim(label: string, what: string, info: DatasetInfo, inputs: Owned): { adopted: boolean; owner: string } {
+  const current = info.user[OWNER_PROPERTY] ?? "";
+  if (current === inputs.owner) {
+    progress(label, `${what} ${info.name} already exists and is ours (an interrupted run?): taking it over`);
+    return { adopted: false, owner: inputs.owner };
+  }
+  if (inputs.adopt) {
+    progress(label, `adopting existing ${what} ${info.name}: it will be read and updated, never destroyed`);
+    return { adopted: true, owner: "" };
+  }
+  throw new Error(
+    `${what} ${info.name} already exists on ${hostIdentity(inputs.connection)}` +
+      (current ? ` (created by ${current})` : " (not created by Understudy)") +
+      `. Choose another name, or set adopt: true to manage it without ever destroying it. Nothing was changed.`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------
+// ZfsSnapshot
+
+interface SnapshotInputs extends Owned {
+  dataset: string;
+  name: string;
+  properties?: Record<string, string>;
+}
+
+interface SnapshotOutputs extends SnapshotInputs {
+  snapshot: string;
+  createdAt: string;
+  used: number;
+  referenced: number;
+  adopted: boolean;
+}
+
+function snapshotOutputs(inputs: SnapshotInputs, info: DatasetInfo, adopted: boolean, owner: string): SnapshotOutputs {
+  return {
+    ...inputs,
+    owner,
+    snapshot: info.name,
+    createdAt: new Date(info.creation * 1000).toISOString(),
+    used: info.used,
+    referenced: info.referenced,
+    adopted,
+  };
+}
+
+export const zfsSnapshotProvider: pulumi.dynamic.ResourceProvider = {
+  async check(_olds: SnapshotInputs, news: SnapshotInputs) {
+    const failures = [
+      ...checkConnection(news),
+      ...(isUnknown(news.dataset) ? [] : failure("dataset", () => validateDataset(news.dataset, "dataset"))),
+      ...(isUnknown(news.name) ? [] : failure("name", () => validateSnapshotShortName(news.name, "name"))),
+      ...checkProperties(news.properties, true),
+    ];
+    return { inputs: news, failures };
+  },
+
+  async diff(_id: string, olds: SnapshotOutputs, news: SnapshotInputs) {
+    const replaces: string[] = [];
+    if (olds.dataset !== news.dataset) replaces.push("dataset");
+    if (olds.name !== news.name) replaces.push("name");
+    if (hostIdentity(olds.connection) !== hostIdentity(news.connection)) replaces.push("connection");
+    const props = changedKeys(olds.properties, news.properties).length > 0;
+    const creds = JSON.stringify(olds.connection ?? null) !== JSON.stringify(news.connection ?? null);
+    const adopt = !!olds.adopt !== !!news.adopt;
+    return {
+      changes: replaces.length > 0 || props || creds || adopt,
+      replaces,
+      deleteBeforeReplace: true,
+    };
+  },
+
+  async create(inputs: SnapshotInputs) {
+    const full = `${inputs.dataset}@${inputs.name}`;
+    const label = inputs.label ?? full;
+    return await withDriver(inputs.connection, async (z) => {
+      const existing = await z.get(full);
+      let adopted = false;
+      let owner = inputs.owner;
+      if (existing) {
+        ({ adopted, owner } = claim(label, "snapshot", existing, inputs));
+        if (inputs.properties) await z.set(full, inputs.properties);
+      } else {
+        const started = Date.now();
+        await z.snapshot(full, { [OWNER_PROPERTY]: inputs.owner, ...(inputs.properties ?? {}) });
+        progress(label, `snapshot ${full} taken in ${Date.now() - started} ms`);
+      }
+      const info = await z.get(full);
+      if (!info) throw new Error(`snapshot ${full} vanished right after it was taken`);
+      return { id: full, outs: snapshotOutputs(inputs, info, adopted, owner) };
+    });
+  },
+
+  async read(id: string, props: SnapshotOutputs) {
+    return await withDriver(props.connection, async (z) => {
+      const info = await z.get(id);
+      if (!info) return { id: undefined as unknown as string, props: {} };
+      const properties = props.properties ? currentProperties(info, props.properties) : undefined;
+      return { id, props: snapshotOutputs({ ...props, properties }, info, props.adopted, props.owner) };
+    });
+  },
+
+  async update(id: string, olds: SnapshotOutputs, news: SnapshotInputs) {
+    return await withDriver(news.connection, async (z) => {
+      const info = await z.get(id);
+      if (!info) throw new Error(`snapshot ${id} no longer exists on ${hostIdentity(news.connection)}; run \`pulumi refresh\``);
+      await applyProperties(z, id, olds.properties, news.properties);
+      const adopted = olds.adopted && !!news.adopt;
+      const after = (await z.get(id)) ?? info;
+      return { outs: snapshotOutputs(news, after, adopted, olds.owner) };
+    });
+  },
+
+  async delete(id: string, props: SnapshotOutputs) {
+    const label = props.label ?? id;
+    await withDriver(props.connection, async (z) => {
+      const result = await z.destroy(id, props.adopted ? "" : props.owner);
+      if (result === "not-owned") progress(label, `left ${id} in place: it was not created by this stack`);
+      else if (result === "missing") progress(label, `${id} was already gone`);
+      else progress(label, `destroyed ${id}`);
+    });
+  },
+};
+
+export interface ZfsSnapshotArgs {
+  /** Where `zfs` runs. Omit for this machine; an SSH connection shaped like `@pulumi/command`'s. Stored as a secret. */
+  connection?: pulumi.Input<ConnectionArgs>;
+  /** The dataset to snapshot, e.g. `tank/pg13`. */
+  dataset: pulumi.Input<string>;
+  /** The part after `@`, e.g. `before-upgrade`. */
+  name: pulumi.Input<string>;
+  /** User properties (`module:name` = value) to set on the snapshot. */
+  properties?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** Manage a snapshot that already exists instead of failing; an adopted snapshot is never destroyed. */
+  adopt?: pulumi.Input<boolean>;
+}
+
+/**
+ * A ZFS snapshot, created by this stack and marked with `understudy:owner`.
+ * `pulumi destroy` removes it only if this stack created it, never recursively, and
+ * refuses while clones made outside this stack still depend on it.
+ *
+ * @example
+ * ```ts
+ * const snap = new ZfsSnapshot("before-upgrade", { dataset: "tank/pg13", name: "before-upgrade" });
+ * export const snapshotName = snap.snapshot; // "tank/pg13@before-upgrade"
+ * ```
+ */
+export class ZfsSnapshot extends pulumi.dynamic.Resource {
+  /** Full name, `dataset@name`. */
+  declare readonly snapshot: pulumi.Output<string>;
+  declare readonly dataset: pulumi.Output<string>;
+  declare readonly name: pulumi.Output<string>;
+  declare readonly createdAt: pulumi.Output<string>;
+  declare readonly used: pulumi.Output<number>;
+  declare readonly referenced: pulumi.Output<number>;
+  declare readonly owner: pulumi.Output<string>;
+  declare readonly adopted: pulumi.Output<boolean>;
+
+  constructor(name: string, args: ZfsSnapshotArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      dynamicProvider("ZfsSnapshot"),
+      name,
+      {
+        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        dataset: args.dataset,
+        name: args.name,
+        properties: args.properties,
+        adopt: args.adopt ?? false,
+        owner: ownerId("ZfsSnapshot", name),
+        label: name,
+        snapshot: undefined,
+        createdAt: undefined,
+        used: undefined,
+        referenced: undefined,
+        adopted: undefined,
+      },
+      { ...opts, additionalSecretOutputs: ["connection", ...(opts?.additionalSecretOutputs ?? [])] },
+      "understudy",
+      "ZfsSnapshot",
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// ZfsClone
+
+interface CloneInputs extends Owned {
+  snapshot: string;
+  dataset: string;
+  properties?: Record<string, string>;
+}
+
+interface CloneOutputs extends CloneInputs {
+  origin: string;
+  mountpoint: string;
+  createdAt: string;
+  used: number;
+  referenced: number;
+  adopted: boolean;
+}
+
+function cloneOutputs(inputs: CloneInputs, info: DatasetInfo, adopted: boolean, owner: string): CloneOutputs {
+  return {
+    ...inputs,
+    owner,
+    origin: info.origin ?? "",
+    mountpoint: info.mountpoint ?? "",
+    createdAt: new Date(info.creation * 1000).toISOString(),
+    used: info.used,
+    referenced: info.referenced,
+    adopted,
+  };
+}
+
+export const zfsCloneProvider: pulumi.dynamic.ResourceProvider = {
+  async check(_olds: CloneInputs, news: CloneInputs) {
+    const failures = [
+      ...checkConnection(news),
+      ...(isUnknown(news.snapshot) ? [] : failure("snapshot", () => validateSnapshot(news.snapshot, "snapshot"))),
+      ...(isUnknown(news.dataset) ? [] : failure("dataset", () => validateDataset(news.dataset, "dataset"))),
+      ...checkProperties(news.properties, false),
+    ];
+    if (!isUnknown(news.snapshot) && !isUnknown(news.dataset) && failures.length === 0) {
+      const src = String(news.snapshot).split("@")[0];
+      if (news.dataset === src || String(news.dataset).startsWith(src + "/")) {
+        failures.push({ property: "dataset", reason: `dataset: the clone ${news.dataset} must not be the source ${src} or inside it` });
+      }
+    }
+    return { inputs: news, failures };
+  },
+
+  async diff(_id: string, olds: CloneOutputs, news: CloneInputs) {
+    const replaces: string[] = [];
+    if (olds.snapshot !== news.snapshot) replaces.push("snapshot");
+    if (olds.dataset !== news.dataset) replaces.push("dataset");
+    if (hostIdentity(olds.connection) !== hostIdentity(news.connection)) replaces.push("connection");
+    const props = changedKeys(olds.properties, news.properties).length > 0;
+    const creds = JSON.stringify(olds.connection ?? null) !== JSON.stringify(news.connection ?? null);
+    return { changes: replaces.length > 0 || props || creds || !!olds.adopt !== !!news.adopt, replaces, deleteBeforeReplace: true };
+  },
+
+  async create(inputs: CloneInputs) {
+    const label = inputs.label ?? inputs.dataset;
+    return await withDriver(inputs.connection, async (z) => {
+      const existing = await z.get(inputs.dataset);
+      let adopted = false;
+      let owner = inputs.owner;
+      if (existing) {
+        ({ adopted, owner } = claim(label, "dataset", existing, inputs));
+        if (existing.origin !== inputs.snapshot && !adopted) {
+          throw new Error(`dataset ${inputs.dataset} exists but is a clone of ${existing.origin ?? "nothing"}, not of ${inputs.snapshot}`);
+        }
+      } else {
+        if (!(await z.exists(inputs.snapshot))) {
+          throw new Error(`snapshot ${inputs.snapshot} does not exist on ${z.host.description}; nothing was cloned`);
+        }
+        const started = Date.now();
+        await z.clone(inputs.snapshot, inputs.dataset, { [OWNER_PROPERTY]: inputs.owner, ...(inputs.properties ?? {}) });
+        progress(label, `cloned ${inputs.snapshot} to ${inputs.dataset} in ${Date.now() - started} ms`);
+      }
+      const info = await z.get(inputs.dataset);
+      if (!info) throw new Error(`clone ${inputs.dataset} vanished right after it was created`);
+      return { id: inputs.dataset, outs: cloneOutputs(inputs, info, adopted, owner) };
+    });
+  },
+
+  async read(id: string, props: CloneOutputs) {
+    return await withDriver(props.connection, async (z) => {
+      const info = await z.get(id);
+      if (!info) return { id: undefined as unknown as string, props: {} };
+      const properties = props.properties ? currentProperties(info, props.properties) : undefined;
+      return { id, props: cloneOutputs({ ...props, properties }, info, props.adopted, props.owner) };
+    });
+  },
+
+  async update(id: string, olds: CloneOutputs, news: CloneInputs) {
+    return await withDriver(news.connection, async (z) => {
+      if (!(await z.exists(id))) throw new Error(`clone ${id} no longer exists; run \`pulumi refresh\``);
+      await applyProperties(z, id, olds.properties, news.properties);
+      const info = await z.get(id);
+      return { outs: cloneOutputs(news, info!, olds.adopted && !!news.adopt, olds.owner) };
+    });
+  },
+
+  async delete(id: string, props: CloneOutputs) {
+    const label = props.label ?? id;
+    await withDriver(props.connection, async (z) => {
+      try {
+        const result = await z.destroy(id, props.adopted ? "" : props.owner);
+        if (result === "not-owned") progress(label, `left ${id} in place: it was not created by this stack`);
+        else if (result === "missing") progress(label, `${id} was already gone`);
+        else progress(label, `destroyed clone ${id}`);
+      } catch (e) {
+        throw new Error(`could not destroy clone ${id}: ${errorMessage(e)}`);
+      }
+    });
+  },
+};
+
+export interface ZfsCloneArgs {
+  /** Where `zfs` runs. Omit for this machine. Stored as a secret. */
+  connection?: pulumi.Input<ConnectionArgs>;
+  /** The snapshot to clone, `pool/ds@snap`. */
+  snapshot: pulumi.Input<string>;
+  /** The new dataset, e.g. `tank/rehearsal/pg13-clone`. Its parent must exist. */
+  dataset: pulumi.Input<string>;
+  /** Properties for the clone, e.g. `{ mountpoint: "/srv/clone" }`; changeable in place. */
+  properties?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /** Manage a dataset that already exists instead of failing; an adopted dataset is never destroyed. */
+  adopt?: pulumi.Input<boolean>;
+}
+
+/**
+ * A copy-on-write clone of a snapshot: takes milliseconds and no space, whatever the size.
+ *
+ * @example
+ * ```ts
+ * const clone = new ZfsClone("rehearsal", {
+ *   snapshot: snap.snapshot,
+ *   dataset: "tank/rehearsal",
+ *   properties: { mountpoint: "/srv/rehearsal" },
+ * });
+ * ```
+ */
+export class ZfsClone extends pulumi.dynamic.Resource {
+  declare readonly dataset: pulumi.Output<string>;
+  declare readonly snapshot: pulumi.Output<string>;
+  declare readonly origin: pulumi.Output<string>;
+  declare readonly mountpoint: pulumi.Output<string>;
+  declare readonly createdAt: pulumi.Output<string>;
+  declare readonly used: pulumi.Output<number>;
+  declare readonly referenced: pulumi.Output<number>;
+  declare readonly owner: pulumi.Output<string>;
+  declare readonly adopted: pulumi.Output<boolean>;
+
+  constructor(name: string, args: ZfsCloneArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      dynamicProvider("ZfsClone"),
+      name,
+      {
+        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        snapshot: args.snapshot,
+        dataset: args.dataset,
+        properties: args.properties,
+        adopt: args.adopt ?? false,
+        owner: ownerId("ZfsClone", name),
+        label: name,
+        origin: undefined,
+        mountpoint: undefined,
+        createdAt: undefined,
+        used: undefined,
+        referenced: undefined,
+        adopted: undefined,
+      },
+      { ...opts, additionalSecretOutputs: ["connection", ...(opts?.additionalSecretOutputs ?? [])] },
+      "understudy",
+      "ZfsClone",
+    );
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * pulumi-understudy: rehearse database upgrades on copy-on-write clones.
+ * The public API: resources and components. Drivers are exported for scripts and tests.
+ */
+export * as host from "./providers/host";
+export type { ConnectionArgs } from "./providers/host/connection";
+export { ZfsSnapshot, ZfsSnapshotArgs, ZfsClone, ZfsCloneArgs } from "./providers/zfs/resources";
+export { ZfsDriver, OWNER_PROPERTY } from "./providers/zfs/driver";
