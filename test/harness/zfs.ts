@@ -1,0 +1,65 @@
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+
+/** File-backed zfs-fuse pools for tests, created on demand and removable. */
+export const POOL_DIR = "/var/tmp/understudy-pools";
+
+export function sh(argv: string[], opts: { input?: string; allowFail?: boolean } = {}): string {
+  try {
+    return execFileSync(argv[0], argv.slice(1), { encoding: "utf8", input: opts.input, stdio: ["pipe", "pipe", "pipe"] });
+  } catch (e) {
+    if (opts.allowFail) return "";
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`${argv.join(" ")} failed: ${err.stderr ?? err.message}`);
+  }
+}
+
+export interface TestPool {
+  name: string;
+  mountpoint: string;
+  image: string;
+  destroy(): void;
+}
+
+/** A sparse-file pool `name` mounted at /srv/<name>. Recreated if left over from a crash. */
+export function createPool(name: string, sizeGb = 4): TestPool {
+  fs.mkdirSync(POOL_DIR, { recursive: true });
+  const image = `${POOL_DIR}/${name}.img`;
+  const mountpoint = `/srv/${name}`;
+  destroyPoolByName(name);
+  sh(["truncate", "-s", `${sizeGb}G`, image]);
+  sh(["zpool", "create", "-f", "-m", mountpoint, name, image]);
+  return { name, mountpoint, image, destroy: () => destroyPoolByName(name) };
+}
+
+export function destroyPoolByName(name: string): void {
+  const image = `${POOL_DIR}/${name}.img`;
+  if (sh(["zpool", "list", "-H", "-o", "name"], { allowFail: true }).split("\n").includes(name)) {
+    for (let i = 0; i < 10; i++) {
+      try {
+        sh(["zpool", "destroy", "-f", name]);
+        break;
+      } catch {
+        execFileSync("sleep", ["1"]);
+      }
+    }
+  }
+  fs.rmSync(image, { force: true });
+}
+
+/** sha256 over every file's path and content under a directory (sorted), for "unchanged" checks. */
+export function treeChecksum(dir: string): string {
+  const out = sh(["bash", "-c", 'cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum', "x", dir]);
+  return out.split(" ")[0];
+}
+
+/** Names of the snapshots of exactly this dataset. */
+export function snapshotsOf(dataset: string): string[] {
+  return sh(["zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r", "-d", "1", dataset], { allowFail: true })
+    .split("\n")
+    .filter((n) => n.startsWith(dataset + "@"));
+}
+
+export function datasetExists(name: string): boolean {
+  return sh(["zfs", "list", "-H", "-o", "name", "-t", "all", name], { allowFail: true }).trim() === name;
+}
