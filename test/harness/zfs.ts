@@ -63,3 +63,16 @@ export function snapshotsOf(dataset: string): string[] {
 export function datasetExists(name: string): boolean {
   return sh(["zfs", "list", "-H", "-o", "name", "-t", "all", name], { allowFail: true }).trim() === name;
 }
+
+/** `zfs destroy` done by hand (behind Pulumi's back), retrying zfs-fuse's transient "busy". */
+export function zfsDestroyByHand(name: string): void {
+  for (let i = 1; ; i++) {
+    try {
+      sh(["zfs", "destroy", name]);
+      return;
+    } catch (e) {
+      if (i >= 15 || !/busy/.test(String(e))) throw e;
+      execFileSync("sleep", ["1"]);
+    }
+  }
+}

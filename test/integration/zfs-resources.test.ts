@@ -1,0 +1,242 @@
+/**
+ * ZfsSnapshot / ZfsClone through the real Pulumi engine (CLI v3.248 on a local file
+ * backend) on a real zfs-fuse pool. The source dataset is checked before and after every
+ * test: same content checksum, same snapshot list.
+ */
+import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from "vitest";
+import * as fs from "node:fs";
+import { spawn, ChildProcess } from "node:child_process";
+import { createPool, datasetExists, sh, snapshotsOf, TestPool, treeChecksum, zfsDestroyByHand } from "../harness/zfs";
+import { collector, failureOf, fileBackend, fixtureProgram, openStack, TestBackend } from "../harness/pulumi";
+
+let pool: TestPool;
+let backend: TestBackend;
+let program: string;
+let SRC: string;
+let before: { sum: string; snaps: string[] };
+
+beforeAll(() => {
+  pool = createPool("uszfs", 2);
+  SRC = `${pool.name}/live`;
+  sh(["zfs", "create", SRC]);
+  sh(["dd", "if=/dev/urandom", `of=${pool.mountpoint}/live/data.bin`, "bs=1M", "count=8"]);
+  fs.writeFileSync(`${pool.mountpoint}/live/readme.txt`, "live data\n");
+  sh(["zfs", "create", `${pool.name}/rehearsal`]);
+  backend = fileBackend();
+  program = fixtureProgram("zfs-program");
+});
+
+afterAll(() => pool?.destroy());
+
+function sourceState() {
+  return { sum: treeChecksum(`${pool.mountpoint}/live`), snaps: snapshotsOf(SRC) };
+}
+
+beforeEach(() => {
+  before = sourceState();
+});
+
+afterEach(() => {
+  // Live is sacred: nothing any test did may change the source's content or snapshots.
+  expect(sourceState()).toEqual(before);
+});
+
+const snapAndClone = (tag: string) => [
+  { type: "ZfsSnapshot", name: `snap-${tag}`, args: { dataset: SRC, name: `understudy-${tag}`, properties: { "understudy:note": "a" } } },
+  {
+    type: "ZfsClone",
+    name: `clone-${tag}`,
+    args: { snapshot: { $ref: `snap-${tag}.snapshot` }, dataset: `${pool.name}/rehearsal/${tag}`, properties: { mountpoint: `/srv/${pool.name}/clones/${tag}` } },
+  },
+];
+
+describe("walking skeleton: up / preview / refresh / destroy", () => {
+  it("creates a snapshot and a clone, shows no change on preview, notices deletion on refresh, destroys only its own", async () => {
+    const stack = await openStack(program, "skeleton", backend, { resources: { value: JSON.stringify(snapAndClone("sk")) } });
+    const out = collector();
+    const up = await stack.up({ onOutput: out.onOutput });
+    expect(up.summary.result).toBe("succeeded");
+    expect(up.summary.resourceChanges?.create).toBe(3); // stack + snapshot + clone
+    expect(out.text()).toMatch(/snapshot uszfs\/live@understudy-sk taken in \d+ ms/);
+    expect(up.outputs["snap-sk"].value.snapshot).toBe(`${SRC}@understudy-sk`);
+    expect(up.outputs["clone-sk"].value.origin).toBe(`${SRC}@understudy-sk`);
+    expect(sh(["zfs", "get", "-H", "-o", "value", "understudy:owner", `${SRC}@understudy-sk`]).trim()).toBe("zfs-program/skeleton/ZfsSnapshot/snap-sk");
+    // The clone holds the source's data, and costs nothing.
+    expect(treeChecksum(`/srv/${pool.name}/clones/sk`)).toBe(before.sum);
+    expect(up.outputs["clone-sk"].value.used).toBeLessThan(1024 * 1024);
+
+    const preview = await stack.preview();
+    expect(preview.changeSummary).toEqual({ same: 3 });
+
+    // Drift: a managed property changed behind Pulumi's back is seen by refresh and put back by up.
+    sh(["zfs", "set", "understudy:note=changed", `${SRC}@understudy-sk`]);
+    await stack.refresh();
+    const drift = await stack.preview();
+    expect(drift.changeSummary.update).toBe(1);
+    await stack.up();
+    expect(sh(["zfs", "get", "-H", "-o", "value", "understudy:note", `${SRC}@understudy-sk`]).trim()).toBe("a");
+
+    // Deleted behind Pulumi's back: refresh drops it from state, up recreates it.
+    zfsDestroyByHand(`${pool.name}/rehearsal/sk`);
+    const refresh = await stack.refresh();
+    expect(refresh.summary.resourceChanges?.delete).toBe(1);
+    const again = await stack.up();
+    expect(again.summary.resourceChanges?.create).toBe(1);
+    expect(datasetExists(`${pool.name}/rehearsal/sk`)).toBe(true);
+
+    const destroy = await stack.destroy();
+    expect(destroy.summary.result).toBe("succeeded");
+    expect(datasetExists(`${pool.name}/rehearsal/sk`)).toBe(false);
+    expect(snapshotsOf(SRC)).toEqual(before.snaps);
+    await stack.workspace.removeStack("skeleton");
+  });
+});
+
+describe("bad input is refused before anything runs", () => {
+  const hostile: Array<[string, Record<string, unknown>, RegExp]> = [
+    ["shell metacharacters in a dataset", { dataset: "uszfs/x; rm -rf /", name: "s" }, /dataset: .* contains ";"/],
+    ["command substitution", { dataset: "uszfs/$(touch /tmp/pwned-understudy)", name: "s" }, /dataset: .* contains "\$"/],
+    ["command substitution in a snapshot name", { dataset: "uszfs/live", name: "$(reboot)" }, /name: .* contains "\$"/],
+    ["quotes", { dataset: "uszfs/live'\"", name: "s" }, /dataset: .* contains "'"/],
+    ["a newline", { dataset: "uszfs/live", name: "a\nb" }, /name: .* contains "\\n"/],
+    ["dot-dot", { dataset: "uszfs/../etc", name: "s" }, /dataset: .* "\.\." is not allowed/],
+    ["an over-long name", { dataset: "uszfs/" + "a".repeat(300), name: "s" }, /dataset: .* longer than 255/],
+    ["a path instead of a dataset", { dataset: "/srv/uszfs/live", name: "s" }, /dataset: .* no leading \//],
+  ];
+  for (const [what, args, expected] of hostile) {
+    it(`rejects ${what}`, async () => {
+      const stack = await openStack(program, "hostile", backend, {
+        resources: { value: JSON.stringify([{ type: "ZfsSnapshot", name: "bad", args }]) },
+      });
+      const message = await failureOf(() => stack.up());
+      expect(message).toMatch(expected);
+      expect(fs.existsSync("/tmp/pwned-understudy")).toBe(false);
+      expect(sh(["zfs", "list", "-H", "-o", "name", "-t", "all", "-r", pool.name]).split("\n").filter((n) => n.includes("@"))).toEqual(before.snaps);
+      const state = await stack.exportStack();
+      expect((state.deployment.resources ?? []).filter((r: { type: string }) => r.type.includes("understudy"))).toEqual([]);
+    });
+  }
+
+  it("names the missing dataset and creates nothing", async () => {
+    const stack = await openStack(program, "missing", backend, {
+      resources: { value: JSON.stringify([{ type: "ZfsSnapshot", name: "m", args: { dataset: `${pool.name}/nope`, name: "s" } }]) },
+    });
+    const message = await failureOf(() => stack.up());
+    expect(message).toMatch(/dataset uszfs\/nope does not exist on local/);
+  });
+
+  it("rejects a clone placed inside its own source", async () => {
+    const stack = await openStack(program, "inside", backend, {
+      resources: { value: JSON.stringify([{ type: "ZfsClone", name: "c", args: { snapshot: `${SRC}@x`, dataset: `${SRC}/c` } }]) },
+    });
+    expect(await failureOf(() => stack.up())).toMatch(/dataset: the clone uszfs\/live\/c must not be the source/);
+  });
+});
+
+describe("ownership", () => {
+  it("refuses a snapshot it did not create, adopts it on request, and never destroys an adopted one", async () => {
+    sh(["zfs", "snapshot", `${SRC}@by-hand`]);
+    before = sourceState();
+    const spec = (adopt: boolean) => [{ type: "ZfsSnapshot", name: "byhand", args: { dataset: SRC, name: "by-hand", adopt } }];
+    const stack = await openStack(program, "owner", backend, { resources: { value: JSON.stringify(spec(false)) } });
+    expect(await failureOf(() => stack.up())).toMatch(/snapshot uszfs\/live@by-hand already exists on local \(not created by Understudy\).*adopt: true/s);
+    await stack.setConfig("resources", { value: JSON.stringify(spec(true)) });
+    const up = await stack.up();
+    expect(up.outputs.byhand.value.adopted).toBe(true);
+    const out = collector();
+    await stack.destroy({ onOutput: out.onOutput });
+    expect(out.text()).toMatch(/left uszfs\/live@by-hand in place: it was not created by this stack/);
+    expect(snapshotsOf(SRC)).toContain(`${SRC}@by-hand`);
+    zfsDestroyByHand(`${SRC}@by-hand`);
+    before = sourceState();
+  });
+
+  it("refuses to destroy a snapshot that still has a clone made outside the stack, and names it", async () => {
+    const stack = await openStack(program, "foreign-clone", backend, {
+      resources: { value: JSON.stringify([{ type: "ZfsSnapshot", name: "fc", args: { dataset: SRC, name: "fc" } }]) },
+    });
+    await stack.up();
+    sh(["zfs", "clone", `${SRC}@fc`, `${pool.name}/rehearsal/someone-elses`]);
+    const message = await failureOf(() => stack.destroy());
+    expect(message).toMatch(/cannot destroy snapshot uszfs\/live@fc on local: it still has clones: uszfs\/rehearsal\/someone-elses/);
+    expect(message).toMatch(/left in place/);
+    expect(datasetExists(`${SRC}@fc`)).toBe(true);
+    zfsDestroyByHand(`${pool.name}/rehearsal/someone-elses`);
+    await stack.destroy();
+    expect(datasetExists(`${SRC}@fc`)).toBe(false);
+  });
+});
+
+describe("under load and in parallel", () => {
+  it("clones a dataset that a writer keeps writing to; the writer never stops", async () => {
+    const log = `${pool.mountpoint}/live/writer.log`;
+    const writer: ChildProcess = spawn("bash", ["-c", `i=0; while true; do echo "row $i" >> ${log}; i=$((i+1)); sleep 0.005; done`]);
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const stack = await openStack(program, "writer", backend, { resources: { value: JSON.stringify(snapAndClone("w")) } });
+      const linesBefore = fs.readFileSync(log, "utf8").split("\n").length;
+      const up = await stack.up();
+      expect(up.summary.result).toBe("succeeded");
+      const cloned = fs.readFileSync(`/srv/${pool.name}/clones/w/writer.log`, "utf8").split("\n");
+      const live = fs.readFileSync(log, "utf8").split("\n");
+      expect(cloned.length).toBeGreaterThanOrEqual(linesBefore - 1);
+      expect(live.length).toBeGreaterThan(cloned.length); // the writer went on after the snapshot
+      // The clone is a prefix of live: the snapshot is a point in time of the same file.
+      expect(live.slice(0, cloned.length - 1)).toEqual(cloned.slice(0, cloned.length - 1));
+      await stack.destroy();
+    } finally {
+      writer.kill("SIGKILL");
+      await new Promise((r) => setTimeout(r, 100));
+      fs.rmSync(log, { force: true });
+    }
+    before = sourceState();
+  });
+
+  it("two stacks clone the same source at the same time", async () => {
+    const a = await openStack(program, "par-a", backend, { resources: { value: JSON.stringify(snapAndClone("pa")) } });
+    const b = await openStack(program, "par-b", backend, { resources: { value: JSON.stringify(snapAndClone("pb")) } });
+    const [ua, ub] = await Promise.all([a.up(), b.up()]);
+    expect(ua.summary.result).toBe("succeeded");
+    expect(ub.summary.result).toBe("succeeded");
+    expect(treeChecksum(`/srv/${pool.name}/clones/pa`)).toBe(before.sum);
+    expect(treeChecksum(`/srv/${pool.name}/clones/pb`)).toBe(before.sum);
+    await Promise.all([a.destroy(), b.destroy()]);
+    expect(datasetExists(`${pool.name}/rehearsal/pa`) || datasetExists(`${pool.name}/rehearsal/pb`)).toBe(false);
+  });
+});
+
+describe("interrupted runs", () => {
+  it("an up interrupted with Ctrl-C completes when run again", async () => {
+    const stack = await openStack(program, "interrupt", backend, { resources: { value: JSON.stringify(snapAndClone("int")) } });
+    const abort = new AbortController();
+    const out = collector();
+    const first = stack.up({
+      signal: abort.signal,
+      onOutput: (s) => {
+        out.onOutput(s);
+        if (/taken in/.test(s)) abort.abort();
+      },
+    });
+    await first.catch(() => undefined);
+    const again = await stack.up();
+    expect(again.summary.result).toBe("succeeded");
+    expect(datasetExists(`${pool.name}/rehearsal/int`)).toBe(true);
+    await stack.destroy();
+    expect(snapshotsOf(SRC)).toEqual(before.snaps);
+  });
+
+  it("a snapshot and clone that exist on disk but were lost from state are taken over, not duplicated", async () => {
+    const stack = await openStack(program, "lost", backend, { resources: { value: JSON.stringify(snapAndClone("lost")) } });
+    await stack.up();
+    // As if the engine died between creating on disk and writing its checkpoint.
+    const state = await stack.exportStack();
+    state.deployment.resources = state.deployment.resources.filter((r: { type: string }) => !r.type.includes("understudy"));
+    await stack.importStack(state);
+    const out = collector();
+    const again = await stack.up({ onOutput: out.onOutput });
+    expect(again.summary.resourceChanges?.create).toBe(2);
+    expect(out.text()).toMatch(/already exists and is ours \(an interrupted run\?\): taking it over/);
+    await stack.destroy();
+    expect(datasetExists(`${pool.name}/rehearsal/lost`)).toBe(false);
+  });
+});
