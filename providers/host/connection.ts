@@ -21,45 +21,59 @@ export interface ConnectionArgs {
   /** Path to an ssh-agent socket (default `$SSH_AUTH_SOCK` when no key or password is given). */
   agentSocketPath?: string;
   /**
-   * Expected host public key, as in `known_hosts` (e.g. `ssh-ed25519 AAAA...`). When set,
-   * any other key is refused. Not in `@pulumi/command`; recommended for production.
+   * Expected host public key, `ssh-ed25519 AAAA...` (the content of the server's
+   * `/etc/ssh/ssh_host_ed25519_key.pub`; a trailing comment is ignored). When set, any
+   * other key is refused. Without it any host key is accepted, as in `@pulumi/command`:
+   * set it in production.
    */
   hostKey?: string;
   /** Dial attempts before giving up. Default 10; -1 means no limit. */
   dialErrorLimit?: number;
-  /** Seconds per dial attempt. Default 15. */
+  /** Seconds per dial attempt. Default 15; 0 means no limit. */
   perDialTimeout?: number;
   /** A bastion to go through first (same shape, without a further proxy). */
   proxy?: Omit<ConnectionArgs, "proxy">;
 }
 
+// `null` counts as absent (a value deleted from a stack config comes back as null).
+const opt = <T extends z.ZodTypeAny>(t: T) => t.nullish().transform((v) => v ?? undefined);
+
 const hostname = z
   .string()
   .min(1, "host is required")
   .max(253)
-  .regex(/^[A-Za-z0-9.:_\-\[\]%]+$/, "host must be a hostname or an IP address (letters, digits, . : - _ [ ])");
+  .regex(/^[A-Za-z0-9.:_\-\[\]%]+$/, "host must be a hostname or an IP address (letters, digits, . : - _ [ ])")
+  .refine((h) => !h.startsWith("-"), "host must not start with '-'");
 const user = z
   .string()
   .regex(/^[a-z_][a-z0-9_.-]*\$?$/i, "user must be a plain login name")
   .max(64);
+/** Key types ssh2 can verify; the base64 blob is checked when connecting. */
+const hostKey = z
+  .string()
+  .trim()
+  .regex(
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,2}( [^\r\n]*)?$/,
+    "hostKey must be one public key line like `ssh-ed25519 AAAA... [comment]` (ed25519, rsa or ecdsa)",
+  );
 
-const base = z.object({
+const fields = {
   host: hostname,
-  port: z.number().int().min(1).max(65535).optional(),
-  user: user.optional(),
-  password: z.string().optional(),
-  privateKey: z.string().optional(),
-  privateKeyPassword: z.string().optional(),
-  agentSocketPath: z.string().optional(),
-  hostKey: z
-    .string()
-    .regex(/^(ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+( .*)?$/, "hostKey must look like `ssh-ed25519 AAAA...`")
-    .optional(),
-  dialErrorLimit: z.number().int().min(-1).optional(),
-  perDialTimeout: z.number().int().min(1).optional(),
-});
+  port: opt(z.number().int().min(1).max(65535)),
+  user: opt(user),
+  password: opt(z.string()),
+  privateKey: opt(z.string()),
+  privateKeyPassword: opt(z.string()),
+  agentSocketPath: opt(z.string().min(1)),
+  hostKey: opt(hostKey),
+  dialErrorLimit: opt(z.number().int().min(-1)),
+  perDialTimeout: opt(z.number().int().min(0)),
+};
+// Unknown fields are refused: a misspelt `privatekey` would otherwise vanish silently and
+// surface later as an authentication failure.
+const base = z.object(fields).strict();
 
-export const connectionSchema = base.extend({ proxy: base.optional() });
+export const connectionSchema = z.object({ ...fields, proxy: opt(base) }).strict();
 
 /** A connection with defaults applied. */
 export interface ResolvedConnection extends Required<Pick<ConnectionArgs, "host" | "port" | "user" | "dialErrorLimit" | "perDialTimeout">> {
@@ -76,9 +90,14 @@ export function resolveConnection(conn: ConnectionArgs, field = "connection"): R
   const parsed = connectionSchema.safeParse(conn);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`${field}.${issue.path.join(".")}: ${issue.message}`);
+    const where = [field, ...issue.path].join(".");
+    if (issue.code === "unrecognized_keys") {
+      throw new Error(`${where}: unknown field(s) ${issue.keys.join(", ")} (known: ${Object.keys(fields).join(", ")}, proxy)`);
+    }
+    throw new Error(`${where}: ${issue.message}`);
   }
   const c = parsed.data;
+  // @pulumi/command's connectionArgsProvideDefaults, for the connection and its proxy.
   const fill = (x: z.infer<typeof base>): ResolvedConnection => ({
     host: x.host,
     port: x.port ?? 22,
@@ -110,7 +129,12 @@ export function applyRuntimeOverrides(c: ResolvedConnection, env: NodeJS.Process
   } else if (env.UNDERSTUDY_SSH_PRIVATE_KEY_FILE) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const fs = require("node:fs") as typeof import("node:fs");
-    out.privateKey = fs.readFileSync(env.UNDERSTUDY_SSH_PRIVATE_KEY_FILE, "utf8");
+    const file = env.UNDERSTUDY_SSH_PRIVATE_KEY_FILE;
+    try {
+      out.privateKey = fs.readFileSync(file, "utf8");
+    } catch (e) {
+      throw new Error(`UNDERSTUDY_SSH_PRIVATE_KEY_FILE=${file}: cannot read the key: ${(e as Error).message}`);
+    }
   }
   if (env.UNDERSTUDY_SSH_PASSWORD) out.password = env.UNDERSTUDY_SSH_PASSWORD;
   return out;
@@ -118,5 +142,6 @@ export function applyRuntimeOverrides(c: ResolvedConnection, env: NodeJS.Process
 
 /** `user@host:port`, never a secret. */
 export function describeConnection(c: Pick<ResolvedConnection, "user" | "host" | "port">): string {
-  return `${c.user}@${c.host}:${c.port}`;
+  const host = c.host.includes(":") && !c.host.startsWith("[") ? `[${c.host}]` : c.host; // IPv6
+  return `${c.user}@${host}:${c.port}`;
 }
