@@ -6,3 +6,6 @@ export * as host from "./providers/host";
 export type { ConnectionArgs } from "./providers/host/connection";
 export { ZfsSnapshot, ZfsSnapshotArgs, ZfsClone, ZfsCloneArgs } from "./providers/zfs/resources";
 export { ZfsDriver, OWNER_PROPERTY } from "./providers/zfs/driver";
+export { lookupSnapshot, lookupSnapshotOutput, LookupSnapshotArgs, LookupSnapshotResult } from "./providers/zfs/lookup";
+export { ZfsSnapshotSchedule } from "./providers/zfs/schedule-resource";
+export { SnapshotSchedule, SnapshotScheduleArgs } from "./components/snapshot-schedule";

@@ -7,6 +7,7 @@ import type * as pulumi from "@pulumi/pulumi";
 const registry: Record<string, () => pulumi.dynamic.ResourceProvider> = {
   ZfsSnapshot: () => require("./zfs/resources").zfsSnapshotProvider,
   ZfsClone: () => require("./zfs/resources").zfsCloneProvider,
+  ZfsSnapshotSchedule: () => require("./zfs/schedule-resource").zfsScheduleProvider,
 };
 
 export function registerProvider(kind: string, load: () => pulumi.dynamic.ResourceProvider): void {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts everything Understudy's demo and tests need, on a fresh Debian 12
 # machine (as root) or one that already has it. Idempotent: a second run takes seconds.
-#   - Debian packages: zfs-fuse, PostgreSQL 13 (bullseye) and 15, pgbouncer, openssh-server
+#   - Debian packages: zfs-fuse, PostgreSQL 13 (bullseye) and 15, pgbouncer, openssh-server, cron
 #   - the zfs-fuse daemon
 #   - the Pulumi CLI + Node.js language host, built from Go modules and cached
 #   - npm dependencies and the compiled package (dist/)
@@ -18,7 +18,7 @@ t0=$(date +%s)
 
 # --- Debian packages --------------------------------------------------------------------
 need=()
-for b in /usr/sbin/zfs-fuse /usr/lib/postgresql/13/bin/pg_ctl /usr/lib/postgresql/15/bin/pg_upgrade /usr/sbin/pgbouncer /usr/sbin/sshd; do
+for b in /usr/sbin/zfs-fuse /usr/lib/postgresql/13/bin/pg_ctl /usr/lib/postgresql/15/bin/pg_upgrade /usr/sbin/pgbouncer /usr/sbin/sshd /usr/sbin/cron; do
   [ -x "$b" ] || need+=("$b")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -37,7 +37,7 @@ SRC
     echo 'APT::Default-Release "bookworm";' > /etc/apt/apt.conf.d/99understudy-default-release
   fi
   apt-get update -qq >&2 || die "apt-get update failed: check the Debian mirror in /etc/apt/sources.list.d/"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zfs-fuse postgresql-13 postgresql-15 pgbouncer openssh-server >&2 \
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zfs-fuse postgresql-13 postgresql-15 pgbouncer openssh-server cron >&2 \
     || die "apt-get install failed (see above)"
 fi
 # The packages create and start 'main' clusters and a pgbouncer service we do not use.
@@ -64,6 +64,12 @@ if ! pgrep -x zfs-fuse >/dev/null; then
     zpool import -d /var/tmp/understudy-pools -a >&2 2>/dev/null || true
     break
   done
+fi
+
+# --- cron (SnapshotSchedule installs /etc/cron.d entries) -------------------------------
+if ! pgrep -x cron >/dev/null; then
+  say "starting cron"
+  /usr/sbin/cron >&2 || die "cron did not start"
 fi
 
 # --- Pulumi CLI -------------------------------------------------------------------------
