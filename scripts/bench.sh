@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `npm run bench -- [clone|rehearsal|all]`: benchmarks in bench/, each prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(bash scripts/setup.sh)"
+what=${1:-all}
+run() { npx --no-install ts-node --transpile-only "bench/$1.ts"; }
+case "$what" in
+  clone) run clone-vs-size ;;
+  rehearsal) run rehearsal-vs-script ;;
+  all) run clone-vs-size; run rehearsal-vs-script ;;
+  *) echo "usage: npm run bench -- [clone|rehearsal|all]" >&2; exit 2 ;;
+esac
