@@ -34,9 +34,20 @@ if awk -F: '$1 == "root" && $2 ~ /^!/ { found = 1 } END { exit !found }' /etc/sh
 fi
 
 mkdir -p "$dir"
-# StrictModes (on by default) makes sshd ignore authorized_keys unless the file and every
-# directory above it are owned by root and not writable by group or others.
 chmod 700 "$dir"
+# StrictModes (on by default) makes sshd ignore authorized_keys unless the file and every
+# directory above it (up to root's home directory, or /) are owned by root and not
+# writable by group or others. Say so now rather than as a refused key later.
+root_home=$(getent passwd root | cut -d: -f6)
+d=$dir
+while :; do
+  read -r owner mode < <(stat -c '%u %a' "$d")
+  if [ "$owner" != 0 ] || (( 8#$mode & 8#022 )); then
+    die "$d (owner uid $owner, mode $mode) must be owned by root and not group/world-writable for sshd's StrictModes to accept $dir/authorized_keys; fix it or use a HOME whose .cache is private"
+  fi
+  { [ "$d" = "$root_home" ] || [ "$d" = / ]; } && break
+  d=$(dirname "$d")
+done
 cd "$dir"
 
 # Two concurrent runs (e.g. two test sessions) must not both start an sshd.
@@ -104,11 +115,13 @@ if listening; then
     say "configuration changed: reloading sshd (pid $pid)"
     err=$("$sshd" -t -f "$dir/sshd_config" 2>&1) || die "sshd rejects $dir/sshd_config: $err"
     kill -HUP "$pid"
-    sleep 0.3 # sshd re-executes itself on SIGHUP
+    sleep 0.3 # sshd closes its socket and re-executes itself on SIGHUP
+    for _ in $(seq 1 50); do listening && break; sleep 0.1; done
   fi
 else
   say "starting $sshd on $addr:$port"
   err=$("$sshd" -t -f "$dir/sshd_config" 2>&1) || die "sshd rejects $dir/sshd_config: $err"
+  [ -f sshd.log ] && mv -f sshd.log sshd.log.old # one daemon's log per file (sshd -E appends)
   # sshd daemonizes (its stdio goes to /dev/null), so it never holds the caller's pipes.
   "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log" >&2 || die "sshd did not start; see $dir/sshd.log"
   for _ in $(seq 1 50); do listening && break; sleep 0.1; done
@@ -121,13 +134,21 @@ if ! out=$(ssh -i "$dir/id_ed25519" -p "$port" \
   -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=5 \
   -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$dir/known_hosts" -o GlobalKnownHostsFile=/dev/null \
   -o LogLevel=ERROR root@"$addr" true 2>&1 </dev/null); then
-  holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:.*' | head -1 || true)
-  die "cannot log in with $dir/id_ed25519 to root@$addr:$port: ${out:-no message}
-  listener: ${holder:-unknown}
-  sshd log: $dir/sshd.log (last lines below)
-$(tail -n 5 "$dir/sshd.log" 2>/dev/null | sed 's/^/    /')
-  If another program holds port $port, stop it; if it is an sshd from an older setup, stop it
-  (kill \$(cat $dir/sshd.pid)) and run scripts/setup-sshd.sh again. For a clean start:
-  kill \$(cat $dir/sshd.pid); rm -rf $dir; bash scripts/setup-sshd.sh"
+  why=$(printf '%s\n' "$out" | grep -v '^[@ ]*$' | tail -n 3 | sed 's/^/    /')
+  holder=$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
+  if our_pid; then
+    die "sshd (pid $(cat sshd.pid), config $dir/sshd_config) runs but root cannot log in with $dir/id_ed25519:
+$why
+  See $dir/sshd.log. For a clean start: kill $(cat sshd.pid); rm -rf $dir; bash scripts/setup-sshd.sh"
+  elif [ -n "$holder" ]; then
+    die "port $addr:$port is held by another process, not by the sshd of this setup:
+    pid $holder: $(tr '\0' ' ' <"/proc/$holder/cmdline" 2>/dev/null)
+$why
+  Stop it (if it is an sshd left by an older setup: kill $holder) and run scripts/setup-sshd.sh again."
+  else
+    die "cannot log in with $dir/id_ed25519 to root@$addr:$port:
+$why
+  See $dir/sshd.log, then run scripts/setup-sshd.sh again."
+  fi
 fi
 say "sshd ready on $addr:$port (key $dir/id_ed25519)"
