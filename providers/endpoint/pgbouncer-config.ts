@@ -89,7 +89,7 @@ const IPV6 = /^[0-9A-Fa-f:.]+$/;
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
 function isIp(v: string): boolean {
-  return IPV4.test(v) || (v.includes(":") && IPV6.test(v) && v.length <= 45);
+  return IPV4.test(v) || ((v.match(/:/g) ?? []).length >= 2 && IPV6.test(v) && v.length <= 45);
 }
 
 /** A host name, an IPv4 or IPv6 address. */
