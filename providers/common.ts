@@ -43,3 +43,8 @@ export function hostIdentity(c: ConnectionArgs | undefined | null): string {
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/** Outputs as the engine can store them: nested `undefined` values dropped (protobuf Structs reject them). */
+export function plain<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}

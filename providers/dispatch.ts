@@ -8,6 +8,8 @@ const registry: Record<string, () => pulumi.dynamic.ResourceProvider> = {
   ZfsSnapshot: () => require("./zfs/resources").zfsSnapshotProvider,
   ZfsClone: () => require("./zfs/resources").zfsCloneProvider,
   ZfsSnapshotSchedule: () => require("./zfs/schedule-resource").zfsScheduleProvider,
+  RehearsalStep: () => require("./rehearsal/step").rehearsalStepProvider,
+  PostgresServer: () => require("./postgres/server-resource").postgresServerProvider,
 };
 
 export function registerProvider(kind: string, load: () => pulumi.dynamic.ResourceProvider): void {

@@ -1,0 +1,38 @@
+/**
+ * The ready-made program: the stack configuration declares a rehearsal (see config.ts and
+ * Pulumi.demo.yaml). `pulumi up` rehearses, `pulumi destroy` discards the clone.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { parseConfig } from "./config";
+import { UpgradeRehearsal } from "./components/upgrade-rehearsal";
+
+const NS = "understudy";
+const cfg = new pulumi.Config(NS);
+const keys = ["host", "source", "snapshot", "clone", "to", "toBinDir", "postgres", "mode", "steps", "checks", "reportDir", "promote", "endpoint"];
+const raw: Record<string, unknown> = {};
+for (const k of keys) {
+  const v = cfg.getObject<unknown>(k);
+  if (v !== undefined) raw[k] = v;
+}
+// Validated in full before anything is declared; the host connection is then passed on as a secret.
+const conf = parseConfig(raw);
+
+const rehearsal = new UpgradeRehearsal(pulumi.getStack(), {
+  connection: conf.host ? pulumi.secret(conf.host) : undefined,
+  source: conf.source,
+  snapshot: conf.snapshot,
+  clone: conf.clone,
+  to: conf.to,
+  toBinDir: conf.toBinDir,
+  postgres: conf.postgres,
+  mode: conf.mode,
+  steps: conf.steps,
+  checks: conf.checks,
+  reportDir: conf.reportDir,
+});
+
+export const report = rehearsal.report;
+export const reportMarkdown = rehearsal.reportMarkdown;
+export const reportFiles = rehearsal.reportFiles;
+export const clone = { dataset: rehearsal.clone.dataset, snapshot: rehearsal.clone.snapshot, mountpoint: rehearsal.clone.mountpoint };
+export const upgraded = { port: rehearsal.port, socketDir: rehearsal.socketDir, connectionString: rehearsal.connectionString };

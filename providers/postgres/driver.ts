@@ -1,0 +1,1307 @@
+/**
+ * PostgreSQL on a data directory, on any {@link Host} (local or SSH): version -> bin
+ * directory resolution, initdb, start / wait / stop / status, pg_controldata, crash
+ * recovery of a crash-consistent clone, pg_upgrade (check, then link / clone / copy),
+ * post-upgrade steps, and SQL through `pg`.
+ *
+ * Rules kept by every method:
+ * - Every input is validated before any command runs (see ./validate.ts); then the host is
+ *   checked (binaries installed, port free, data directory holds the expected major);
+ *   only then does anything act.
+ * - Commands are argv arrays run as the PostgreSQL OS user (`postgres` by default) with
+ *   `LC_ALL=C`, so that output can be parsed.
+ * - The only thing this driver ever does to a *source* database is {@link checkpoint}.
+ *   Everything else that starts, stops or writes is meant for clones; the callers
+ *   (components) decide which data directory is which.
+ * - Servers started on clones are isolated from the source they were copied from:
+ *   archiving off, no external pid file, logging to our own log file, no synchronous
+ *   standbys, no primary_conninfo/restore/cleanup commands (see {@link isolationSettings}).
+ *
+ * No Pulumi here: this module is used by dynamic providers, scripts and tests alike.
+ */
+import type { QueryResultRow } from "pg";
+import type { Host, RunOptions, RunResult } from "../host/types";
+import { HostCommandError, tail } from "../host/types";
+import { PgUpgradeError, PostgresError, PostgresInputError } from "./errors";
+import {
+  ControlData,
+  lastLogLine,
+  parseControlData,
+  parseBusyPorts,
+  parsePgCtlStatusPid,
+  parsePgUpgradeFailure,
+  parsePsqlRows,
+  parseRecoveryLog,
+  parseServerVersion,
+  RecoveryLog,
+} from "./parse";
+import { PgConnection, queryRows, withClient } from "./sql";
+import {
+  parentDir,
+  validateDataDir,
+  validateEncoding,
+  validateListen,
+  validateLocale,
+  validateName,
+  validateOsUser,
+  validatePath,
+  validatePort,
+  validateSettingName,
+  validateSettingValue,
+  validateSocketDir,
+  validateTimeout,
+  validateVersion,
+} from "./validate";
+
+export type PgBinary =
+  | "pg_ctl"
+  | "postgres"
+  | "initdb"
+  | "pg_controldata"
+  | "pg_upgrade"
+  | "pg_isready"
+  | "psql"
+  | "vacuumdb"
+  | "pgbench";
+
+/** A major version, optionally with its own bin directory. `field` names it in errors. */
+export interface PgInstallSpec {
+  version: number | string;
+  /** Default: the Debian layout `/usr/lib/postgresql/<major>/bin`. */
+  binDir?: string;
+  /** Prefix of error messages, e.g. `postgres` -> `postgres.version: ...`. */
+  field?: string;
+}
+
+export type PgVersionArg = number | string | PgInstallSpec;
+
+/** A resolved installation: checked on the host. */
+export interface PgInstall {
+  major: number;
+  binDir: string;
+  /** As printed by `postgres --version`, e.g. `13.16`. */
+  fullVersion: string;
+}
+
+export interface PostgresDriverOptions {
+  /** The OS user that owns data directories and runs servers. Default `postgres`. */
+  osUser?: string;
+  /** The bootstrap superuser (role with OID 10) used by psql, pg_upgrade and vacuumdb. Default: `osUser`. */
+  superuser?: string;
+}
+
+export type AuthMethod = "peer" | "trust" | "md5" | "scram-sha-256" | "reject";
+
+export interface InitdbOptions {
+  /** Default true. */
+  dataChecksums?: boolean;
+  /** Default `C.UTF-8`. */
+  locale?: string;
+  lcCollate?: string;
+  lcCtype?: string;
+  /** Default `UTF8`. */
+  encoding?: string;
+  /** PostgreSQL 15+: `icu` with `icuLocale`; 17+: `builtin` with `icuLocale` as the builtin locale. */
+  localeProvider?: "libc" | "icu" | "builtin";
+  icuLocale?: string;
+  /** Default: the driver's superuser. */
+  superuser?: string;
+  /** pg_hba.conf method for local (socket) connections. Default `peer`. */
+  authLocal?: AuthMethod;
+  /** pg_hba.conf method for TCP connections. Default `scram-sha-256`. */
+  authHost?: AuthMethod;
+  /** WAL segment size in MB (a power of two, 1..1024). Default: initdb's (16). */
+  walSegmentMb?: number;
+  timeoutMs?: number;
+}
+
+export interface StartOptions {
+  port: number;
+  /** Where the unix socket goes; created (0700, owned by the OS user) when missing. */
+  socketDir: string;
+  /** `listen_addresses`: `""` (socket only, the default), `127.0.0.1`, ... */
+  listen?: string;
+  /** Default `<dataDir>/understudy-server.log`. */
+  logFile?: string;
+  /** Extra `-c name=value` settings (validated strictly: pg_ctl passes them through a shell). */
+  settings?: Record<string, string | number | boolean>;
+  /** Apply {@link isolationSettings} (default true: a clone must not act on its source's archive, standbys or pid files). */
+  isolate?: boolean;
+  /** Wait until the server accepts connections (default true). */
+  wait?: boolean;
+  /** For the wait. Default 10 minutes. */
+  timeoutMs?: number;
+  onProgress?: (message: string) => void;
+}
+
+/** A server started by {@link PostgresDriver.start}. */
+export interface PgServer {
+  host: string;
+  dataDir: string;
+  version: number;
+  binDir: string;
+  port: number;
+  socketDir: string;
+  listen: string;
+  logFile: string;
+  /** Milliseconds from `pg_ctl start` until ready (when waited). */
+  readyMs?: number;
+}
+
+export interface WaitOptions {
+  /** Default 10 minutes. */
+  timeoutMs?: number;
+  onProgress?: (message: string) => void;
+  /** How often progress is reported (default 5 s). */
+  progressEveryMs?: number;
+}
+
+export interface ServerStatus {
+  running: boolean;
+  pid?: number;
+  /** The PID's working directory is this data directory (checked through /proc). */
+  verified?: boolean;
+  /** postmaster.pid names a live process that is NOT this directory's server (a copy from the source). */
+  stalePid?: number;
+}
+
+export interface StopResult {
+  wasRunning: boolean;
+  durationMs: number;
+  /** `Database cluster state` after the stop (undefined when pg_control is unreadable, e.g. after --link). */
+  state?: string;
+}
+
+/** What a new cluster must match for pg_upgrade: read from the old cluster. */
+export interface ClusterSettings {
+  encoding: string;
+  lcCollate: string;
+  lcCtype: string;
+  localeProvider: "libc" | "icu" | "builtin";
+  icuLocale?: string;
+  dataChecksums: boolean;
+  walSegmentBytes: number;
+  /** Name of the bootstrap superuser (OID 10). */
+  superuser: string;
+}
+
+export interface RecoveryResult {
+  dataDir: string;
+  /** Start of the old version until it accepted connections: the crash recovery. */
+  recoveryMs: number;
+  stopMs: number;
+  durationMs: number;
+  /** State before (e.g. `in production`) and after (`shut down`). */
+  stateBefore: string;
+  stateAfter: string;
+  /** The postmaster.pid copied from the source that was removed (only from this clone). */
+  removedStalePid?: { pid: number; dataDir?: string };
+  log: RecoveryLog;
+  settings: ClusterSettings;
+  control: ControlData;
+}
+
+export type UpgradeMode = "link" | "clone" | "copy";
+
+export interface UpgradeOptions {
+  /** Default `link` (the new data directory must be on the same filesystem as the old). */
+  mode?: UpgradeMode;
+  /** Temporary ports pg_upgrade starts the old and new servers on (defaults 50432 / 50433). */
+  oldPort?: number;
+  newPort?: number;
+  /** Private socket directory for pg_upgrade's servers. Default: a fresh `mktemp -d` under /tmp. */
+  socketDir?: string;
+  /** pg_upgrade's working directory (update_extensions.sql, delete_old_cluster.sh). Default `<newDataDir>-pg_upgrade`. */
+  workDir?: string;
+  /** To initdb the new cluster when it does not exist yet; read from the old cluster when absent. */
+  settings?: ClusterSettings;
+  /** `pg_upgrade --jobs`. */
+  jobs?: number;
+  /** Copy pg_hba.conf and pg_ident.conf from the old data directory to the new (default true; upgrade only). */
+  copyHbaConf?: boolean;
+  /** Default 6 hours. */
+  timeoutMs?: number;
+  onProgress?: (message: string) => void;
+}
+
+export interface UpgradeCheckResult {
+  ok: true;
+  durationMs: number;
+  output: string;
+  /** True when the new cluster was initdb'ed by this call. */
+  initializedNew: boolean;
+}
+
+export interface UpgradeResult {
+  mode: UpgradeMode;
+  /** pg_upgrade's own run time. */
+  durationMs: number;
+  output: string;
+  workDir: string;
+  /** `update_extensions.sql` when pg_upgrade wrote one: pass it to {@link PostgresDriver.postUpgrade}. */
+  updateExtensionsSql?: string;
+  initializedNew: boolean;
+  /** After `link`, the old cluster cannot be started any more (pg_control renamed to pg_control.old). */
+  oldClusterUsable: boolean;
+  copiedConfig: string[];
+}
+
+export interface PostUpgradeOptions {
+  /** A running server on the new data directory (peer/trust auth for the OS user). */
+  server?: { port: number; socketDir: string };
+  /** Without `server`: start one privately on this port, run, stop cleanly. */
+  tempPort?: number;
+  updateExtensionsSql?: string;
+  /** Default `in-stages`. */
+  analyze?: "in-stages" | "full" | "none";
+  jobs?: number;
+  timeoutMs?: number;
+  onProgress?: (message: string) => void;
+}
+
+export interface PostUpgradeResult {
+  extensionsUpdated: boolean;
+  extensionsMs: number;
+  analyzeMs: number;
+  durationMs: number;
+}
+
+const BIN_ORDER: PgBinary[] = ["pg_ctl", "postgres", "initdb", "pg_controldata", "pg_upgrade", "pg_isready", "psql", "vacuumdb", "pgbench"];
+const SHORT = 60_000;
+const DEFAULT_WAIT = 10 * 60_000;
+const DEFAULT_UPGRADE_TIMEOUT = 6 * 3600_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Settings that keep a server on a clone away from everything its source uses. Values are
+ * constants (no input), so they are safe inside pg_ctl's shell string.
+ */
+export function isolationSettings(major: number): Array<[string, string]> {
+  const s: Array<[string, string]> = [
+    ["archive_mode", "off"], // never push WAL into the source's archive
+    ["external_pid_file", ""], // Debian configs point this at the source's pid file
+    ["logging_collector", "off"], // logs go to our -l file, not the source's log_directory
+    ["log_destination", "stderr"],
+    ["synchronous_standby_names", ""], // writes would wait for the source's standbys
+  ];
+  if (major <= 14) s.push(["stats_temp_directory", "pg_stat_tmp"]); // Debian: /var/run/postgresql/<v>-main.pg_stat_tmp
+  if (major >= 12) {
+    s.push(["primary_conninfo", ""], ["primary_slot_name", ""], ["archive_cleanup_command", ""], ["recovery_end_command", ""]);
+  }
+  return s;
+}
+
+/** `-c name='value' ...` for pg_ctl -o / pg_upgrade -o: values are validated, then single-quoted. */
+export function optionString(settings: Array<[string, string]>): string {
+  return settings
+    .map(([k, v]) => {
+      validateSettingName(k);
+      validateSettingValue(k, v);
+      return `-c ${k}='${v}'`;
+    })
+    .join(" ");
+}
+
+function specOf(v: PgVersionArg | PgInstall, defaultField: string): { major: number; binDir: string; field: string; custom: boolean } {
+  const spec: PgInstallSpec = isInstall(v) ? { version: v.major, binDir: v.binDir } : typeof v === "object" && v !== null ? v : { version: v };
+  const field = spec.field ?? defaultField;
+  const major = validateVersion(spec.version, `${field}.version`);
+  if (spec.binDir !== undefined) {
+    const binDir = validatePath(spec.binDir, `${field}.binDir`, "bin directory").replace(/\/$/, "");
+    return { major, binDir, field, custom: binDir !== `/usr/lib/postgresql/${major}/bin` };
+  }
+  return { major, binDir: `/usr/lib/postgresql/${major}/bin`, field, custom: false };
+}
+
+function validateMode(mode: unknown, field = "mode"): UpgradeMode {
+  if (mode === "link" || mode === "clone" || mode === "copy") return mode;
+  throw new PostgresInputError(field, `${JSON.stringify(mode)} is not one of link, clone, copy`);
+}
+
+function validateJobs(v: unknown, field = "jobs"): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 256) throw new PostgresInputError(field, `${JSON.stringify(v)} is not a job count in 1..256`);
+  return v;
+}
+
+function validateAuth(v: unknown, field: string): AuthMethod {
+  if (v === "peer" || v === "trust" || v === "md5" || v === "scram-sha-256" || v === "reject") return v;
+  throw new PostgresInputError(field, `${JSON.stringify(v)} is not one of peer, trust, md5, scram-sha-256, reject`);
+}
+
+function validateSettings(settings: unknown, field: string): ClusterSettings {
+  if (!settings || typeof settings !== "object") throw new PostgresInputError(field, "must be the object returned by recoverCrashConsistent / inspectCluster");
+  const s = settings as ClusterSettings;
+  validateEncoding(s.encoding, `${field}.encoding`);
+  validateLocale(s.lcCollate, `${field}.lcCollate`);
+  validateLocale(s.lcCtype, `${field}.lcCtype`);
+  if (!["libc", "icu", "builtin"].includes(s.localeProvider)) throw new PostgresInputError(`${field}.localeProvider`, `${JSON.stringify(s.localeProvider)} is not libc, icu or builtin`);
+  if (s.icuLocale !== undefined) validateLocale(s.icuLocale, `${field}.icuLocale`);
+  if (typeof s.dataChecksums !== "boolean") throw new PostgresInputError(`${field}.dataChecksums`, "must be a boolean");
+  if (!Number.isInteger(s.walSegmentBytes) || s.walSegmentBytes < 1 << 20 || s.walSegmentBytes > 1 << 30) {
+    throw new PostgresInputError(`${field}.walSegmentBytes`, `${JSON.stringify(s.walSegmentBytes)} is not a WAL segment size`);
+  }
+  validateName(s.superuser, `${field}.superuser`, "role name");
+  return s;
+}
+
+/**
+ * Typed PostgreSQL operations on one host. Cheap to construct; holds only the host, the
+ * OS user and a cache of checked installations.
+ */
+export class PostgresDriver {
+  readonly osUser: string;
+  readonly superuser: string;
+  private readonly installs = new Map<string, Promise<PgInstall>>();
+
+  constructor(
+    readonly host: Host,
+    opts: PostgresDriverOptions = {},
+  ) {
+    this.osUser = validateOsUser(opts.osUser ?? "postgres", "postgres.osUser");
+    this.superuser = validateName(opts.superuser ?? this.osUser, "postgres.superuser", "role name");
+  }
+
+  // ---------------------------------------------------------------- installations
+
+  /**
+   * Resolve a version to its bin directory and check, on the host, that the directory
+   * and `need`ed binaries exist and that `postgres --version` reports that major.
+   */
+  async resolveInstall(version: PgVersionArg | PgInstall, need: readonly PgBinary[] = ["pg_ctl", "postgres"], defaultField = "postgres"): Promise<PgInstall> {
+    const spec = specOf(version, defaultField);
+    const bins = [...new Set<PgBinary>(["postgres", ...need])].sort((a, b) => BIN_ORDER.indexOf(a) - BIN_ORDER.indexOf(b));
+    const key = `${spec.binDir}|${spec.major}|${bins.join(",")}|${spec.field}`;
+    let p = this.installs.get(key);
+    if (!p) {
+      p = this.checkInstall(spec, bins);
+      this.installs.set(key, p);
+      p.catch(() => this.installs.delete(key));
+    }
+    return await p;
+  }
+
+  private async checkInstall(spec: { major: number; binDir: string; field: string; custom: boolean }, bins: PgBinary[]): Promise<PgInstall> {
+    const h = this.host.description;
+    const paths = [spec.binDir, ...bins.map((b) => `${spec.binDir}/${b}`)];
+    let out: RunResult;
+    try {
+      out = await this.host.run(["stat", "-L", "-c", "%F|%a|%n", "--", ...paths], { okExitCodes: [0, 1], timeoutMs: SHORT });
+    } catch (e) {
+      throw new PostgresError({ step: "check installation", host: h, message: `could not inspect ${spec.binDir}: ${(e as Error).message}`, leftBehind: "nothing" });
+    }
+    const found = new Map<string, { type: string; mode: number }>();
+    for (const line of out.stdout.split("\n")) {
+      const [type, mode, ...name] = line.split("|");
+      if (type && mode && name.length) found.set(name.join("|"), { type, mode: parseInt(mode, 8) });
+    }
+    const hint = `(apt-get install postgresql-${spec.major}, or set binDir)`;
+    const dir = found.get(spec.binDir);
+    if (!dir || dir.type !== "directory") {
+      if (spec.custom) throw new PostgresInputError(`${spec.field}.binDir`, `${spec.binDir} does not exist on ${h}`);
+      throw new PostgresInputError(`${spec.field}.version`, `${spec.major} is not installed on ${h}: ${spec.binDir}/${bins[0]} not found ${hint}`);
+    }
+    const missing = bins.filter((b) => {
+      const f = found.get(`${spec.binDir}/${b}`);
+      return !f || f.type !== "regular file" || (f.mode & 0o111) === 0;
+    });
+    if (missing.length) {
+      const field = spec.custom ? `${spec.field}.binDir` : `${spec.field}.version`;
+      throw new PostgresInputError(
+        field,
+        `${spec.major}: ${missing.map((b) => `${spec.binDir}/${b}`).join(", ")} not found or not executable on ${h} ${hint}`,
+      );
+    }
+    let v: RunResult;
+    try {
+      v = await this.host.run([`${spec.binDir}/postgres`, "--version"], { timeoutMs: SHORT });
+    } catch (e) {
+      throw new PostgresError({ step: "check installation", host: h, message: `${spec.binDir}/postgres --version failed: ${(e as Error).message}`, leftBehind: "nothing" });
+    }
+    const parsed = parseServerVersion(v.stdout);
+    if (!parsed || parsed.major !== spec.major) {
+      throw new PostgresInputError(
+        spec.custom ? `${spec.field}.binDir` : `${spec.field}.version`,
+        `${spec.binDir} on ${h} holds ${parsed ? `PostgreSQL ${parsed.full}` : `an unknown version (${v.stdout.trim()})`}, not ${spec.major}`,
+      );
+    }
+    return { major: spec.major, binDir: spec.binDir, fullVersion: parsed.full };
+  }
+
+  // ---------------------------------------------------------------- low-level helpers
+
+  /** Run a PostgreSQL binary as the OS user with LC_ALL=C; failures become PostgresError. */
+  private async pg(
+    inst: PgInstall,
+    bin: PgBinary,
+    args: string[],
+    o: { step: string; dataDir?: string; leftBehind?: string; timeoutMs?: number; okExitCodes?: number[]; input?: string; cwd?: string; redact?: string[] },
+  ): Promise<RunResult> {
+    const argv = ["env", "LC_ALL=C", `${inst.binDir}/${bin}`, ...args];
+    try {
+      return await this.host.runAs(this.osUser, argv, {
+        timeoutMs: o.timeoutMs ?? SHORT,
+        okExitCodes: o.okExitCodes,
+        input: o.input,
+        cwd: o.cwd ?? "/",
+        redact: o.redact,
+      });
+    } catch (e) {
+      throw this.commandError(e, o.step, bin, o.dataDir, o.leftBehind);
+    }
+  }
+
+  private commandError(e: unknown, step: string, what: string, dataDir?: string, leftBehind?: string): Error {
+    if (!(e instanceof HostCommandError)) return e as Error;
+    const why = e.timedOut ? "timed out" : e.exitCode === null ? "could not start" : `exited with code ${e.exitCode}`;
+    return new PostgresError({
+      step,
+      host: this.host.description,
+      dataDir,
+      message: `${what} ${why}`,
+      detail: tail(e.stderr) || tail(e.stdout) || e.message,
+      leftBehind,
+      cause: e,
+    });
+  }
+
+  /** Run a plain command as the OS user (no LC_ALL), for file operations. */
+  private async asUser(argv: string[], o: RunOptions & { step: string; dataDir?: string } ): Promise<RunResult> {
+    try {
+      return await this.host.runAs(this.osUser, argv, { timeoutMs: SHORT, cwd: "/", ...o });
+    } catch (e) {
+      throw this.commandError(e, o.step, argv[0], o.dataDir, "nothing");
+    }
+  }
+
+  /** The last `bytes` of a file the OS user can read ("" when missing). */
+  private async readTail(path: string, bytes = 4000): Promise<string> {
+    try {
+      const r = await this.host.runAs(this.osUser, ["tail", "-c", String(bytes), "--", path], { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" });
+      return r.exitCode === 0 ? r.stdout : "";
+    } catch {
+      return "";
+    }
+  }
+
+  private async exists(path: string, test: "-e" | "-d" | "-f" = "-e"): Promise<boolean> {
+    const r = await this.host.runAs(this.osUser, ["test", test, path], { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" });
+    return r.exitCode === 0;
+  }
+
+  /** Create a directory owned by the OS user with `mode` when it is missing; check it is writable. */
+  async ensureDir(path: string, mode = "0700", field = "directory"): Promise<void> {
+    validatePath(path, field, "directory");
+    if (!/^0?[0-7]{3}$/.test(mode)) throw new PostgresInputError("mode", `${JSON.stringify(mode)} is not an octal mode`);
+    if (!(await this.exists(path, "-d"))) {
+      try {
+        await this.host.runAs(this.osUser, ["mkdir", "-p", "-m", mode, "--", path], { timeoutMs: SHORT, cwd: "/" });
+      } catch {
+        // The parent is not writable by the OS user: create it as the login user (root).
+        try {
+          await this.host.run(["install", "-d", "-m", mode, "-o", this.osUser, "--", path], { timeoutMs: SHORT });
+        } catch (e) {
+          throw this.commandError(e, "create directory", `install -d ${path}`, undefined, "nothing");
+        }
+      }
+    }
+    const w = await this.host.runAs(this.osUser, ["test", "-w", path], { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" });
+    if (w.exitCode !== 0) throw new PostgresInputError(field, `${path} on ${this.host.description} is not writable by OS user ${this.osUser}`);
+  }
+
+  /** The major a data directory was initialized with (PG_VERSION), or undefined when it has none. */
+  async dataDirVersion(dataDir: string, field = "dataDir"): Promise<number | undefined> {
+    validateDataDir(dataDir, field);
+    const r = await this.host.runAs(this.osUser, ["cat", "--", `${dataDir}/PG_VERSION`], { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" });
+    if (r.exitCode !== 0) return undefined;
+    const n = Number(r.stdout.trim());
+    return Number.isFinite(n) ? n : undefined;
+  }
+
+  private async expectDataDir(dataDir: string, inst: PgInstall, field: string, step: string): Promise<void> {
+    const v = await this.dataDirVersion(dataDir, field);
+    if (v === undefined) {
+      throw new PostgresInputError(field, `${dataDir} on ${this.host.description} is not a PostgreSQL data directory (no PG_VERSION readable by ${this.osUser})`);
+    }
+    if (v !== inst.major) {
+      throw new PostgresInputError(field, `${dataDir} on ${this.host.description} holds a PostgreSQL ${v} cluster, but ${step} was asked to use ${inst.major}`);
+    }
+  }
+
+  /**
+   * Throws `"port N is already in use on <host>"` when something listens on TCP `port`
+   * (any address) or a live connection holds it as its local port, or a server's socket
+   * lock file for it exists in `socketDir`. Ports inside the host's ephemeral range
+   * (Linux: 32768-60999) can still be taken by an outgoing connection right after the check;
+   * {@link start} then reports that.
+   */
+  async assertPortFree(port: number, field = "postgres.port", socketDir?: string): Promise<void> {
+    validatePort(port, field);
+    if (socketDir !== undefined) validateSocketDir(socketDir);
+    let inUse = false;
+    try {
+      const r = await this.host.run(["ss", "-tanH"], { timeoutMs: SHORT });
+      inUse = parseBusyPorts(r.stdout).has(port);
+    } catch (e) {
+      // exit code null: could not start (local); 127: command not found (remote shell).
+      if (!(e instanceof HostCommandError) || (e.exitCode !== null && e.exitCode !== 127)) throw e;
+      // No `ss` on this host: try to connect instead (constant script, port as an argument).
+      const r = await this.host.run(["bash", "-c", 'exec 3<>"/dev/tcp/127.0.0.1/$1"', "probe", String(port)], { okExitCodes: [0, 1], timeoutMs: SHORT });
+      inUse = r.exitCode === 0;
+    }
+    if (!inUse && socketDir !== undefined) inUse = await this.exists(`${socketDir}/.s.PGSQL.${port}.lock`);
+    if (inUse) throw new PostgresInputError(field, `port ${port} is already in use on ${this.host.description}`);
+  }
+
+  // ---------------------------------------------------------------- operations
+
+  /** `initdb` a new cluster (for demos, tests and the new side of an upgrade). */
+  async initdb(dataDir: string, version: PgVersionArg | PgInstall, opts: InitdbOptions = {}): Promise<{ durationMs: number; install: PgInstall }> {
+    validateDataDir(dataDir, "postgres.dataDir");
+    const locale = validateLocale(opts.locale ?? "C.UTF-8", "postgres.locale");
+    const lcCollate = opts.lcCollate === undefined ? undefined : validateLocale(opts.lcCollate, "postgres.lcCollate");
+    const lcCtype = opts.lcCtype === undefined ? undefined : validateLocale(opts.lcCtype, "postgres.lcCtype");
+    const encoding = validateEncoding(opts.encoding ?? "UTF8");
+    const superuser = validateName(opts.superuser ?? this.superuser, "postgres.superuser", "role name");
+    const authLocal = validateAuth(opts.authLocal ?? "peer", "postgres.authLocal");
+    const authHost = validateAuth(opts.authHost ?? "scram-sha-256", "postgres.authHost");
+    const provider = opts.localeProvider ?? "libc";
+    if (!["libc", "icu", "builtin"].includes(provider)) throw new PostgresInputError("postgres.localeProvider", `${JSON.stringify(provider)} is not libc, icu or builtin`);
+    const icu = opts.icuLocale === undefined ? undefined : validateLocale(opts.icuLocale, "postgres.icuLocale");
+    if (opts.walSegmentMb !== undefined && (!Number.isInteger(opts.walSegmentMb) || opts.walSegmentMb < 1 || opts.walSegmentMb > 1024 || (opts.walSegmentMb & (opts.walSegmentMb - 1)) !== 0)) {
+      throw new PostgresInputError("postgres.walSegmentMb", `${JSON.stringify(opts.walSegmentMb)} is not a power of two in 1..1024`);
+    }
+    const timeoutMs = opts.timeoutMs === undefined ? 10 * 60_000 : validateTimeout(opts.timeoutMs, "postgres.timeoutMs");
+    const inst = await this.resolveInstall(version, ["initdb"]);
+    if (provider !== "libc" && inst.major < (provider === "icu" ? 15 : 17)) {
+      throw new PostgresInputError("postgres.localeProvider", `${provider} needs PostgreSQL ${provider === "icu" ? 15 : 17} or newer, not ${inst.major}`);
+    }
+    if ((await this.dataDirVersion(dataDir)) !== undefined) {
+      throw new PostgresInputError("postgres.dataDir", `${dataDir} on ${this.host.description} already holds a cluster; initdb needs an empty directory`);
+    }
+    await this.ensureDir(dataDir, "0700", "postgres.dataDir");
+    const args = ["-D", dataDir, "-U", superuser, `--encoding=${encoding}`, `--locale=${locale}`, `--auth-local=${authLocal}`, `--auth-host=${authHost}`];
+    if (lcCollate) args.push(`--lc-collate=${lcCollate}`);
+    if (lcCtype) args.push(`--lc-ctype=${lcCtype}`);
+    if (provider === "icu") args.push("--locale-provider=icu", ...(icu ? [`--icu-locale=${icu}`] : []));
+    if (provider === "builtin") args.push("--locale-provider=builtin", ...(icu ? [`--builtin-locale=${icu}`] : []));
+    if (opts.dataChecksums ?? true) args.push("--data-checksums");
+    if (opts.walSegmentMb) args.push(`--wal-segsize=${opts.walSegmentMb}`);
+    const t0 = Date.now();
+    await this.pg(inst, "initdb", args, {
+      step: "initdb",
+      dataDir,
+      timeoutMs,
+      leftBehind: `${dataDir} may hold a partial cluster (initdb removes it on most failures); it is not running`,
+    });
+    return { durationMs: Date.now() - t0, install: inst };
+  }
+
+  /** The `-c` settings for a start: ours, then isolation, then the caller's. */
+  private startSettings(major: number, port: number, socketDir: string, listen: string, isolate: boolean, extra: Record<string, string | number | boolean>): Array<[string, string]> {
+    const s: Array<[string, string]> = [
+      ["port", String(port)],
+      ["unix_socket_directories", socketDir],
+      ["listen_addresses", listen],
+    ];
+    if (isolate) s.push(...isolationSettings(major));
+    for (const [k, v] of Object.entries(extra)) {
+      validateSettingName(k, "postgres.settings");
+      s.push([k, validateSettingValue(k, v, "postgres.settings")]);
+    }
+    return s;
+  }
+
+  /**
+   * Start a server on `dataDir` as the OS user (`pg_ctl start`), then (by default) wait
+   * until it accepts connections — through crash recovery, with progress.
+   */
+  async start(dataDir: string, version: PgVersionArg | PgInstall, opts: StartOptions): Promise<PgServer> {
+    validateDataDir(dataDir, "postgres.dataDir");
+    const port = validatePort(opts?.port, "postgres.port");
+    const socketDir = validateSocketDir(opts.socketDir, "postgres.socketDir");
+    const listen = validateListen(opts.listen ?? "", "postgres.listen");
+    const logFile = validatePath(opts.logFile ?? `${dataDir}/understudy-server.log`, "postgres.logFile", "log file");
+    const settingsList = this.startSettings(specOf(version, "postgres").major, port, socketDir, listen, opts.isolate ?? true, opts.settings ?? {});
+    const o = optionString(settingsList);
+    if (opts.timeoutMs !== undefined) validateTimeout(opts.timeoutMs, "postgres.timeoutMs");
+
+    const inst = await this.resolveInstall(version, ["pg_ctl", "pg_isready"]);
+    await this.expectDataDir(dataDir, inst, "postgres.dataDir", "start");
+    const st = await this.status(dataDir, inst);
+    if (st.running) {
+      throw new PostgresInputError("postgres.dataDir", `a server (PID ${st.pid}) is already running on ${dataDir} on ${this.host.description}`);
+    }
+    if (st.stalePid !== undefined) {
+      throw new PostgresInputError(
+        "postgres.dataDir",
+        `${dataDir}/postmaster.pid on ${this.host.description} names PID ${st.stalePid}, a live process running elsewhere: this is a copy of a running server's data directory. Run recoverCrashConsistent on it first (it removes the copied pid file); nothing was started`,
+      );
+    }
+    await this.assertPortFree(port, "postgres.port", socketDir);
+    await this.ensureDir(socketDir, "0700", "postgres.socketDir");
+    await this.ensureDir(parentDir(logFile), "0700", "postgres.logFile");
+
+    const server: PgServer = { host: this.host.description, dataDir, version: inst.major, binDir: inst.binDir, port, socketDir, listen, logFile };
+    const t0 = Date.now();
+    await this.pg(inst, "pg_ctl", ["start", "-D", dataDir, "-l", logFile, "-W", "-o", o], {
+      step: "start",
+      dataDir,
+      leftBehind: `possibly a starting server; see ${logFile}`,
+    });
+    if (opts.wait ?? true) {
+      await this.waitReady(server, { timeoutMs: opts.timeoutMs, onProgress: opts.onProgress });
+      server.readyMs = Date.now() - t0;
+    }
+    return server;
+  }
+
+  /**
+   * Poll until the server accepts connections (pg_isready). Reports progress (elapsed,
+   * the last server log line, e.g. `redo starts at ...`) through `onProgress`. Fails fast
+   * with the log's tail when the server process exits.
+   */
+  async waitReady(server: PgServer, opts: WaitOptions = {}): Promise<{ durationMs: number }> {
+    const timeoutMs = opts.timeoutMs === undefined ? DEFAULT_WAIT : validateTimeout(opts.timeoutMs, "timeoutMs");
+    const every = opts.progressEveryMs ?? 5000;
+    const inst = await this.resolveInstall({ version: server.version, binDir: server.binDir }, ["pg_ctl", "pg_isready"]);
+    const t0 = Date.now();
+    let lastReport = t0;
+    let lastState = "";
+    for (let i = 0; ; i++) {
+      const r = await this.pg(inst, "pg_isready", ["-h", server.socketDir, "-p", String(server.port), "-t", "2"], {
+        step: "wait for ready",
+        dataDir: server.dataDir,
+        okExitCodes: [0, 1, 2, 3],
+      });
+      const elapsed = Date.now() - t0;
+      if (r.exitCode === 0) {
+        opts.onProgress?.(`PostgreSQL ${server.version} on ${server.dataDir} (${this.host.description}) accepts connections after ${(elapsed / 1000).toFixed(1)} s`);
+        return { durationMs: elapsed };
+      }
+      if (r.exitCode === 3) {
+        throw new PostgresError({ step: "wait for ready", host: this.host.description, dataDir: server.dataDir, message: `pg_isready rejected its parameters: ${r.stdout.trim()}`, leftBehind: "the server, if it started" });
+      }
+      lastState = r.exitCode === 1 ? "starting up (recovering)" : "not answering yet";
+      if (r.exitCode === 2 && elapsed > 1500) {
+        const st = await this.status(server.dataDir, inst);
+        if (!st.running) {
+          const log = await this.readTail(server.logFile, 3000);
+          const taken = /could not bind .*Address already in use/.test(log);
+          throw new PostgresError({
+            step: "start",
+            host: this.host.description,
+            dataDir: server.dataDir,
+            message: taken
+              ? `port ${server.port} was taken between the check and the start (an outgoing connection may hold it: on Linux they use local ports 32768-60999, see net.ipv4.ip_local_port_range; prefer a port outside that range)`
+              : `the server exited before accepting connections (port ${server.port})`,
+            detail: log ? `last lines of ${server.logFile}:\n${tail(log, 2000)}` : `no log at ${server.logFile}`,
+            leftBehind: `no server is running; ${server.logFile}`,
+          });
+        }
+      }
+      if (elapsed >= timeoutMs) {
+        const st = await this.status(server.dataDir, inst);
+        const log = await this.readTail(server.logFile, 2000);
+        throw new PostgresError({
+          step: "wait for ready",
+          host: this.host.description,
+          dataDir: server.dataDir,
+          message: `not accepting connections after ${Math.round(elapsed / 1000)} s (${lastState})`,
+          detail: log ? `last lines of ${server.logFile}:\n${tail(log, 1500)}` : undefined,
+          leftBehind: st.running ? `the server is still running (PID ${st.pid}); stop it or wait longer` : "no server is running",
+        });
+      }
+      if (opts.onProgress && Date.now() - lastReport >= every) {
+        lastReport = Date.now();
+        const line = lastLogLine(await this.readTail(server.logFile, 2000));
+        opts.onProgress(`PostgreSQL ${server.version} on ${server.dataDir}: ${lastState}, ${Math.round(elapsed / 1000)} s${line ? `; log: ${line}` : ""}`);
+      }
+      await sleep(Math.min(250 * (i + 1), 1000));
+    }
+  }
+
+  /**
+   * Is a server running on this data directory? `pg_ctl status` only checks that the PID in
+   * postmaster.pid is alive — in a clone that file is a copy of the SOURCE's, whose PID is
+   * very much alive on the same host. So the PID is also checked to be a process whose
+   * working directory is this data directory (a postmaster chdirs there). A copied pid
+   * file is reported as `stalePid`, not as running.
+   */
+  async status(dataDir: string, version: PgVersionArg | PgInstall): Promise<ServerStatus> {
+    validateDataDir(dataDir, "postgres.dataDir");
+    const inst = isInstall(version) ? version : await this.resolveInstall(version, ["pg_ctl"]);
+    const r = await this.pg(inst, "pg_ctl", ["status", "-D", dataDir], { step: "status", dataDir, okExitCodes: [0, 3, 4] });
+    if (r.exitCode === 4) {
+      throw new PostgresError({ step: "status", host: this.host.description, dataDir, message: "the data directory is not accessible", detail: tail(r.stderr || r.stdout), leftBehind: "nothing" });
+    }
+    if (r.exitCode !== 0) return { running: false };
+    const pid = parsePgCtlStatusPid(r.stdout);
+    if (pid === undefined) return { running: true, verified: false };
+    const owner = await this.pidRunsIn(pid, dataDir);
+    if (owner === "elsewhere") return { running: false, stalePid: pid };
+    return { running: true, pid, verified: owner === "here" };
+  }
+
+  /** Whether process `pid` has `dataDir` as its working directory (`unknown` without /proc). */
+  private async pidRunsIn(pid: number, dataDir: string): Promise<"here" | "elsewhere" | "unknown"> {
+    // As the OS user: postmasters run as that user, so /proc/<pid>/cwd is readable without root.
+    const o = { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" };
+    const [cwd, real] = await Promise.all([
+      this.host.runAs(this.osUser, ["readlink", "-e", `/proc/${pid}/cwd`], o),
+      this.host.runAs(this.osUser, ["readlink", "-e", "--", dataDir], o),
+    ]);
+    const procCwd = cwd.stdout.trim();
+    if (cwd.exitCode !== 0 || !procCwd) return "unknown";
+    return procCwd === real.stdout.trim() ? "here" : "elsewhere";
+  }
+
+  /** Stop cleanly (`pg_ctl stop -m fast` by default) and wait; a stopped server is not an error. */
+  async stop(dataDir: string, version: PgVersionArg | PgInstall, opts: { mode?: "fast" | "smart"; timeoutMs?: number } = {}): Promise<StopResult> {
+    validateDataDir(dataDir, "postgres.dataDir");
+    const mode = opts.mode ?? "fast";
+    if (mode !== "fast" && mode !== "smart") throw new PostgresInputError("mode", `${JSON.stringify(mode)} is not fast or smart`);
+    const timeoutMs = opts.timeoutMs === undefined ? DEFAULT_WAIT : validateTimeout(opts.timeoutMs, "timeoutMs");
+    const inst = isInstall(version) ? version : await this.resolveInstall(version, ["pg_ctl", "pg_controldata"]);
+    const t0 = Date.now();
+    const st = await this.status(dataDir, inst);
+    if (st.running && !st.verified) {
+      // pg_ctl stop signals the PID in postmaster.pid: never do that unless it is this directory's server.
+      throw new PostgresError({
+        step: "stop",
+        host: this.host.description,
+        dataDir,
+        message: `cannot verify that PID ${st.pid ?? "?"} in postmaster.pid is the server of this data directory (no /proc?); refusing to signal it`,
+        leftBehind: "the server, if it is one, still running",
+      });
+    }
+    if (st.running) {
+      await this.pg(inst, "pg_ctl", ["stop", "-D", dataDir, "-m", mode, "-w", "-t", String(Math.ceil(timeoutMs / 1000))], {
+        step: "stop",
+        dataDir,
+        timeoutMs: timeoutMs + 30_000,
+        leftBehind: `the server (PID ${st.pid}) may still be running`,
+      });
+    }
+    let state: string | undefined;
+    try {
+      state = (await this.controlData(dataDir, inst)).state;
+    } catch {
+      state = undefined;
+    }
+    return { wasRunning: st.running, durationMs: Date.now() - t0, state };
+  }
+
+  /** `pg_controldata`, parsed (cluster state, checkpoint, data checksums, ...). */
+  async controlData(dataDir: string, version: PgVersionArg | PgInstall): Promise<ControlData> {
+    validateDataDir(dataDir, "postgres.dataDir");
+    const inst = isInstall(version) ? version : await this.resolveInstall(version, ["pg_controldata"]);
+    const r = await this.pg(inst, "pg_controldata", ["-D", dataDir], { step: "pg_controldata", dataDir, leftBehind: "nothing" });
+    try {
+      return parseControlData(r.stdout);
+    } catch (e) {
+      throw new PostgresError({ step: "pg_controldata", host: this.host.description, dataDir, message: (e as Error).message, detail: tail(r.stdout), leftBehind: "nothing" });
+    }
+  }
+
+  // ---------------------------------------------------------------- SQL
+
+  /** Rows of one statement through `pg`. */
+  async query<R extends QueryResultRow = Record<string, unknown>>(conn: PgConnection, text: string, params: unknown[] = []): Promise<R[]> {
+    return await queryRows<R>(this.host, conn, text, params);
+  }
+
+  /** One statement through `pg`; returns the command tag and row count. */
+  async sql(conn: PgConnection, text: string, params: unknown[] = []): Promise<{ command: string; rowCount: number }> {
+    return await withClient(this.host, conn, async (c) => {
+      const r = await c.query(text, params);
+      return { command: r.command, rowCount: r.rowCount ?? 0 };
+    });
+  }
+
+  /** `pg_postmaster_start_time()`: unchanged means the server was not restarted. */
+  async postmasterStartTime(conn: PgConnection): Promise<Date> {
+    const rows = await this.query<{ t: Date }>(conn, "SELECT pg_postmaster_start_time() AS t");
+    return rows[0].t;
+  }
+
+  /**
+   * `CHECKPOINT` through `pg` — the only thing Understudy ever does to a source. A
+   * checkpoint just before a snapshot shortens the clone's crash recovery to the WAL
+   * written after it. Needs a superuser (or `pg_checkpoint` on 15+).
+   */
+  async checkpoint(conn: PgConnection): Promise<{ durationMs: number }> {
+    const t0 = Date.now();
+    await withClient(this.host, conn, async (c) => c.query("CHECKPOINT"), "checkpoint");
+    return { durationMs: Date.now() - t0 };
+  }
+
+  /**
+   * SQL through `psql` run on the host as the OS user, on a server's unix socket (works
+   * over SSH without a tunnel, and on servers that listen on no TCP address). The text is
+   * passed on stdin, never in argv; it must not be built from untrusted input. Returns the
+   * rows as tab-separated fields.
+   */
+  async adminQuery(server: { version: number; binDir?: string; socketDir: string; port: number }, text: string, opts: { database?: string; user?: string; timeoutMs?: number } = {}): Promise<string[][]> {
+    const socketDir = validateSocketDir(server.socketDir, "server.socketDir");
+    const port = validatePort(server.port, "server.port");
+    const database = validateName(opts.database ?? "postgres", "database", "database name");
+    const user = validateName(opts.user ?? this.superuser, "user", "role name");
+    if (typeof text !== "string" || text.length === 0) throw new PostgresInputError("sql", "must be a non-empty string");
+    const inst = await this.resolveInstall({ version: server.version, binDir: server.binDir }, ["psql"]);
+    const r = await this.pg(inst, "psql", ["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port), "-U", user, "-d", database, "-f", "-"], {
+      step: "psql",
+      input: text,
+      timeoutMs: opts.timeoutMs ?? 10 * 60_000,
+      leftBehind: "statements before the failing one were committed (each runs in its own transaction)",
+    });
+    return parsePsqlRows(r.stdout);
+  }
+
+  // ---------------------------------------------------------------- clones
+
+  /**
+   * Run `fn` against a private server on `dataDir`: a fresh 0700 socket directory from
+   * `mktemp`, no TCP listen address, trust auth on that socket only (nobody but the OS user
+   * and root can reach it), isolated from the source; then stop it cleanly.
+   */
+  async withPrivateServer<T>(
+    step: string,
+    dataDir: string,
+    inst: PgInstall,
+    port: number,
+    opts: { timeoutMs?: number; onProgress?: (m: string) => void },
+    fn: (srv: PgServer) => Promise<T>,
+  ): Promise<{ result: T; readyMs: number; stopMs: number; log: string }> {
+    const tmp = await this.makeTempDir(step);
+    const hba = `${tmp}/hba.conf`;
+    const logFile = `${tmp}/server.log`;
+    let server: PgServer | undefined;
+    let started = false;
+    try {
+      await this.asUser(["tee", "--", hba], { input: "# Understudy: private server, socket directory is 0700\nlocal all all trust\n", step, dataDir });
+      const t0 = Date.now();
+      started = true;
+      server = await this.start(dataDir, inst, {
+        port,
+        socketDir: tmp,
+        listen: "",
+        logFile,
+        settings: { hba_file: hba },
+        timeoutMs: opts.timeoutMs,
+        onProgress: opts.onProgress,
+      });
+      const readyMs = Date.now() - t0;
+      const result = await fn(server);
+      const s = await this.stop(dataDir, inst);
+      started = false;
+      const log = await this.readTail(logFile, 64_000);
+      await this.host.runAs(this.osUser, ["rm", "-rf", "--", tmp], { timeoutMs: SHORT, cwd: "/" }).catch(() => undefined);
+      return { result, readyMs, stopMs: s.durationMs, log };
+    } catch (e) {
+      let left = `${tmp} (server log, hba.conf)`;
+      if (started) {
+        try {
+          const st = await this.stop(dataDir, inst, { timeoutMs: 120_000 });
+          left += st.wasRunning ? "; the private server was stopped" : "";
+        } catch {
+          left += `; a server may still be running on ${dataDir} (socket ${tmp}, port ${port})`;
+        }
+      }
+      if (e instanceof PostgresError && !(e instanceof PgUpgradeError)) {
+        throw new PostgresError({ step: `${step}: ${e.step}`, host: e.host, dataDir, message: e.what, detail: e.detail, leftBehind: left, cause: e });
+      }
+      throw e;
+    }
+  }
+
+  private async makeTempDir(step: string): Promise<string> {
+    const r = await this.asUser(["mktemp", "-d", "/tmp/understudy-pg.XXXXXXXX"], { step });
+    return validateSocketDir(r.stdout.trim(), "mktemp");
+  }
+
+  private async querySettings(srv: PgServer, control: ControlData): Promise<ClusterSettings> {
+    const major = srv.version;
+    const prov = major >= 15 ? "datlocprovider" : "'c'";
+    const icu = major >= 17 ? "datlocale" : major >= 15 ? "daticulocale" : "NULL";
+    const rows = await this.adminQuery(
+      srv,
+      `SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, ${prov}, coalesce(${icu}, ''), (SELECT rolname FROM pg_authid WHERE oid = 10)
+         FROM pg_database d WHERE d.datname = 'template0';\n`,
+    );
+    const [encoding, lcCollate, lcCtype, p, icuLocale, superuser] = rows[0] ?? [];
+    if (!encoding || !superuser) {
+      throw new PostgresError({ step: "inspect", host: this.host.description, dataDir: srv.dataDir, message: "template0 not found", leftBehind: "nothing" });
+    }
+    return {
+      encoding,
+      lcCollate,
+      lcCtype,
+      localeProvider: p === "i" ? "icu" : p === "b" ? "builtin" : "libc",
+      ...(icuLocale ? { icuLocale } : {}),
+      dataChecksums: control.dataChecksums,
+      walSegmentBytes: control.walSegmentBytes,
+      superuser,
+    };
+  }
+
+  /**
+   * A snapshot of a running database is crash-consistent, and pg_upgrade refuses it
+   * ("The source cluster was not shut down cleanly"). This starts the OLD version on the
+   * CLONE privately (temporary port and socket, no listen address, isolated), waits until
+   * crash recovery is done, reads what the new cluster must match, stops it cleanly and
+   * checks that pg_controldata says `shut down`.
+   *
+   * A `postmaster.pid` copied from the source is removed first — only when no process
+   * with that PID runs in this very directory. A copy of a standby (standby.signal,
+   * recovery.signal, recovery.conf) is refused: it would try to follow the source's primary.
+   */
+  async recoverCrashConsistent(
+    dataDir: string,
+    version: PgVersionArg,
+    tempPort: number,
+    opts: { timeoutMs?: number; onProgress?: (m: string) => void } = {},
+  ): Promise<RecoveryResult> {
+    validateDataDir(dataDir, "dataDir");
+    validatePort(tempPort, "tempPort");
+    const timeoutMs = opts.timeoutMs === undefined ? 24 * 3600_000 : validateTimeout(opts.timeoutMs, "timeoutMs");
+    const inst = await this.resolveInstall(version, ["pg_ctl", "pg_isready", "pg_controldata", "psql"]);
+    await this.expectDataDir(dataDir, inst, "dataDir", "recoverCrashConsistent");
+    for (const f of ["standby.signal", "recovery.signal", "recovery.conf"]) {
+      if (await this.exists(`${dataDir}/${f}`)) {
+        throw new PostgresInputError(
+          "dataDir",
+          `${dataDir} on ${this.host.description} holds ${f}: it is a copy of a standby or of a cluster in archive recovery; starting it would follow the source's primary or archive. Not supported; nothing was started`,
+        );
+      }
+    }
+    await this.assertPortFree(tempPort, "tempPort");
+    const t0 = Date.now();
+    const before = await this.controlData(dataDir, inst);
+    const removedStalePid = await this.removeStalePid(dataDir);
+    opts.onProgress?.(
+      `recovering ${dataDir} with PostgreSQL ${inst.major} on temporary port ${tempPort} (state: ${before.state}; redo from ${before.redoLocation})`,
+    );
+    const run = await this.withPrivateServer("recover", dataDir, inst, tempPort, { timeoutMs, onProgress: opts.onProgress }, async (srv) =>
+      this.querySettings(srv, before),
+    );
+    const after = await this.controlData(dataDir, inst);
+    if (!after.cleanShutdown) {
+      throw new PostgresError({
+        step: "recover",
+        host: this.host.description,
+        dataDir,
+        message: `after recovery and a clean stop, pg_controldata says "${after.state}", not "shut down"`,
+        leftBehind: "the clone's data directory, not running",
+      });
+    }
+    return {
+      dataDir,
+      recoveryMs: run.readyMs,
+      stopMs: run.stopMs,
+      durationMs: Date.now() - t0,
+      stateBefore: before.state,
+      stateAfter: after.state,
+      ...(removedStalePid ? { removedStalePid } : {}),
+      log: parseRecoveryLog(run.log),
+      settings: run.result,
+      control: after,
+    };
+  }
+
+  /**
+   * Remove `<dataDir>/postmaster.pid` when it is a stale copy. Refuses when a live process
+   * with that PID has this data directory as its working directory (a postmaster chdirs to
+   * its data directory): that is a running server, maybe the source itself.
+   */
+  async removeStalePid(dataDir: string): Promise<{ pid: number; dataDir?: string } | undefined> {
+    const pidFile = `${dataDir}/postmaster.pid`;
+    const r = await this.host.runAs(this.osUser, ["head", "-n", "2", "--", pidFile], { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" });
+    if (r.exitCode !== 0) return undefined;
+    const [pidLine, dirLine] = r.stdout.split("\n");
+    const pid = Number(pidLine?.trim());
+    if (Number.isInteger(pid) && pid > 0) {
+      const alive = await this.host.runAs(this.osUser, ["kill", "-0", String(pid)], { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" }).catch(() => ({ exitCode: 1 }));
+      if (alive.exitCode === 0) {
+        const where = await this.pidRunsIn(pid, dataDir);
+        if (where !== "elsewhere") {
+          throw new PostgresInputError(
+            "dataDir",
+            `a process with PID ${pid} from ${pidFile} is running${where === "here" ? ` in ${dataDir}` : " (its directory cannot be checked)"} on ${this.host.description}: ${dataDir} looks like a live data directory, not a stopped clone. Nothing was changed`,
+          );
+        }
+      }
+    }
+    await this.asUser(["rm", "-f", "--", pidFile], { step: "recover", dataDir });
+    return { pid, ...(dirLine?.trim() ? { dataDir: dirLine.trim() } : {}) };
+  }
+
+  /** Read what a new cluster must match (encoding, locales, checksums, WAL segment size, superuser) by starting `dataDir` privately. */
+  async inspectCluster(dataDir: string, version: PgVersionArg | PgInstall, tempPort: number, opts: { timeoutMs?: number; onProgress?: (m: string) => void } = {}): Promise<ClusterSettings> {
+    validateDataDir(dataDir, "dataDir");
+    validatePort(tempPort, "tempPort");
+    const inst = await this.resolveInstall(version, ["pg_ctl", "pg_isready", "pg_controldata", "psql"]);
+    await this.expectDataDir(dataDir, inst, "dataDir", "inspectCluster");
+    await this.assertPortFree(tempPort, "tempPort");
+    const control = await this.controlData(dataDir, inst);
+    if (!control.cleanShutdown) {
+      throw new PostgresInputError("dataDir", `${dataDir} was not shut down cleanly (state "${control.state}"): run recoverCrashConsistent first`);
+    }
+    return (await this.withPrivateServer("inspect", dataDir, inst, tempPort, opts, (srv) => this.querySettings(srv, control))).result;
+  }
+
+  /** initdb a new cluster that pg_upgrade will accept for an old one with `settings`. */
+  async initdbFor(newDataDir: string, newVersion: PgVersionArg | PgInstall, settings: ClusterSettings): Promise<{ durationMs: number }> {
+    const s = validateSettings(settings, "settings");
+    const walMb = s.walSegmentBytes / (1024 * 1024);
+    return await this.initdb(newDataDir, newVersion, {
+      dataChecksums: s.dataChecksums,
+      encoding: s.encoding,
+      locale: s.lcCtype,
+      lcCollate: s.lcCollate,
+      lcCtype: s.lcCtype,
+      localeProvider: s.localeProvider,
+      icuLocale: s.icuLocale,
+      superuser: s.superuser,
+      ...(walMb !== 16 ? { walSegmentMb: walMb } : {}),
+    });
+  }
+
+  // ---------------------------------------------------------------- pg_upgrade
+
+  /** `pg_upgrade --check`: resolves or throws {@link PgUpgradeError} with pg_upgrade's reason. Changes nothing in the old cluster. */
+  async upgradeCheck(oldDataDir: string, newDataDir: string, oldVersion: PgVersionArg, newVersion: PgVersionArg, opts: UpgradeOptions = {}): Promise<UpgradeCheckResult> {
+    const r = await this.runUpgrade(true, oldDataDir, newDataDir, oldVersion, newVersion, opts);
+    return { ok: true, durationMs: r.durationMs, output: r.output, initializedNew: r.initializedNew };
+  }
+
+  /**
+   * `pg_upgrade` the (cleanly shut down) old cluster into `newDataDir` (initdb'ed here
+   * when missing, matching the old cluster). Put the new data directory on the clone's
+   * filesystem so `link` works. After `link` the old cluster cannot be started again.
+   */
+  async upgrade(oldDataDir: string, newDataDir: string, oldVersion: PgVersionArg, newVersion: PgVersionArg, opts: UpgradeOptions = {}): Promise<UpgradeResult> {
+    return await this.runUpgrade(false, oldDataDir, newDataDir, oldVersion, newVersion, opts);
+  }
+
+  private async runUpgrade(
+    check: boolean,
+    oldDataDir: string,
+    newDataDir: string,
+    oldVersion: PgVersionArg,
+    newVersion: PgVersionArg,
+    opts: UpgradeOptions,
+  ): Promise<UpgradeResult> {
+    const step = check ? "pg_upgrade --check" : "pg_upgrade";
+    const h = this.host.description;
+    // -- inputs
+    validateDataDir(oldDataDir, "oldDataDir");
+    validateDataDir(newDataDir, "newDataDir");
+    if (oldDataDir.replace(/\/$/, "") === newDataDir.replace(/\/$/, "")) throw new PostgresInputError("newDataDir", "must differ from oldDataDir");
+    const oldSpec = specOf(oldVersion, "from");
+    const newSpec = specOf(newVersion, "to");
+    if (newSpec.major <= oldSpec.major) throw new PostgresInputError(`${newSpec.field}.version`, `${newSpec.major} is not newer than ${oldSpec.major}`);
+    const mode = validateMode(opts.mode ?? "link");
+    if (mode === "clone" && newSpec.major < 12) throw new PostgresInputError("mode", "clone needs pg_upgrade 12 or newer");
+    const oldPort = validatePort(opts.oldPort ?? 50432, "oldPort");
+    const newPort = validatePort(opts.newPort ?? 50433, "newPort");
+    if (oldPort === newPort) throw new PostgresInputError("newPort", "must differ from oldPort");
+    const socketDirIn = opts.socketDir === undefined ? undefined : validateSocketDir(opts.socketDir, "socketDir");
+    const workDir = validatePath(opts.workDir ?? `${newDataDir.replace(/\/$/, "")}-pg_upgrade`, "workDir", "directory");
+    const settingsIn = opts.settings === undefined ? undefined : validateSettings(opts.settings, "settings");
+    const jobs = opts.jobs === undefined ? undefined : validateJobs(opts.jobs);
+    const timeoutMs = opts.timeoutMs === undefined ? DEFAULT_UPGRADE_TIMEOUT : validateTimeout(opts.timeoutMs, "timeoutMs");
+
+    // -- host checks
+    const oldInst = await this.resolveInstall(oldVersion, ["pg_ctl", "pg_controldata", "pg_isready", "psql"], "from");
+    const newInst = await this.resolveInstall(newVersion, ["pg_upgrade", "initdb", "pg_ctl", "pg_controldata", "pg_isready", "psql"], "to");
+    await this.expectDataDir(oldDataDir, oldInst, "oldDataDir", step);
+    if ((await this.status(oldDataDir, oldInst)).running) {
+      throw new PostgresInputError("oldDataDir", `a server is running on ${oldDataDir} on ${h}; pg_upgrade needs it stopped`);
+    }
+    const oldControl = await this.controlData(oldDataDir, oldInst);
+    if (!oldControl.cleanShutdown) {
+      throw new PostgresInputError(
+        "oldDataDir",
+        `${oldDataDir} on ${h} was not shut down cleanly (pg_controldata: "${oldControl.state}"), as in any snapshot of a running server: run recoverCrashConsistent on it first`,
+      );
+    }
+    await this.assertPortFree(oldPort, "oldPort");
+    await this.assertPortFree(newPort, "newPort");
+    const newV = await this.dataDirVersion(newDataDir, "newDataDir");
+    if (newV !== undefined && newV !== newInst.major) {
+      throw new PostgresInputError("newDataDir", `${newDataDir} on ${h} holds a PostgreSQL ${newV} cluster, not ${newInst.major}`);
+    }
+    if (newV !== undefined && (await this.status(newDataDir, newInst)).running) {
+      throw new PostgresInputError("newDataDir", `a server is running on ${newDataDir} on ${h}; pg_upgrade needs it stopped`);
+    }
+
+    // -- new cluster
+    let initializedNew = false;
+    let superuser = settingsIn?.superuser ?? this.superuser;
+    if (newV === undefined) {
+      const settings = settingsIn ?? (await this.inspectCluster(oldDataDir, oldInst, oldPort, { onProgress: opts.onProgress }));
+      superuser = settings.superuser;
+      opts.onProgress?.(`initdb ${newDataDir} (PostgreSQL ${newInst.major}, ${settings.encoding}, ${settings.lcCollate}, checksums ${settings.dataChecksums ? "on" : "off"})`);
+      await this.initdbFor(newDataDir, newInst, settings);
+      initializedNew = true;
+    } else {
+      const newControl = await this.controlData(newDataDir, newInst);
+      if (newControl.dataChecksums !== oldControl.dataChecksums) {
+        throw new PostgresInputError(
+          "newDataDir",
+          `${newDataDir} has data checksums ${newControl.dataChecksums ? "on" : "off"} but the old cluster has them ${oldControl.dataChecksums ? "on" : "off"}: initdb it again (or let upgrade create it)`,
+        );
+      }
+    }
+
+    // -- run
+    await this.ensureDir(workDir, "0700", "workDir");
+    const ownSocket = socketDirIn === undefined;
+    const socketDir = socketDirIn ?? (await this.makeTempDir(step));
+    if (!ownSocket) await this.ensureDir(socketDir, "0700", "socketDir");
+    const hba = `${socketDir}/understudy-upgrade-hba.conf`;
+    await this.asUser(["tee", "--", hba], { input: "# Understudy: pg_upgrade's private servers\nlocal all all trust\n", step });
+    const oldOpts = optionString([...isolationSettings(oldInst.major), ["hba_file", hba]]);
+    const newOpts = optionString([["hba_file", hba]]);
+    const args = [
+      "-b", oldInst.binDir, "-B", newInst.binDir,
+      "-d", oldDataDir, "-D", newDataDir,
+      "-p", String(oldPort), "-P", String(newPort),
+      "-U", superuser,
+      `--socketdir=${socketDir}`,
+      "-o", oldOpts, "-O", newOpts,
+    ];
+    if (mode === "link") args.push("--link");
+    if (mode === "clone") args.push("--clone");
+    if (mode === "copy" && newInst.major >= 16) args.push("--copy");
+    if (jobs) args.push(`--jobs=${jobs}`);
+    if (check) args.push("--check");
+    opts.onProgress?.(`${step} ${oldInst.major} -> ${newInst.major} (${mode}) on ${h}: ${oldDataDir} -> ${newDataDir}`);
+    const t0 = Date.now();
+    let r: RunResult;
+    try {
+      r = await this.host.runAs(this.osUser, ["env", "LC_ALL=C", `${newInst.binDir}/pg_upgrade`, ...args], { cwd: workDir, timeoutMs, okExitCodes: [0, 1] });
+    } catch (e) {
+      throw this.commandError(e, step, "pg_upgrade", newDataDir, await this.upgradeLeftovers(check, mode, oldDataDir, newDataDir, workDir, initializedNew));
+    } finally {
+      if (ownSocket) await this.host.runAs(this.osUser, ["rm", "-rf", "--", socketDir], { timeoutMs: SHORT, cwd: "/" }).catch(() => undefined);
+      else await this.host.runAs(this.osUser, ["rm", "-f", "--", hba], { timeoutMs: SHORT, cwd: "/" }).catch(() => undefined);
+    }
+    const durationMs = Date.now() - t0;
+    const output = r.stdout + (r.stderr ? `\n${r.stderr}` : "");
+    if (r.exitCode !== 0) {
+      const f = parsePgUpgradeFailure(r.stdout, r.stderr);
+      const files: Record<string, string> = {};
+      for (const p of f.files.slice(0, 6)) {
+        const abs = p.startsWith("/") ? p : `${workDir}/${p}`;
+        const txt = await this.readTail(abs, 4000);
+        if (txt) files[abs] = txt;
+      }
+      const fileText = Object.entries(files)
+        .map(([p, t]) => `--- ${p}:\n${tail(t, 1500)}`)
+        .join("\n");
+      throw new PgUpgradeError({
+        step,
+        host: h,
+        dataDir: oldDataDir,
+        message: `${oldInst.major} -> ${newInst.major} refused${f.failedCheck ? ` at "${f.failedCheck}"` : ""}: ${f.reason}`,
+        detail: fileText || undefined,
+        leftBehind: await this.upgradeLeftovers(check, mode, oldDataDir, newDataDir, workDir, initializedNew),
+        reason: f.reason,
+        failedCheck: f.failedCheck,
+        output,
+        files,
+        checkOnly: check,
+      });
+    }
+    if (check) {
+      return { mode, durationMs, output, workDir, initializedNew, oldClusterUsable: true, copiedConfig: [] };
+    }
+    const copiedConfig: string[] = [];
+    if (opts.copyHbaConf ?? true) {
+      for (const f of ["pg_hba.conf", "pg_ident.conf"]) {
+        if (await this.exists(`${oldDataDir}/${f}`, "-f")) {
+          await this.asUser(["cp", "--", `${oldDataDir}/${f}`, `${newDataDir}/${f}`], { step: "copy configuration", dataDir: newDataDir });
+          copiedConfig.push(f);
+        }
+      }
+    }
+    const ext = `${workDir}/update_extensions.sql`;
+    const hasExt = await this.exists(ext, "-f");
+    const oldClusterUsable = !(await this.exists(`${oldDataDir}/global/pg_control.old`));
+    return { mode, durationMs, output, workDir, ...(hasExt ? { updateExtensionsSql: ext } : {}), initializedNew, oldClusterUsable, copiedConfig };
+  }
+
+  private async upgradeLeftovers(check: boolean, mode: UpgradeMode, oldDir: string, newDir: string, workDir: string, initializedNew: boolean): Promise<string> {
+    const parts: string[] = [];
+    if (check) parts.push(`the old cluster ${oldDir} is unchanged`);
+    else if (mode === "link" && (await this.exists(`${oldDir}/global/pg_control.old`).catch(() => false))) {
+      parts.push(`the old cluster ${oldDir} can no longer be started (--link renamed global/pg_control to pg_control.old): roll the clone back to its snapshot or destroy it`);
+    } else parts.push(`the old cluster ${oldDir} was not modified`);
+    parts.push(`${initializedNew ? "the new cluster initdb'ed here" : "the new cluster"} at ${newDir}${check ? "" : " (partially upgraded: initdb it again before retrying)"}`);
+    parts.push(`pg_upgrade's logs in ${newDir}/pg_upgrade_output.d and ${workDir}`);
+    parts.push("no server is running");
+    return parts.join("; ");
+  }
+
+  /**
+   * After pg_upgrade: run `update_extensions.sql` when there is one, then
+   * `vacuumdb --all --analyze-in-stages` (statistics are not carried over). Uses a running
+   * server when `server` is given, else starts one privately on `tempPort` and stops it.
+   */
+  async postUpgrade(newDataDir: string, newVersion: PgVersionArg, opts: PostUpgradeOptions): Promise<PostUpgradeResult> {
+    validateDataDir(newDataDir, "newDataDir");
+    if (!opts || (opts.server === undefined) === (opts.tempPort === undefined)) throw new PostgresInputError("postUpgrade", "give exactly one of server, tempPort");
+    if (opts.server) {
+      validatePort(opts.server.port, "server.port");
+      validateSocketDir(opts.server.socketDir, "server.socketDir");
+    } else validatePort(opts.tempPort, "tempPort");
+    const ext = opts.updateExtensionsSql === undefined ? undefined : validatePath(opts.updateExtensionsSql, "updateExtensionsSql", "file");
+    const analyze = opts.analyze ?? "in-stages";
+    if (!["in-stages", "full", "none"].includes(analyze)) throw new PostgresInputError("analyze", `${JSON.stringify(analyze)} is not in-stages, full or none`);
+    const jobs = opts.jobs === undefined ? undefined : validateJobs(opts.jobs);
+    const timeoutMs = opts.timeoutMs === undefined ? DEFAULT_UPGRADE_TIMEOUT : validateTimeout(opts.timeoutMs, "timeoutMs");
+    const inst = await this.resolveInstall(newVersion, ["pg_ctl", "pg_isready", "psql", "vacuumdb", "pg_controldata"], "to");
+    await this.expectDataDir(newDataDir, inst, "newDataDir", "postUpgrade");
+    const t0 = Date.now();
+    const work = async (srv: { socketDir: string; port: number }): Promise<PostUpgradeResult> => {
+      let extensionsMs = 0;
+      let extensionsUpdated = false;
+      if (ext) {
+        const e0 = Date.now();
+        opts.onProgress?.(`applying ${ext}`);
+        await this.pg(inst, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", srv.socketDir, "-p", String(srv.port), "-U", this.superuser, "-d", "postgres", "-f", ext], {
+          step: "update extensions",
+          dataDir: newDataDir,
+          timeoutMs,
+          leftBehind: "extensions in databases before the failing statement were updated",
+        });
+        extensionsMs = Date.now() - e0;
+        extensionsUpdated = true;
+      }
+      let analyzeMs = 0;
+      if (analyze !== "none") {
+        const a0 = Date.now();
+        opts.onProgress?.(`vacuumdb --all ${analyze === "in-stages" ? "--analyze-in-stages" : "--analyze-only"}`);
+        await this.pg(
+          inst,
+          "vacuumdb",
+          ["-h", srv.socketDir, "-p", String(srv.port), "-U", this.superuser, "--all", analyze === "in-stages" ? "--analyze-in-stages" : "--analyze-only", ...(jobs ? [`--jobs=${jobs}`] : [])],
+          { step: "analyze", dataDir: newDataDir, timeoutMs, leftBehind: "statistics for some tables; nothing else changed" },
+        );
+        analyzeMs = Date.now() - a0;
+      }
+      return { extensionsUpdated, extensionsMs, analyzeMs, durationMs: Date.now() - t0 };
+    };
+    if (opts.server) return await work(opts.server);
+    await this.assertPortFree(opts.tempPort as number, "tempPort");
+    return (await this.withPrivateServer("postUpgrade", newDataDir, inst, opts.tempPort as number, { onProgress: opts.onProgress }, work)).result;
+  }
+}
+
+function isInstall(v: unknown): v is PgInstall {
+  return !!v && typeof v === "object" && typeof (v as PgInstall).major === "number" && typeof (v as PgInstall).binDir === "string" && typeof (v as PgInstall).fullVersion === "string";
+}

@@ -1,0 +1,137 @@
+/**
+ * The rehearsal report: what ran, how long each step took, which snapshot holds the clone
+ * after each step, what was verified, and what the real cut-over would cost. Produced as
+ * JSON (machine-readable, a stack output) and Markdown (for a person / a pull request).
+ */
+
+export interface StepRecord {
+  index: number;
+  name: string;
+  kind: string;
+  status: "ok" | "failed";
+  startedAt: string;
+  finishedAt: string;
+  durationMs: number;
+  /** The clone's snapshot right after this step (absent when it failed). */
+  snapshot?: string;
+  /** Whether this step is replayed while clients are held during a promotion. */
+  cutover: boolean;
+  detail?: string;
+  logTail?: string;
+}
+
+export interface CheckRecord {
+  name: string;
+  kind: "row-count" | "checksum" | "sequence" | "extension" | "assertion";
+  status: "pass" | "fail";
+  expected?: string;
+  actual?: string;
+}
+
+export interface RehearsalReport {
+  rehearsal: string;
+  status: "passed" | "failed" | "running";
+  host: string;
+  source: { dataset: string; snapshot: string; snapshotAt?: string; version: number };
+  clone: { dataset: string; mountpoint?: string };
+  target: { version: number; port?: number; dataDir?: string };
+  steps: StepRecord[];
+  checks: CheckRecord[];
+  failure?: {
+    step: string;
+    at: string;
+    reason: string;
+    lastGoodStep?: string;
+    lastGoodSnapshot?: string;
+    lastGoodAt?: string;
+  };
+  predictedCutover: {
+    totalMs: number;
+    breakdown: Array<{ step: string; ms: number }>;
+    note: string;
+  };
+  generatedAt: string;
+}
+
+/** Cut-over prediction: the measured steps a promotion replays while clients wait, plus fixed costs. */
+export function predictCutover(steps: StepRecord[], fixed: Array<{ step: string; ms: number }>): RehearsalReport["predictedCutover"] {
+  const breakdown = [...fixed, ...steps.filter((s) => s.cutover && s.status === "ok").map((s) => ({ step: s.name, ms: s.durationMs }))];
+  return {
+    totalMs: breakdown.reduce((a, b) => a + b.ms, 0),
+    breakdown,
+    note:
+      "Clients are held (PgBouncer PAUSE) from the clean stop of live until the endpoint points at the upgraded clone. " +
+      "Measured on the rehearsal clone; steps marked cut-over are replayed during promotion, the others run after clients resume.",
+  };
+}
+
+export function fmtMs(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+}
+
+function cell(s: string | undefined): string {
+  return (s ?? "").replace(/\|/g, "\\|").replace(/\n/g, " ");
+}
+
+export function renderMarkdown(r: RehearsalReport): string {
+  const icon = r.status === "passed" ? "PASSED" : r.status === "failed" ? "FAILED" : "RUNNING";
+  const lines: string[] = [];
+  lines.push(`# Upgrade rehearsal \`${r.rehearsal}\`: ${icon}`);
+  lines.push("");
+  lines.push(
+    `PostgreSQL ${r.source.version} → ${r.target.version} on \`${r.host}\`, rehearsed on clone \`${r.clone.dataset}\` of ` +
+      `\`${r.source.snapshot}\`${r.source.snapshotAt ? ` (taken ${r.source.snapshotAt})` : ""}. The source was not touched.`,
+  );
+  lines.push("");
+  if (r.failure) {
+    lines.push(`**Failed at step \`${r.failure.step}\`** (${r.failure.at}): ${r.failure.reason}`);
+    lines.push("");
+    if (r.failure.lastGoodSnapshot) {
+      lines.push(
+        `Last good state: after \`${r.failure.lastGoodStep}\`, snapshot \`${r.failure.lastGoodSnapshot}\` (${r.failure.lastGoodAt}). ` +
+          "Fix the cause and run `pulumi up` again: the clone is rolled back to that snapshot and the rehearsal resumes there.",
+      );
+      lines.push("");
+    }
+  }
+  lines.push("## Steps");
+  lines.push("");
+  lines.push("| # | step | status | started | duration | snapshot after | cut-over |");
+  lines.push("| --- | --- | --- | --- | --- | --- | --- |");
+  for (const s of r.steps) {
+    lines.push(
+      `| ${s.index} | ${cell(s.name)} | ${s.status} | ${s.startedAt} | ${fmtMs(s.durationMs)} | ${s.snapshot ? `\`${s.snapshot}\`` : "—"} | ${s.cutover ? "yes" : ""} |`,
+    );
+  }
+  lines.push("");
+  const failedStep = r.steps.find((s) => s.status === "failed");
+  if (failedStep?.logTail) {
+    lines.push(`### Log of \`${failedStep.name}\``);
+    lines.push("");
+    lines.push("```");
+    lines.push(failedStep.logTail);
+    lines.push("```");
+    lines.push("");
+  }
+  if (r.checks.length) {
+    const failed = r.checks.filter((c) => c.status === "fail").length;
+    lines.push(`## Verification: ${r.checks.length - failed} passed, ${failed} failed`);
+    lines.push("");
+    lines.push("| check | kind | result | source (at snapshot) | upgraded clone |");
+    lines.push("| --- | --- | --- | --- | --- |");
+    for (const c of r.checks) {
+      lines.push(`| ${cell(c.name)} | ${c.kind} | ${c.status} | ${cell(c.expected)} | ${cell(c.actual)} |`);
+    }
+    lines.push("");
+  }
+  lines.push(`## Predicted cut-over downtime: ${fmtMs(r.predictedCutover.totalMs)}`);
+  lines.push("");
+  for (const b of r.predictedCutover.breakdown) lines.push(`- ${b.step}: ${fmtMs(b.ms)}`);
+  lines.push("");
+  lines.push(r.predictedCutover.note);
+  lines.push("");
+  lines.push(`_Generated ${r.generatedAt} by pulumi-understudy._`);
+  return lines.join("\n") + "\n";
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `npm run demo`: the whole story on the embedded default, on this machine.
+#  1. installs what is missing (scripts/setup.sh),
+#  2. builds a "live" PostgreSQL 13 on a file-backed zfs-fuse pool, with pgbench data, a
+#     varied schema, and a writer that keeps committing,
+#  3. rehearses the upgrade 13 -> 15 on a clone through `pulumi up` (stack `demo`, local backend),
+#  4. prints the report and where everything is.
+# Running it again re-uses what exists: `pulumi up` then has nothing to do.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+say "1/4 setup (packages, zfs-fuse, Pulumi CLI, npm)"
+eval "$(bash scripts/setup.sh)"
+export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-understudy-demo}"
+export PULUMI_BACKEND_URL="file://$UNDERSTUDY_STATE"
+
+say "2/4 the live database (PostgreSQL 13 on zfs-fuse pool 'understudy', port 54313)"
+bash scripts/live-postgres.sh up understudy 54313 10
+bash scripts/live-postgres.sh writer understudy 54313 20
+live_start=$(runuser -u postgres -- /usr/lib/postgresql/13/bin/psql -X -At -h /var/run/postgresql -p 54313 -d app -c "SELECT pg_postmaster_start_time()")
+
+say "3/4 pulumi up: snapshot, clone, rehearse 13 -> 15 step by step (stack 'demo', state in $UNDERSTUDY_STATE)"
+pulumi stack select demo >/dev/null 2>&1 || pulumi stack init demo >/dev/null
+rc=0
+pulumi up --stack demo --yes --skip-preview --non-interactive || rc=$?
+
+say "4/4 report"
+if [ $rc -eq 0 ]; then
+  pulumi stack output reportMarkdown --stack demo
+else
+  latest=$(ls -t understudy-reports/*.md 2>/dev/null | head -1 || true)
+  [ -n "$latest" ] && cat "$latest"
+fi
+bash scripts/live-postgres.sh stop-writer understudy
+now_start=$(runuser -u postgres -- /usr/lib/postgresql/13/bin/psql -X -At -h /var/run/postgresql -p 54313 -d app -c "SELECT pg_postmaster_start_time()")
+cat >&2 <<TXT
+
+Live PostgreSQL 13 kept serving on port 54313 throughout (started $live_start, still the same server: $now_start).
+Clone:    zfs list -t all -r understudy/rehearsals
+Upgraded: PostgreSQL 15 on the clone, port 55432 (psql -h /var/run/postgresql -p 55432 app, as the postgres user)
+Report:   understudy-reports/demo.md and .json; also \`pulumi stack output report --stack demo\`
+Discard:  PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE=$PULUMI_CONFIG_PASSPHRASE pulumi destroy --stack demo
+Promote:  set understudy:promote to true in Pulumi.demo.yaml and run \`npm run demo\` again (see README: Promotion)
+TXT
+exit $rc

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The embedded "live" database used by the demo and the tests: a file-backed zfs-fuse pool,
+# a dataset holding a PostgreSQL 13 cluster (PGDATA = <mount>/main), pgbench data plus a
+# varied schema, and optionally a writer that keeps committing.
+#
+#   live-postgres.sh up     POOL PORT [SCALE]   create (idempotent) and start
+#   live-postgres.sh writer POOL PORT [RATE]    start a pgbench writer (RATE tx/s, default 20)
+#   live-postgres.sh stop-writer POOL
+#   live-postgres.sh down   POOL PORT           stop everything and destroy the pool
+#
+# Progress goes to stderr. Runs as root; PostgreSQL runs as `postgres`.
+set -euo pipefail
+cmd=${1:?usage: live-postgres.sh up|writer|stop-writer|down POOL PORT}
+pool=${2:?pool name}
+port=${3:-54313}
+here=$(cd "$(dirname "$0")" && pwd)
+bin=/usr/lib/postgresql/13/bin
+img_dir=/var/tmp/understudy-pools
+img=$img_dir/$pool.img
+mnt=/srv/$pool
+pgdata=$mnt/pg13/main
+sock=/var/run/postgresql
+say() { printf '[live %s] %s\n' "$pool" "$*" >&2; }
+as_pg() { runuser -u postgres -- "$@"; }
+
+case "$cmd" in
+up)
+  scale=${4:-10}
+  mkdir -p "$img_dir" "$sock"; chown postgres:postgres "$sock"
+  if ! zpool list -H -o name "$pool" >/dev/null 2>&1; then
+    if [ -e "$img" ]; then zpool import -d "$img_dir" "$pool" >&2 || true; fi
+  fi
+  if ! zpool list -H -o name "$pool" >/dev/null 2>&1; then
+    say "creating pool $pool on $img (sparse, 20 GB)"
+    truncate -s 20G "$img"
+    zpool create -f -m "$mnt" "$pool" "$img"
+  fi
+  zfs list -H -o name "$pool/pg13" >/dev/null 2>&1 || zfs create "$pool/pg13"
+  zfs list -H -o name "$pool/rehearsals" >/dev/null 2>&1 || zfs create "$pool/rehearsals"
+  chown postgres:postgres "$mnt/pg13"
+  if [ ! -f "$pgdata/PG_VERSION" ]; then
+    say "initdb PostgreSQL 13 in $pgdata (data checksums on)"
+    as_pg "$bin/initdb" -D "$pgdata" --data-checksums --locale=C.UTF-8 --encoding=UTF8 -U postgres --auth-local=peer --auth-host=scram-sha-256 >/dev/null
+  fi
+  if ! as_pg "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
+    say "starting PostgreSQL 13 on port $port"
+    as_pg "$bin/pg_ctl" -D "$pgdata" -l "$mnt/pg13/server.log" -w -o "-p $port -k $sock -c listen_addresses=''" start >/dev/null
+  fi
+  if ! as_pg "$bin/psql" -X -h "$sock" -p "$port" -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname='app'" | grep -q 1; then
+    say "loading pgbench data (scale $scale) and a varied schema into database app"
+    as_pg "$bin/createdb" -h "$sock" -p "$port" app
+    as_pg "$bin/pgbench" -h "$sock" -p "$port" -i -q -s "$scale" app >&2 2>/dev/null
+    PGOPTIONS="-c client_min_messages=warning" as_pg "$bin/psql" -X -q -h "$sock" -p "$port" -d app -v ON_ERROR_STOP=1 -f - < "$here/../examples/sql/varied-schema.sql" >/dev/null
+  fi
+  say "live: PostgreSQL 13 on port $port (socket $sock), data $pgdata on dataset $pool/pg13"
+  ;;
+writer)
+  rate=${4:-20}
+  pidf=/run/understudy-writer-$pool.pid
+  if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then say "writer already running"; exit 0; fi
+  as_pg "$bin/pgbench" -h "$sock" -p "$port" -n -c 2 -T 86400 -R "$rate" app >/dev/null 2>&1 &
+  echo $! > "$pidf"
+  say "writer started: pgbench, $rate transactions/s (pid $!)"
+  ;;
+stop-writer)
+  pidf=/run/understudy-writer-$pool.pid
+  if [ -f "$pidf" ]; then kill "$(cat "$pidf")" 2>/dev/null || true; rm -f "$pidf"; say "writer stopped"; fi
+  ;;
+down)
+  "$0" stop-writer "$pool"
+  if [ -f "$pgdata/PG_VERSION" ]; then as_pg "$bin/pg_ctl" -D "$pgdata" -m fast stop >/dev/null 2>&1 || true; fi
+  zpool destroy -f "$pool" 2>/dev/null || true
+  rm -f "$img"
+  say "destroyed"
+  ;;
+*) echo "unknown command $cmd" >&2; exit 2 ;;
+esac
