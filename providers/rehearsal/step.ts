@@ -83,7 +83,7 @@ export function stepSnapshotName(index: number, name: string): string {
 
 const MARKER = ".understudy-step-in-progress";
 
-interface Ctx {
+export interface Ctx {
   host: Host;
   z: ZfsDriver;
   pg: PostgresDriver;
@@ -96,7 +96,7 @@ const oldInstall = (i: StepInputs) => ({ version: i.pg.from, binDir: i.pg.fromBi
 const newInstall = (i: StepInputs) => ({ version: i.pg.to, binDir: i.pg.toBinDir, field: "to" });
 const newServer = (i: StepInputs) => ({ version: i.pg.to, binDir: i.pg.toBinDir, socketDir: i.pg.socketDir, port: i.pg.port });
 
-async function stopAll(c: Ctx): Promise<void> {
+export async function stopAll(c: Ctx): Promise<void> {
   for (const [dir, inst] of [[c.i.pg.newDataDir, newInstall(c.i)], [c.i.pg.oldDataDir, oldInstall(c.i)]] as const) {
     const exists = await c.host.run(["test", "-f", `${dir}/PG_VERSION`], { okExitCodes: [0, 1] });
     if (exists.exitCode !== 0) continue;
@@ -108,7 +108,7 @@ async function stopAll(c: Ctx): Promise<void> {
   }
 }
 
-async function startNew(c: Ctx): Promise<void> {
+export async function startNew(c: Ctx): Promise<void> {
   const st = await c.pg.status(c.i.pg.newDataDir, newInstall(c.i));
   if (st.running) return;
   await c.pg.start(c.i.pg.newDataDir, newInstall(c.i), {
@@ -119,7 +119,7 @@ async function startNew(c: Ctx): Promise<void> {
   });
 }
 
-async function runStep(c: Ctx): Promise<Partial<StepOutputs>> {
+export async function runStep(c: Ctx): Promise<Partial<StepOutputs>> {
   const { i, pg } = c;
   const extra: Partial<StepOutputs> = {};
   switch (i.kind) {
