@@ -79,6 +79,8 @@ export const rehearsalConfigSchema = z
         name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,40}$/, "lower-case letters, digits and -"),
         listenPort: port,
         database: ident,
+        listenAddr: z.string().optional(),
+        authType: z.enum(["trust", "md5", "scram-sha-256"]).optional(),
         pauseTimeoutMs: z.number().int().positive().optional(),
       })
       .strict()
@@ -86,7 +88,8 @@ export const rehearsalConfigSchema = z
   })
   .strict()
   .refine((c) => c.to > c.source.version, { message: "must be newer than source.version", path: ["to"] })
-  .refine((c) => c.postgres.port !== c.source.port, { message: "must differ from source.port (the live server's port)", path: ["postgres", "port"] });
+  .refine((c) => c.postgres.port !== c.source.port, { message: "must differ from source.port (the live server's port)", path: ["postgres", "port"] })
+  .refine((c) => !c.promote || c.endpoint, { message: "promote needs an endpoint (clients must reach the database through it)", path: ["promote"] });
 
 export type RehearsalConfig = z.infer<typeof rehearsalConfigSchema>;
 

@@ -5,6 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parseConfig } from "./config";
 import { UpgradeRehearsal } from "./components/upgrade-rehearsal";
+import { Promotion } from "./components/promotion";
 
 const NS = "understudy";
 const cfg = new pulumi.Config(NS);
@@ -36,3 +37,16 @@ export const reportMarkdown = rehearsal.reportMarkdown;
 export const reportFiles = rehearsal.reportFiles;
 export const clone = { dataset: rehearsal.clone.dataset, snapshot: rehearsal.clone.snapshot, mountpoint: rehearsal.clone.mountpoint };
 export const upgraded = { port: rehearsal.port, socketDir: rehearsal.socketDir, connectionString: rehearsal.connectionString };
+
+// With an endpoint configured, clients reach the database through PgBouncer, and
+// `understudy:promote: true` (a reviewed change) swaps them to the upgraded clone.
+const promotion = conf.endpoint
+  ? new Promotion(`${pulumi.getStack()}-promotion`, {
+      rehearsal,
+      promote: conf.promote ?? false,
+      endpoint: { ...conf.endpoint, authType: conf.endpoint.authType },
+    })
+  : undefined;
+export const endpoint = promotion
+  ? { address: promotion.endpointAddress, state: promotion.state, target: promotion.target, pauseWindowMs: promotion.pauseWindowMs, phases: promotion.phases, events: promotion.events }
+  : undefined;

@@ -15,3 +15,7 @@ export { UpgradeRehearsal, UpgradeRehearsalArgs, UserStep, ChecksArgs, planSteps
 export { RehearsalStep } from "./providers/rehearsal/step";
 export type { RehearsalReport, StepRecord, CheckRecord } from "./providers/rehearsal/report";
 export { renderMarkdown } from "./providers/rehearsal/report";
+export { PgBouncerEndpointResource, PgBouncerEndpointArgs } from "./providers/endpoint/resource";
+export { PgBouncerEndpoint } from "./providers/endpoint/pgbouncer";
+export { CutOver } from "./providers/promotion/cutover";
+export { Promotion, PromotionArgs } from "./components/promotion";

@@ -103,7 +103,7 @@ export class DatabaseClone extends pulumi.ComponentResource {
               : [`${bin}/psql`, "-X", "-q", "-h", src.socketDir ?? "/var/run/postgresql", "-p", String(src.port ?? 5432), "-d", "postgres", "-c", "CHECKPOINT"],
           hookUser: src.checkpoint === false ? undefined : (src.osUser ?? "postgres"),
         },
-        { parent: this },
+        { parent: this, dependsOn: opts?.dependsOn },
       );
       snapshot = snap.snapshot;
       snapDep = snap;
@@ -120,7 +120,8 @@ export class DatabaseClone extends pulumi.ComponentResource {
         dataset: args.clone.dataset,
         properties: args.clone.mountpoint ? { mountpoint: args.clone.mountpoint } : undefined,
       },
-      { parent: this, dependsOn: snapDep ? [snapDep] : [] },
+      // A component's dependsOn is not inherited by its children: pass it on (through the snapshot when there is one).
+      { parent: this, dependsOn: snapDep ? [snapDep] : (opts?.dependsOn ?? []) },
     );
     this.cloneResource = clone;
     this.snapshot = snapshot;

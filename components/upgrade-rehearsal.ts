@@ -3,6 +3,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ConnectionArgs } from "../providers/host/connection";
 import { RehearsalStep, StepKind, PgPlan } from "../providers/rehearsal/step";
+import { Preflight } from "../providers/rehearsal/preflight";
+import { ownerId } from "../providers/common";
 import { renderMarkdown, RehearsalReport, StepRecord } from "../providers/rehearsal/report";
 import { VerifySpec, validateVerifySpec } from "../providers/rehearsal/verify";
 import { DatabaseClone, PostgresSourceArgs, sanitize } from "./database-clone";
@@ -113,7 +115,8 @@ export function planSteps(steps: UserStep[] = []): PlannedStep[] {
   return [
     { name: "recover", kind: "recover", cutover: false },
     ...user.filter((s) => s.phase === "before-upgrade").map(strip),
-    { name: "check", kind: "check", cutover: true },
+    // pg_upgrade runs the same checks first: the replay during a promotion skips this step.
+    { name: "check", kind: "check", cutover: false },
     { name: "upgrade", kind: "upgrade", cutover: true },
     { name: "start", kind: "start", cutover: true },
     { name: "post-upgrade", kind: "post-upgrade", cutover: true },
@@ -183,10 +186,33 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
     const pgdata = src.pgdata ?? "main";
     const reportDir = path.resolve(args.reportDir ?? "understudy-reports");
 
+    const osUser = src.osUser ?? "postgres";
+    const snapMode = args.snapshot ?? "new";
+    // Checked on the host before anything is snapshotted, cloned or started (everything below depends on it).
+    const preflight = new Preflight(
+      `${name}-preflight`,
+      {
+        connection: args.connection,
+        label: `${name}/preflight`,
+        from: { version: src.version, binDir: src.binDir },
+        to: { version: args.to, binDir: args.toBinDir },
+        osUser,
+        ports: [
+          { field: "postgres.port", port },
+          { field: "postgres.tempPort", port: tempPort },
+          { field: "postgres.tempPort+1 (pg_upgrade's old server)", port: tempPort + 1 },
+          { field: "postgres.tempPort+2 (pg_upgrade's new server)", port: tempPort + 2 },
+        ],
+        socketDir,
+        source: pulumi.output(src.dataset).apply((dataset) => ({ dataset, pgdata, snapshot: snapMode === "new" || snapMode === "latest" ? undefined : snapMode })),
+        clone: pulumi.output(args.clone.dataset).apply((dataset) => ({ dataset, owner: ownerId("ZfsClone", `${name}-clone`) })),
+      },
+      { parent: this },
+    );
     this.clone = new DatabaseClone(
       name,
       { connection: args.connection, source: src, snapshot: args.snapshot, snapshotName: args.snapshotName, clone: args.clone },
-      { parent: this },
+      { parent: this, dependsOn: [preflight] },
     );
     const pgPlan: pulumi.Output<PgPlan> = this.clone.mountpoint.apply((mnt) => ({
       from: src.version,

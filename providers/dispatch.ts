@@ -9,7 +9,10 @@ const registry: Record<string, () => pulumi.dynamic.ResourceProvider> = {
   ZfsClone: () => require("./zfs/resources").zfsCloneProvider,
   ZfsSnapshotSchedule: () => require("./zfs/schedule-resource").zfsScheduleProvider,
   RehearsalStep: () => require("./rehearsal/step").rehearsalStepProvider,
+  RehearsalPreflight: () => require("./rehearsal/preflight").preflightProvider,
   PostgresServer: () => require("./postgres/server-resource").postgresServerProvider,
+  PgBouncerEndpoint: () => require("./endpoint/resource").pgBouncerEndpointProvider,
+  CutOver: () => require("./promotion/cutover").cutOverProvider,
 };
 
 export function registerProvider(kind: string, load: () => pulumi.dynamic.ResourceProvider): void {

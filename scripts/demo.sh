@@ -6,7 +6,15 @@
 #  3. rehearses the upgrade 13 -> 15 on a clone through `pulumi up` (stack `demo`, local backend),
 #  4. prints the report and where everything is.
 # Running it again re-uses what exists: `pulumi up` then has nothing to do.
+#
+#   npm run demo              rehearse (and show the report)
+#   npm run demo -- promote   set understudy:promote=true and run `pulumi up`: clients of the
+#                             PgBouncer endpoint (127.0.0.1:6432) move to the upgraded clone
+#                             while a pgbench writer keeps committing through it
+#   npm run demo -- rollback  set understudy:promote=false: back to PostgreSQL 13
 set -euo pipefail
+action=${1:-rehearse}
+case "$action" in rehearse|promote|rollback) ;; *) echo "usage: npm run demo [-- promote|rollback]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
@@ -23,8 +31,27 @@ live_start=$(runuser -u postgres -- /usr/lib/postgresql/13/bin/psql -X -At -h /v
 
 say "3/4 pulumi up: snapshot, clone, rehearse 13 -> 15 step by step (stack 'demo', state in $UNDERSTUDY_STATE)"
 pulumi stack select demo >/dev/null 2>&1 || pulumi stack init demo >/dev/null
+export TS_NODE_TRANSPILE_ONLY=true
 rc=0
+writer_log=""
+if [ "$action" != rehearse ]; then
+  want=$([ "$action" = promote ] && echo true || echo false)
+  pulumi config set --stack demo --path understudy:promote "$want"
+  say "pulumi preview: the reviewed change"
+  pulumi preview --stack demo --non-interactive --diff 2>&1 | grep -E "promote|~|Resources|update" || true
+  writer_log=$(mktemp)
+  # Clients through the endpoint during the switch: every failed transaction would show here.
+  runuser -u postgres -- /usr/lib/postgresql/15/bin/pgbench -h 127.0.0.1 -p 6432 -n -c 2 -T 40 app > "$writer_log" 2>&1 &
+  writer_pid=$!
+  sleep 2
+fi
 pulumi up --stack demo --yes --skip-preview --non-interactive || rc=$?
+if [ -n "$writer_log" ]; then
+  wait "$writer_pid" || true
+  say "pgbench through PgBouncer during the switch"
+  grep -E "processed|failed|latency average|tps" "$writer_log" || cat "$writer_log"
+  pulumi stack output endpoint --stack demo --json 2>/dev/null || true
+fi
 
 say "4/4 report"
 if [ $rc -eq 0 ]; then

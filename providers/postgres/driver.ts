@@ -132,6 +132,8 @@ export interface StartOptions {
   /** For the wait. Default 10 minutes. */
   timeoutMs?: number;
   onProgress?: (message: string) => void;
+  /** How often progress is reported while waiting (default 5 s). */
+  progressEveryMs?: number;
 }
 
 /** A server started by {@link PostgresDriver.start}. */
@@ -652,7 +654,7 @@ export class PostgresDriver {
       leftBehind: `possibly a starting server; see ${logFile}`,
     });
     if (opts.wait ?? true) {
-      await this.waitReady(server, { timeoutMs: opts.timeoutMs, onProgress: opts.onProgress });
+      await this.waitReady(server, { timeoutMs: opts.timeoutMs, onProgress: opts.onProgress, progressEveryMs: opts.progressEveryMs });
       server.readyMs = Date.now() - t0;
     }
     return server;
@@ -872,7 +874,7 @@ export class PostgresDriver {
     dataDir: string,
     inst: PgInstall,
     port: number,
-    opts: { timeoutMs?: number; onProgress?: (m: string) => void },
+    opts: { timeoutMs?: number; onProgress?: (m: string) => void; progressEveryMs?: number },
     fn: (srv: PgServer) => Promise<T>,
   ): Promise<{ result: T; readyMs: number; stopMs: number; log: string }> {
     const tmp = await this.makeTempDir(step);
@@ -892,6 +894,7 @@ export class PostgresDriver {
         settings: { hba_file: hba },
         timeoutMs: opts.timeoutMs,
         onProgress: opts.onProgress,
+        progressEveryMs: opts.progressEveryMs,
       });
       const readyMs = Date.now() - t0;
       const result = await fn(server);
@@ -962,7 +965,7 @@ export class PostgresDriver {
     dataDir: string,
     version: PgVersionArg,
     tempPort: number,
-    opts: { timeoutMs?: number; onProgress?: (m: string) => void } = {},
+    opts: { timeoutMs?: number; onProgress?: (m: string) => void; progressEveryMs?: number } = {},
   ): Promise<RecoveryResult> {
     validateDataDir(dataDir, "dataDir");
     validatePort(tempPort, "tempPort");
@@ -984,7 +987,7 @@ export class PostgresDriver {
     opts.onProgress?.(
       `recovering ${dataDir} with PostgreSQL ${inst.major} on temporary port ${tempPort} (state: ${before.state}; redo from ${before.redoLocation})`,
     );
-    const run = await this.withPrivateServer("recover", dataDir, inst, tempPort, { timeoutMs, onProgress: opts.onProgress }, async (srv) =>
+    const run = await this.withPrivateServer("recover", dataDir, inst, tempPort, { timeoutMs, onProgress: opts.onProgress, progressEveryMs: opts.progressEveryMs }, async (srv) =>
       this.querySettings(srv, before),
     );
     const after = await this.controlData(dataDir, inst);

@@ -82,6 +82,8 @@ export function stepSnapshotName(index: number, name: string): string {
 }
 
 const MARKER = ".understudy-step-in-progress";
+/** ZFS user property on the clone: the step snapshot the clone's content corresponds to. */
+export const HEAD_PROPERTY = "understudy:head";
 
 export interface Ctx {
   host: Host;
@@ -287,10 +289,13 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
 
   async diff(_id: string, olds: StepOutputs, news: StepInputs) {
     // A step is an execution: any change to what it does, or to anything before it, re-runs it.
+    // history (for the report), cutover (for the prediction), label and reportDir are metadata:
+    // they change in place. A re-run of an earlier step reaches this one through `prev`.
     const strip = (x: StepInputs) => {
-      const { connection, label, ...rest } = x;
+      const { connection, label: _l, history: _h, cutover: _c, reportDir: _r, ...rest } = x;
       return JSON.stringify({ ...rest, host: hostIdentity(connection) });
     };
+    const meta = (x: StepInputs) => JSON.stringify([x.label, x.history, x.cutover, x.reportDir]);
     const pick = (x: StepInputs): StepInputs => ({
       connection: x.connection, label: x.label, rehearsal: x.rehearsal, index: x.index, name: x.name, kind: x.kind, cutover: x.cutover,
       clone: x.clone, source: x.source, pg: x.pg, sql: x.sql, command: x.command, database: x.database, timeoutMs: x.timeoutMs,
@@ -298,7 +303,8 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
     });
     const replace = strip(pick(olds)) !== strip(pick(news));
     const creds = JSON.stringify(olds.connection ?? null) !== JSON.stringify(news.connection ?? null);
-    return { changes: replace || creds, replaces: replace ? ["step"] : [], deleteBeforeReplace: true };
+    const metaChanged = meta(pick(olds)) !== meta(pick(news));
+    return { changes: replace || creds || metaChanged, replaces: replace ? ["step"] : [], deleteBeforeReplace: true };
   },
 
   async create(i: StepInputs) {
@@ -318,10 +324,17 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
         prevSnapshot = `${i.clone.dataset}@s00-cloned`;
         if (!(await z.exists(prevSnapshot))) await z.snapshot(prevSnapshot, { "understudy:owner": i.clone.owner });
       }
+      // The clone must be exactly at the previous step's snapshot. `understudy:head` on the clone
+      // names the last step snapshot reached; a marker file means a step was cut off mid-way.
       const interrupted = (await host.run(["test", "-e", marker], { okExitCodes: [0, 1] })).exitCode === 0;
       const leftover = await z.exists(snapName);
-      if (interrupted || leftover) {
-        log(`an earlier attempt of this step did not finish: rolling ${i.clone.dataset} back to ${prevSnapshot}`);
+      const head = (await z.getProperty(i.clone.dataset, HEAD_PROPERTY)) ?? "-";
+      const atPrev = head === prevSnapshot || (head === "-" && !i.prev);
+      if (interrupted || leftover || !atPrev) {
+        log(
+          `${interrupted ? "an earlier attempt of this step did not finish" : `the clone is at ${head === "-" ? "an unknown state" : head}`}: ` +
+            `rolling ${i.clone.dataset} back to ${prevSnapshot}`,
+        );
         await stopAll(c);
         await z.rollback(prevSnapshot, i.clone.owner);
         if (i.prev?.serverAfter === "new") await startNew(c);
@@ -333,6 +346,7 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
       if (after === "new") await pg.adminQuery(newServer(i), "CHECKPOINT");
       await host.run(["rm", "-f", marker]);
       await z.snapshot(snapName, { "understudy:owner": i.clone.owner });
+      await z.set(i.clone.dataset, { [HEAD_PROPERTY]: snapName });
       const finishedAt = new Date();
       const record: StepRecord = {
         index: i.index,
@@ -408,9 +422,15 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
     }
   },
 
-  async update(_id: string, _olds: StepOutputs, news: StepInputs) {
-    // Only credentials can change in place.
-    return { outs: plain({ ..._olds, connection: news.connection }) };
+  async update(_id: string, olds: StepOutputs, news: StepInputs) {
+    // Credentials and metadata change in place; the step does not run again.
+    const record: StepRecord = { ...olds.record, cutover: news.cutover };
+    const outs: StepOutputs = { ...olds, connection: news.connection, label: news.label, history: news.history, cutover: news.cutover, reportDir: news.reportDir, record };
+    if (olds.kind === "verify" && olds.report) {
+      outs.report = buildReport(news, [...news.history, record], olds.checks ?? [], "passed");
+      outs.reportFiles = writeReport(news.reportDir, outs.report);
+    }
+    return { outs: plain(outs) };
   },
 
   async delete(id: string, props: StepOutputs) {

@@ -1,0 +1,421 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { ConnectionArgs } from "../host/connection";
+import { openHost } from "../host";
+import type { Host } from "../host/types";
+import { ZfsDriver } from "../zfs/driver";
+import { PostgresDriver, UpgradeMode } from "../postgres/driver";
+import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
+import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
+import { errorMessage, hostIdentity, isUnknown, plain, progress } from "../common";
+import { dynamicProvider } from "../shim";
+import { runStep, serverAfter, ServerState, StepInputs, StepKind, PgPlan } from "../rehearsal/step";
+import type { VerifySpec } from "../rehearsal/verify";
+
+/** The live server that a promotion stops cleanly and keeps, intact, for roll-back. */
+export interface LiveSpec {
+  dataset: string;
+  pgdata: string;
+  version: number;
+  binDir?: string;
+  osUser: string;
+  port: number;
+  socketDir: string;
+  /** argv that starts / stops live (e.g. `["systemctl", "start", "postgresql@13-main"]`); default: pg_ctl with the options live was started with (postmaster.opts). */
+  startCommand?: string[];
+  stopCommand?: string[];
+}
+
+export interface PlannedStep {
+  name: string;
+  kind: StepKind;
+  cutover: boolean;
+  sql?: string;
+  command?: string[];
+  database?: string;
+  timeoutMs?: number;
+}
+
+export interface CutOverInputs {
+  connection?: ConnectionArgs;
+  label: string;
+  owner: string;
+  stack: string;
+  promote: boolean;
+  endpoint: PgBouncerEndpointConfig;
+  database: string;
+  pauseTimeoutMs: number;
+  live: LiveSpec;
+  newLive: { dataset: string; port: number; socketDir: string; listen: string };
+  to: number;
+  toBinDir?: string;
+  mode: UpgradeMode;
+  steps: PlannedStep[];
+  assertions: VerifySpec["assertions"];
+  /** The rehearsal that proved the plan: its status must be `passed`. */
+  rehearsal: { name: string; status: string; predictedCutoverMs: number };
+}
+
+export interface PhaseTiming {
+  phase: string;
+  ms: number;
+}
+
+export interface CutOverOutputs extends CutOverInputs {
+  state: "serving-old" | "promoted" | "rolled-back";
+  target: DatabaseTarget;
+  promotedAt?: string;
+  rolledBackAt?: string;
+  finalSnapshot?: string;
+  newLiveDataDir?: string;
+  pauseWindowMs?: number;
+  phases?: PhaseTiming[];
+  events: Array<{ at: string; what: string }>;
+}
+
+const liveTarget = (i: CutOverInputs): DatabaseTarget => ({ host: i.live.socketDir, port: i.live.port, dbname: i.database });
+const newTarget = (i: CutOverInputs): DatabaseTarget => ({ host: i.newLive.socketDir, port: i.newLive.port, dbname: i.database });
+const liveInstall = (i: CutOverInputs) => ({ version: i.live.version, binDir: i.live.binDir, field: "source" });
+const newInstall = (i: CutOverInputs) => ({ version: i.to, binDir: i.toBinDir, field: "to" });
+const binOf = (i: CutOverInputs) => i.live.binDir ?? `/usr/lib/postgresql/${i.live.version}/bin`;
+
+interface Env {
+  host: Host;
+  z: ZfsDriver;
+  pg: PostgresDriver;
+  ep: PgBouncerEndpoint;
+  log: (m: string) => void;
+}
+
+async function mountpointOf(z: ZfsDriver, dataset: string): Promise<string> {
+  const info = await z.get(dataset);
+  if (!info) throw new Error(`dataset ${dataset} does not exist on ${z.host.description}`);
+  if (!info.mountpoint || !info.mountpoint.startsWith("/")) throw new Error(`dataset ${dataset} has no mountpoint`);
+  return info.mountpoint;
+}
+
+/** The options live was started with, from its postmaster.opts (written by postgres itself). */
+async function liveStartOptions(e: Env, i: CutOverInputs, dataDir: string): Promise<string> {
+  const r = await e.host.runAs(i.live.osUser, ["cat", "--", `${dataDir}/postmaster.opts`], { okExitCodes: [0, 1] });
+  const text = r.exitCode === 0 ? r.stdout.trim() : "";
+  const args = [...text.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
+  if (!text || args.length === 0 || /[$`\\\n]/.test(text)) {
+    return `-p ${i.live.port} -k ${i.live.socketDir}`;
+  }
+  const out: string[] = [];
+  for (let k = 0; k < args.length; k++) {
+    if (args[k] === "-D") {
+      k++;
+      continue;
+    }
+    out.push(`"${args[k]}"`);
+  }
+  return out.join(" ");
+}
+
+async function stopLive(e: Env, i: CutOverInputs, dataDir: string): Promise<string> {
+  const opts = await liveStartOptions(e, i, dataDir);
+  if (i.live.stopCommand) await e.host.run(i.live.stopCommand, { timeoutMs: 30 * 60_000 });
+  else await e.pg.stop(dataDir, liveInstall(i), { mode: "fast", timeoutMs: 30 * 60_000 });
+  const cd = await e.pg.controlData(dataDir, liveInstall(i));
+  if (!cd.cleanShutdown) throw new Error(`live did not shut down cleanly (pg_controldata: ${cd.state})`);
+  return opts;
+}
+
+async function startLive(e: Env, i: CutOverInputs, dataDir: string, opts: string): Promise<void> {
+  if (i.live.startCommand) {
+    await e.host.run(i.live.startCommand, { timeoutMs: 30 * 60_000 });
+  } else {
+    await e.host.run(["mkdir", "-p", "/var/log/understudy"]);
+    await e.host.run(["chown", i.live.osUser, "/var/log/understudy"]);
+    await e.host.runAs(
+      i.live.osUser,
+      [`${binOf(i)}/pg_ctl`, "start", "-w", "-t", "3600", "-D", dataDir, "-l", `/var/log/understudy/live-${i.stack}.log`, "-o", opts],
+      { timeoutMs: 3700_000, cwd: "/" },
+    );
+  }
+  await e.pg.adminQuery({ version: i.live.version, binDir: i.live.binDir, socketDir: i.live.socketDir, port: i.live.port }, "SELECT 1");
+}
+
+const SEQUENCES = `SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1`;
+
+async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefined): Promise<CutOverOutputs> {
+  if (i.rehearsal.status !== "passed") {
+    throw new Error(`promote: the rehearsal ${i.rehearsal.name} has not passed (status: ${i.rehearsal.status}); nothing was done`);
+  }
+  const events: CutOverOutputs["events"] = [...(prior?.events ?? [])];
+  const phases: PhaseTiming[] = [];
+  const timed = async <T>(phase: string, fn: () => Promise<T>): Promise<T> => {
+    const t = Date.now();
+    e.log(`${phase}...`);
+    const v = await fn();
+    phases.push({ phase, ms: Date.now() - t });
+    return v;
+  };
+  const liveMnt = await mountpointOf(e.z, i.live.dataset);
+  const liveDir = `${liveMnt}/${i.live.pgdata}`;
+
+  // Preconditions, before any client is held.
+  const existing = await e.z.get(i.newLive.dataset);
+  if (existing) {
+    if (existing.user["understudy:owner"] !== i.owner || prior?.state === "rolled-back") {
+      throw new Error(
+        `promote: ${i.newLive.dataset} already exists${prior?.state === "rolled-back" ? ` (the new live of a promotion rolled back at ${prior.rolledBackAt}; it holds the writes made while it served)` : ""}. ` +
+          `Rename or destroy it, or set newLive.dataset; nothing was done`,
+      );
+    }
+    e.log(`removing ${i.newLive.dataset} left by a failed promotion attempt`);
+    await e.z.destroy(i.newLive.dataset, i.owner);
+  }
+  await e.pg.assertPortFree(i.newLive.port, "newLive.port");
+  await e.pg.resolveInstall(newInstall(i), ["pg_ctl", "pg_upgrade", "initdb", "psql"]);
+  const current = await e.ep.target(i.database);
+  if (!current) throw new Error(`promote: PgBouncer ${i.endpoint.name} has no database ${i.database}`);
+
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
+  const finalSnapshot = `${i.live.dataset}@understudy-final-${i.stack}-${stamp}`;
+  let newDataDir = "";
+  const liveServer = { version: i.live.version, binDir: i.live.binDir, socketDir: i.live.socketDir, port: i.live.port };
+
+  const held = await e.ep.hold(
+    i.database,
+    async (ctx) => {
+      e.log(`clients held on ${i.database} (PAUSE) after ${ctx.elapsedMs()} ms`);
+      const seqBefore = await timed("read live sequences", () => e.pg.adminQuery(liveServer, SEQUENCES, { database: i.database }));
+      const opts = await timed("stop live cleanly", () => stopLive(e, i, liveDir));
+      try {
+        await timed("final snapshot", () => e.z.snapshot(finalSnapshot, { "understudy:owner": i.owner }));
+        await timed("clone", () => e.z.clone(finalSnapshot, i.newLive.dataset, { "understudy:owner": i.owner }));
+        const mnt = await mountpointOf(e.z, i.newLive.dataset);
+        const plan: PgPlan = {
+          from: i.live.version,
+          to: i.to,
+          fromBinDir: i.live.binDir,
+          toBinDir: i.toBinDir,
+          osUser: i.live.osUser,
+          oldDataDir: `${mnt}/${i.live.pgdata}`,
+          newDataDir: `${mnt}/${i.live.pgdata.replace(/[^A-Za-z0-9_.:-]+/g, "-")}.pg${i.to}`,
+          port: i.newLive.port,
+          tempPort: i.newLive.port + 1,
+          socketDir: i.newLive.socketDir,
+          listen: i.newLive.listen,
+          mode: i.mode,
+          database: i.database,
+        };
+        newDataDir = plan.newDataDir;
+        let server: ServerState = "none";
+        let updateExtensionsSql: string | undefined;
+        for (const [n, s] of i.steps.filter((x) => x.cutover && x.kind !== "recover" && x.kind !== "verify").entries()) {
+          const si: StepInputs = {
+            connection: i.connection,
+            label: i.label,
+            rehearsal: i.rehearsal.name,
+            index: n + 1,
+            name: s.name,
+            kind: s.kind,
+            cutover: true,
+            clone: { dataset: i.newLive.dataset, mountpoint: mnt, owner: i.owner },
+            source: { dataset: i.live.dataset, snapshot: finalSnapshot },
+            pg: plan,
+            sql: s.sql,
+            command: s.command,
+            database: s.database,
+            timeoutMs: s.timeoutMs,
+            prev: { snapshot: finalSnapshot, serverAfter: server, finishedAt: "", name: "" },
+            history: [],
+            updateExtensionsSql,
+            reportDir: "",
+          };
+          const extra = await timed(`replay ${s.name}`, () => runStep({ host: e.host, z: e.z, pg: e.pg, i: si, log: e.log, detail: [] }));
+          if (s.kind === "upgrade") updateExtensionsSql = extra.updateExtensionsSqlOut;
+          server = serverAfter(s.kind, server);
+        }
+        if (server !== "new") throw new Error("the replayed plan did not start the new server");
+        const newServer = { version: i.to, binDir: i.toBinDir, socketDir: i.newLive.socketDir, port: i.newLive.port };
+        await timed("verify", async () => {
+          const seqAfter = await e.pg.adminQuery(newServer, SEQUENCES, { database: i.database });
+          if (JSON.stringify(seqAfter) !== JSON.stringify(seqBefore)) {
+            throw new Error(`verify: sequences differ between live and the upgraded clone: ${JSON.stringify(seqBefore).slice(0, 200)} vs ${JSON.stringify(seqAfter).slice(0, 200)}`);
+          }
+          for (const a of i.assertions) {
+            const v = (await e.pg.adminQuery(newServer, a.sql, { database: a.database ?? i.database }))[0]?.[0];
+            if (v !== "t" && v !== "true") throw new Error(`verify: assertion "${a.name}" returned ${v ?? "no row"}`);
+          }
+        });
+        await timed("switch endpoint", () => ctx.retarget(newTarget(i)));
+      } catch (err) {
+        e.log(`cut-over failed: ${errorMessage(err).split("\n")[0]}; restoring live`);
+        try {
+          if (newDataDir && (await e.host.run(["test", "-f", `${newDataDir}/PG_VERSION`], { okExitCodes: [0, 1] })).exitCode === 0) {
+            if ((await e.pg.status(newDataDir, newInstall(i))).running) await e.pg.stop(newDataDir, newInstall(i), { mode: "fast" });
+          }
+        } catch (stopErr) {
+          e.log(`could not stop the half-upgraded clone: ${errorMessage(stopErr)}`);
+        }
+        await startLive(e, i, liveDir, opts);
+        e.log("live restarted; clients resume on it");
+        throw err;
+      }
+    },
+    { pauseTimeoutMs: i.pauseTimeoutMs },
+  );
+  events.push({ at: new Date().toISOString(), what: `promoted: ${i.database} now served by PostgreSQL ${i.to} on ${i.newLive.dataset}` });
+  e.log(`promoted: clients resumed on PostgreSQL ${i.to} (${i.newLive.dataset}, port ${i.newLive.port}); pause window ${held.pauseWindowMs} ms`);
+  // After clients resume: statistics, in stages (queries work meanwhile).
+  try {
+    const t = Date.now();
+    await e.pg.postUpgrade(newDataDir, newInstall(i) as never, { server: { port: i.newLive.port, socketDir: i.newLive.socketDir }, analyze: "in-stages" });
+    phases.push({ phase: "analyze (after resume)", ms: Date.now() - t });
+  } catch (err) {
+    e.log(`warning: vacuumdb --analyze-in-stages failed after promotion (run it by hand): ${errorMessage(err)}`);
+  }
+  return {
+    ...i,
+    state: "promoted",
+    target: newTarget(i),
+    promotedAt: new Date().toISOString(),
+    finalSnapshot,
+    newLiveDataDir: newDataDir,
+    pauseWindowMs: held.pauseWindowMs,
+    phases: [{ phase: "PAUSE (in-flight transactions finish)", ms: held.phases.pauseMs }, ...phases, { phase: "RESUME", ms: held.phases.resumeMs }],
+    events,
+  };
+}
+
+async function rollBack(e: Env, i: CutOverInputs, prior: CutOverOutputs): Promise<CutOverOutputs> {
+  const liveDir = `${await mountpointOf(e.z, i.live.dataset)}/${i.live.pgdata}`;
+  const newDir = prior.newLiveDataDir!;
+  const phases: PhaseTiming[] = [];
+  const held = await e.ep.hold(
+    i.database,
+    async (ctx) => {
+      let t = Date.now();
+      await e.pg.stop(newDir, newInstall(i), { mode: "fast" });
+      phases.push({ phase: "stop new live cleanly", ms: Date.now() - t });
+      try {
+        t = Date.now();
+        await startLive(e, i, liveDir, await liveStartOptions(e, i, liveDir));
+        phases.push({ phase: "start old live", ms: Date.now() - t });
+        t = Date.now();
+        await ctx.retarget(liveTarget(i));
+        phases.push({ phase: "switch endpoint", ms: Date.now() - t });
+      } catch (err) {
+        e.log(`roll-back failed (${errorMessage(err)}); restarting the new live`);
+        await e.pg.start(newDir, newInstall(i), { port: i.newLive.port, socketDir: i.newLive.socketDir, listen: i.newLive.listen, isolate: false });
+        throw err;
+      }
+    },
+    { pauseTimeoutMs: i.pauseTimeoutMs },
+  );
+  const at = new Date().toISOString();
+  e.log(
+    `rolled back: clients resumed on PostgreSQL ${i.live.version} (${i.live.dataset}); pause window ${held.pauseWindowMs} ms. ` +
+      `Writes made on the new live since ${prior.promotedAt} stay in ${i.newLive.dataset} (stopped), they were not copied back.`,
+  );
+  return {
+    ...i,
+    state: "rolled-back",
+    target: liveTarget(i),
+    promotedAt: prior.promotedAt,
+    rolledBackAt: at,
+    finalSnapshot: prior.finalSnapshot,
+    newLiveDataDir: prior.newLiveDataDir,
+    pauseWindowMs: held.pauseWindowMs,
+    phases,
+    events: [...prior.events, { at, what: `rolled back to PostgreSQL ${i.live.version}; ${i.newLive.dataset} kept, stopped` }],
+  };
+}
+
+async function withEnv<T>(i: CutOverInputs, fn: (e: Env) => Promise<T>): Promise<T> {
+  const host = openHost(i.connection);
+  try {
+    return await fn({
+      host,
+      z: new ZfsDriver(host),
+      pg: new PostgresDriver(host, { osUser: i.live.osUser }),
+      ep: new PgBouncerEndpoint(host, i.endpoint),
+      log: (m) => progress(i.label, m),
+    });
+  } finally {
+    await host.close();
+  }
+}
+
+export const cutOverProvider: pulumi.dynamic.ResourceProvider = {
+  async check(_o: CutOverInputs, n: CutOverInputs) {
+    const failures: pulumi.dynamic.CheckFailure[] = [];
+    if (!isUnknown(n.promote) && typeof n.promote !== "boolean") failures.push({ property: "promote", reason: "promote: must be true or false" });
+    for (const k of ["startCommand", "stopCommand"] as const) {
+      const v = n.live?.[k];
+      if (v !== undefined && !isUnknown(v) && (!Array.isArray(v) || v.length === 0 || v.some((a) => typeof a !== "string" || /[\0\n]/.test(a)))) {
+        failures.push({ property: k, reason: `source.${k}: must be a non-empty argv array` });
+      }
+    }
+    if (!isUnknown(n.newLive?.port) && !isUnknown(n.live?.port) && n.newLive?.port === n.live?.port) {
+      failures.push({ property: "newLive", reason: "newLive.port: must differ from the live port (PgBouncer must see a new target)" });
+    }
+    return { inputs: n, failures };
+  },
+  async diff(_id: string, o: CutOverOutputs, n: CutOverInputs) {
+    // Nothing here is ever replaced: promote flips are updates (promote / roll back), the rest is
+    // remembered for the next flip.
+    const changes = JSON.stringify({ ...o, state: undefined, target: undefined, promotedAt: undefined, rolledBackAt: undefined, finalSnapshot: undefined, newLiveDataDir: undefined, pauseWindowMs: undefined, phases: undefined, events: undefined }) !== JSON.stringify({ ...o, ...n, state: undefined, target: undefined, promotedAt: undefined, rolledBackAt: undefined, finalSnapshot: undefined, newLiveDataDir: undefined, pauseWindowMs: undefined, phases: undefined, events: undefined });
+    return { changes, replaces: [], deleteBeforeReplace: false };
+  },
+  async create(i: CutOverInputs) {
+    const outs = i.promote
+      ? await withEnv(i, (e) => promote(e, i, undefined))
+      : { ...i, state: "serving-old" as const, target: liveTarget(i), events: [] };
+    return { id: `${hostIdentity(i.connection)}:cutover:${i.endpoint.name}:${i.database}`, outs: plain(outs) };
+  },
+  async read(id: string, p: CutOverOutputs) {
+    return { id, props: p };
+  },
+  async update(_id: string, o: CutOverOutputs, n: CutOverInputs) {
+    if (n.promote && o.state !== "promoted") return { outs: plain(await withEnv(n, (e) => promote(e, n, o))) };
+    if (!n.promote && o.state === "promoted") return { outs: plain(await withEnv(n, (e) => rollBack(e, n, o))) };
+    return { outs: plain({ ...o, ...n, state: o.state, target: o.target }) };
+  },
+  async delete(_id: string, p: CutOverOutputs) {
+    // Hand-over: never stop, move or destroy anything on delete. A promoted new live keeps serving.
+    if (p.state === "promoted") {
+      progress(p.label, `hand-over: ${p.database} stays on PostgreSQL ${p.to} (${p.newLive.dataset}, port ${p.newLive.port}); the old live ${p.live.dataset} stays stopped and intact. Nothing was changed.`);
+    }
+  },
+};
+
+export type CutOverArgs = { [K in keyof CutOverInputs]: pulumi.Input<CutOverInputs[K]> };
+
+/** The promotion itself (see {@link Promotion}). */
+export class CutOver extends pulumi.dynamic.Resource {
+  declare readonly state: pulumi.Output<CutOverOutputs["state"]>;
+  declare readonly target: pulumi.Output<DatabaseTarget>;
+  declare readonly promotedAt: pulumi.Output<string | undefined>;
+  declare readonly rolledBackAt: pulumi.Output<string | undefined>;
+  declare readonly finalSnapshot: pulumi.Output<string | undefined>;
+  declare readonly pauseWindowMs: pulumi.Output<number | undefined>;
+  declare readonly phases: pulumi.Output<PhaseTiming[] | undefined>;
+  declare readonly events: pulumi.Output<Array<{ at: string; what: string }>>;
+
+  constructor(name: string, args: CutOverArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      dynamicProvider("CutOver"),
+      name,
+      {
+        ...args,
+        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        state: undefined,
+        target: undefined,
+        promotedAt: undefined,
+        rolledBackAt: undefined,
+        finalSnapshot: undefined,
+        newLiveDataDir: undefined,
+        pauseWindowMs: undefined,
+        phases: undefined,
+        events: undefined,
+      },
+      { ...opts, additionalSecretOutputs: ["connection", "endpoint"] },
+      "understudy",
+      "CutOver",
+    );
+  }
+}

@@ -1,0 +1,243 @@
+import * as pulumi from "@pulumi/pulumi";
+import type { ConnectionArgs } from "../host/connection";
+import { resolveConnection } from "../host/connection";
+import { openHost } from "../host";
+import type { Host } from "../host/types";
+import { ZfsDriver, OWNER_PROPERTY } from "../zfs/driver";
+import { validateDataset, validateSnapshotShortName } from "../zfs/names";
+import { PostgresDriver, PgBinary } from "../postgres/driver";
+import { PostgresInputError } from "../postgres/errors";
+import { validateOsUser, validatePath, validatePort, validateSocketDir, validateVersion } from "../postgres/validate";
+import { errorMessage, failure, hostIdentity, isUnknown, plain, progress } from "../common";
+import { dynamicProvider } from "../shim";
+
+/**
+ * What an {@link UpgradeRehearsal} needs from the host, checked before anything is
+ * snapshotted, cloned or started: both PostgreSQL versions installed (with pg_upgrade),
+ * every port the rehearsal will listen on free, the source dataset there (holding a
+ * data directory of `from`), the clone's dataset free (or ours, from an earlier run) and
+ * its parent there. Read-only: it runs `stat`, `ss`, `zfs get` and `postgres --version`.
+ */
+export interface PreflightInputs {
+  connection?: ConnectionArgs;
+  label: string;
+  from: { version: number; binDir?: string };
+  to: { version: number; binDir?: string };
+  osUser: string;
+  /** Every port the rehearsal listens on, with the config field that sets it. */
+  ports: Array<{ field: string; port: number }>;
+  /** Socket directory of the upgraded server (a lock file there means the port is taken). */
+  socketDir: string;
+  /** `snapshot`: the name after `@` of an existing snapshot to clone (not for "new"/"latest"). */
+  source: { dataset: string; pgdata: string; snapshot?: string };
+  /** `owner`: the owner mark the clone gets (an existing dataset with it is ours). */
+  clone: { dataset: string; owner: string };
+}
+
+export interface PreflightOutputs extends PreflightInputs {
+  checkedAt: string;
+  /** `postgres --version` of each side, e.g. `13.16`. */
+  fromVersion: string;
+  toVersion: string;
+}
+
+const OLD_BINS: PgBinary[] = ["pg_ctl", "postgres", "pg_controldata", "pg_isready", "psql"];
+const NEW_BINS: PgBinary[] = ["pg_ctl", "postgres", "initdb", "pg_controldata", "pg_upgrade", "pg_isready", "psql", "vacuumdb"];
+
+/** The driver names fields after its own arguments; say them as the rehearsal's config does. */
+function configField(field: string): string {
+  return (
+    { "to.version": "to", "to.binDir": "toBinDir", "from.version": "source.version", "from.binDir": "source.binDir" } as Record<string, string>
+  )[field] ?? field;
+}
+
+function asProblem(e: unknown, side: "from" | "to"): string {
+  if (e instanceof PostgresInputError) {
+    const field = configField(e.field);
+    const what = e.message.slice(e.field.length + 2).replace("or set binDir", `or set ${side === "to" ? "toBinDir" : "source.binDir"}`);
+    return `${field}: ${what}`;
+  }
+  return `${side === "to" ? "to" : "source.version"}: ${errorMessage(e)}`;
+}
+
+/** Ports held by a live server whose data directory is inside our own clone (e.g. the upgraded server of an earlier run). */
+async function portsOfOurServers(host: Host, mountpoint: string): Promise<Set<number>> {
+  const ours = new Set<number>();
+  const found = await host.run(["find", mountpoint, "-maxdepth", "2", "-name", "postmaster.pid", "-type", "f"], { okExitCodes: [0, 1], timeoutMs: 60_000 });
+  for (const file of found.stdout.split("\n").filter(Boolean)) {
+    const r = await host.run(["head", "-n", "4", "--", file], { okExitCodes: [0, 1], timeoutMs: 60_000 });
+    const [pid, , , port] = r.stdout.split("\n").map((s) => s.trim());
+    if (!/^\d+$/.test(pid ?? "") || !/^\d+$/.test(port ?? "")) continue;
+    const alive = await host.run(["kill", "-0", pid], { okExitCodes: [0, 1], timeoutMs: 60_000 });
+    if (alive.exitCode === 0) ours.add(Number(port));
+  }
+  return ours;
+}
+
+export async function runPreflight(host: Host, i: PreflightInputs): Promise<{ problems: string[]; fromVersion?: string; toVersion?: string }> {
+  const problems: string[] = [];
+  const pg = new PostgresDriver(host, { osUser: i.osUser });
+  const z = new ZfsDriver(host);
+  let fromVersion: string | undefined;
+  let toVersion: string | undefined;
+  try {
+    fromVersion = (await pg.resolveInstall({ version: i.from.version, binDir: i.from.binDir, field: "from" }, OLD_BINS, "from")).fullVersion;
+  } catch (e) {
+    problems.push(asProblem(e, "from"));
+  }
+  try {
+    toVersion = (await pg.resolveInstall({ version: i.to.version, binDir: i.to.binDir, field: "to" }, NEW_BINS, "to")).fullVersion;
+  } catch (e) {
+    problems.push(asProblem(e, "to"));
+  }
+
+  const src = await z.get(i.source.dataset);
+  if (!src) {
+    problems.push(`source.dataset: ${i.source.dataset} does not exist on ${host.description}`);
+  } else {
+    if (src.mounted && src.mountpoint?.startsWith("/")) {
+      const dir = `${src.mountpoint}/${i.source.pgdata}`;
+      const v = await host.run(["cat", "--", `${dir}/PG_VERSION`], { okExitCodes: [0, 1], timeoutMs: 60_000 });
+      if (v.exitCode !== 0) problems.push(`source.pgdata: ${dir} on ${host.description} is not a PostgreSQL data directory (no PG_VERSION)`);
+      else if (v.stdout.trim() !== String(i.from.version)) {
+        problems.push(`source.version: ${i.from.version}, but ${dir} on ${host.description} holds a PostgreSQL ${v.stdout.trim()} cluster`);
+      }
+    }
+    if (i.source.snapshot && !(await z.exists(`${i.source.dataset}@${i.source.snapshot}`))) {
+      problems.push(`snapshot: ${i.source.dataset}@${i.source.snapshot} does not exist on ${host.description}`);
+    }
+  }
+
+  const clone = await z.get(i.clone.dataset);
+  let ours = new Set<number>();
+  if (clone) {
+    const owner = clone.user[OWNER_PROPERTY] ?? "";
+    if (owner !== i.clone.owner) {
+      problems.push(
+        `clone.dataset: ${i.clone.dataset} already exists on ${host.description} (${owner ? `created by ${owner}` : "not created by Understudy"}); choose another name`,
+      );
+    } else if (clone.mountpoint?.startsWith("/")) {
+      ours = await portsOfOurServers(host, clone.mountpoint);
+    }
+  } else {
+    const parent = i.clone.dataset.split("/").slice(0, -1).join("/");
+    if (parent && !(await z.exists(parent))) problems.push(`clone.dataset: its parent ${parent} does not exist on ${host.description}`);
+  }
+
+  for (const { field, port } of i.ports) {
+    if (ours.has(port)) continue;
+    try {
+      await pg.assertPortFree(port, field, field === "postgres.port" ? i.socketDir : undefined);
+    } catch (e) {
+      problems.push(errorMessage(e));
+    }
+  }
+  return { problems, fromVersion, toVersion };
+}
+
+function staticChecks(news: PreflightInputs): pulumi.dynamic.CheckFailure[] {
+  const f: pulumi.dynamic.CheckFailure[] = [];
+  if (news.connection !== undefined && news.connection !== null && !isUnknown(news.connection)) {
+    f.push(...failure("connection", () => resolveConnection(news.connection as ConnectionArgs)));
+  }
+  if (!isUnknown(news.from)) {
+    f.push(...failure("from", () => validateVersion(news.from.version, "source.version")));
+    if (news.from.binDir !== undefined) f.push(...failure("from", () => validatePath(news.from.binDir, "source.binDir", "bin directory")));
+  }
+  if (!isUnknown(news.to)) {
+    f.push(...failure("to", () => validateVersion(news.to.version, "to")));
+    if (news.to.binDir !== undefined) f.push(...failure("to", () => validatePath(news.to.binDir, "toBinDir", "bin directory")));
+  }
+  if (!isUnknown(news.osUser)) f.push(...failure("osUser", () => validateOsUser(news.osUser, "source.osUser")));
+  if (!isUnknown(news.socketDir)) f.push(...failure("socketDir", () => validateSocketDir(news.socketDir, "postgres.socketDir")));
+  if (!isUnknown(news.ports)) {
+    f.push(
+      ...failure("ports", () => {
+        const seen = new Map<number, string>();
+        for (const p of news.ports) {
+          validatePort(p.port, p.field);
+          const other = seen.get(p.port);
+          if (other) throw new Error(`${p.field}: port ${p.port} is also ${other}; the rehearsal needs distinct ports`);
+          seen.set(p.port, p.field);
+        }
+      }),
+    );
+  }
+  if (!isUnknown(news.source)) {
+    f.push(...failure("source", () => validateDataset(news.source.dataset, "source.dataset")));
+    if (news.source.snapshot !== undefined) f.push(...failure("source", () => validateSnapshotShortName(news.source.snapshot, "snapshot")));
+  }
+  if (!isUnknown(news.clone)) f.push(...failure("clone", () => validateDataset(news.clone.dataset, "clone.dataset")));
+  return f;
+}
+
+export const preflightProvider: pulumi.dynamic.ResourceProvider = {
+  async check(_olds: PreflightInputs, news: PreflightInputs) {
+    return { inputs: news, failures: staticChecks(news) };
+  },
+
+  async diff(_id: string, olds: PreflightOutputs, news: PreflightInputs) {
+    // Anything the checks depend on changed: check again (replace). Credentials alone: in place.
+    const key = (x: PreflightInputs) =>
+      JSON.stringify(plain({ host: hostIdentity(x.connection), from: x.from, to: x.to, osUser: x.osUser, ports: x.ports, socketDir: x.socketDir, source: x.source, clone: x.clone }));
+    const replace = key(olds) !== key(news);
+    const creds = JSON.stringify(olds.connection ?? null) !== JSON.stringify(news.connection ?? null);
+    return { changes: replace || creds, replaces: replace ? ["checks"] : [] };
+  },
+
+  async create(i: PreflightInputs) {
+    const host = openHost(i.connection);
+    try {
+      const r = await runPreflight(host, i);
+      if (r.problems.length) {
+        throw new Error(
+          `preflight of ${i.label} on ${host.description} failed; nothing was snapshotted, cloned or started:\n` +
+            r.problems.map((p) => `  - ${p}`).join("\n"),
+        );
+      }
+      progress(i.label, `PostgreSQL ${r.fromVersion} and ${r.toVersion} installed, ports ${i.ports.map((p) => p.port).join(", ")} free, ${i.source.dataset} ready`);
+      const outs: PreflightOutputs = { ...i, checkedAt: new Date().toISOString(), fromVersion: r.fromVersion!, toVersion: r.toVersion! };
+      return { id: `${i.clone.dataset}#preflight`, outs: plain(outs) };
+    } finally {
+      await host.close();
+    }
+  },
+
+  async read(id: string, props: PreflightOutputs) {
+    return { id, props };
+  },
+
+  async update(_id: string, olds: PreflightOutputs, news: PreflightInputs) {
+    return { outs: plain({ ...olds, connection: news.connection }) };
+  },
+
+  async delete() {
+    // Nothing to remove: the checks changed nothing.
+  },
+};
+
+export type PreflightArgs = { [K in keyof PreflightInputs]: pulumi.Input<PreflightInputs[K]> };
+
+/** The checks an {@link UpgradeRehearsal} runs before anything else (everything else depends on it). */
+export class Preflight extends pulumi.dynamic.Resource {
+  declare readonly checkedAt: pulumi.Output<string>;
+  declare readonly fromVersion: pulumi.Output<string>;
+  declare readonly toVersion: pulumi.Output<string>;
+
+  constructor(name: string, args: PreflightArgs, opts?: pulumi.CustomResourceOptions) {
+    super(
+      dynamicProvider("RehearsalPreflight"),
+      name,
+      {
+        ...args,
+        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        checkedAt: undefined,
+        fromVersion: undefined,
+        toVersion: undefined,
+      },
+      { ...opts, additionalSecretOutputs: ["connection"] },
+      "understudy",
+      "RehearsalPreflight",
+    );
+  }
+}
