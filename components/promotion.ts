@@ -72,7 +72,9 @@ export class Promotion extends pulumi.ComponentResource {
     const liveSocket = src.socketDir ?? "/var/run/postgresql";
     const livePort = src.port ?? 5432;
     const newPort = args.newLive?.port ?? plan.args.postgres.port + 10;
-    const config = pulumi.output(ep.users).apply((users) => ({
+    // PgBouncer's trust still requires the user in its userlist: default to the OS user.
+    const defaultUsers = (ep.authType ?? "scram-sha-256") === "trust" ? [{ name: src.osUser ?? "postgres" }] : undefined;
+    const config = pulumi.output(ep.users ?? defaultUsers).apply((users) => ({
       name: ep.name,
       listenPort: ep.listenPort,
       listenAddr: ep.listenAddr ?? "127.0.0.1",

@@ -25,9 +25,14 @@ export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-understudy-demo}"
 export PULUMI_BACKEND_URL="file://$UNDERSTUDY_STATE"
 
 say "2/4 the live database (PostgreSQL 13 on zfs-fuse pool 'understudy', port 54313)"
-bash scripts/live-postgres.sh up understudy 54313 10
-bash scripts/live-postgres.sh writer understudy 54313 20
-live_start=$(runuser -u postgres -- /usr/lib/postgresql/13/bin/psql -X -At -h /var/run/postgresql -p 54313 -d app -c "SELECT pg_postmaster_start_time()")
+if [ "$action" = rehearse ]; then
+  bash scripts/live-postgres.sh up understudy 54313 10
+  # A writer straight on live: it keeps committing while the clone is rehearsed.
+  bash scripts/live-postgres.sh writer understudy 54313 20
+else
+  # Promotion stops live: clients must come through the endpoint (the pgbench below).
+  bash scripts/live-postgres.sh stop-writer understudy
+fi
 
 say "3/4 pulumi up: snapshot, clone, rehearse 13 -> 15 step by step (stack 'demo', state in $UNDERSTUDY_STATE)"
 pulumi stack select demo >/dev/null 2>&1 || pulumi stack init demo >/dev/null
@@ -61,10 +66,11 @@ else
   [ -n "$latest" ] && cat "$latest"
 fi
 bash scripts/live-postgres.sh stop-writer understudy
-now_start=$(runuser -u postgres -- /usr/lib/postgresql/13/bin/psql -X -At -h /var/run/postgresql -p 54313 -d app -c "SELECT pg_postmaster_start_time()")
+served=$(runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -X -At -h 127.0.0.1 -p 6432 -d app -c "SELECT current_setting('server_version')" 2>/dev/null || echo "?")
 cat >&2 <<TXT
 
-Live PostgreSQL 13 kept serving on port 54313 throughout (started $live_start, still the same server: $now_start).
+Endpoint: PgBouncer on 127.0.0.1:6432 (database app) is served by PostgreSQL $served now.
+Live:     PostgreSQL 13 on port 54313, dataset understudy/pg13 (never written by a rehearsal)
 Clone:    zfs list -t all -r understudy/rehearsals
 Upgraded: PostgreSQL 15 on the clone, port 55432 (psql -h /var/run/postgresql -p 55432 app, as the postgres user)
 Report:   understudy-reports/demo.md and .json; also \`pulumi stack output report --stack demo\`

@@ -66,6 +66,7 @@ export interface CutOverOutputs extends CutOverInputs {
   promotedAt?: string;
   rolledBackAt?: string;
   finalSnapshot?: string;
+  newLiveDataset?: string;
   newLiveDataDir?: string;
   pauseWindowMs?: number;
   phases?: PhaseTiming[];
@@ -155,17 +156,22 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
   const liveDir = `${liveMnt}/${i.live.pgdata}`;
 
   // Preconditions, before any client is held.
-  const existing = await e.z.get(i.newLive.dataset);
+  // The new live of a promotion that was rolled back holds the writes made while it served:
+  // it is kept, and this promotion gets the next generation's name.
+  let nlDataset = i.newLive.dataset;
+  for (let n = 2; prior?.state === "rolled-back" && (await e.z.exists(nlDataset)); n++) nlDataset = `${i.newLive.dataset}-${n}`;
+  const existing = await e.z.get(nlDataset);
   if (existing) {
-    if (existing.user["understudy:owner"] !== i.owner || prior?.state === "rolled-back") {
-      throw new Error(
-        `promote: ${i.newLive.dataset} already exists${prior?.state === "rolled-back" ? ` (the new live of a promotion rolled back at ${prior.rolledBackAt}; it holds the writes made while it served)` : ""}. ` +
-          `Rename or destroy it, or set newLive.dataset; nothing was done`,
-      );
+    if (existing.user["understudy:owner"] !== i.owner) {
+      throw new Error(`promote: ${nlDataset} already exists and was not created by this promotion. Rename or destroy it, or set newLive.dataset; nothing was done`);
     }
-    e.log(`removing ${i.newLive.dataset} left by a failed promotion attempt`);
-    await e.z.destroy(i.newLive.dataset, i.owner);
+    if ((await e.pg.status(`${existing.mountpoint}/${i.live.pgdata}.pg${i.to}`, newInstall(i)).catch(() => ({ running: false }))).running) {
+      throw new Error(`promote: a server is running on ${nlDataset}; nothing was done`);
+    }
+    e.log(`removing ${nlDataset} left by a failed promotion attempt`);
+    await e.z.destroy(nlDataset, i.owner);
   }
+  const nl = { ...i.newLive, dataset: nlDataset };
   await e.pg.assertPortFree(i.newLive.port, "newLive.port");
   await e.pg.resolveInstall(newInstall(i), ["pg_ctl", "pg_upgrade", "initdb", "psql"]);
   const current = await e.ep.target(i.database);
@@ -184,8 +190,8 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
       const opts = await timed("stop live cleanly", () => stopLive(e, i, liveDir));
       try {
         await timed("final snapshot", () => e.z.snapshot(finalSnapshot, { "understudy:owner": i.owner }));
-        await timed("clone", () => e.z.clone(finalSnapshot, i.newLive.dataset, { "understudy:owner": i.owner }));
-        const mnt = await mountpointOf(e.z, i.newLive.dataset);
+        await timed("clone", () => e.z.clone(finalSnapshot, nl.dataset, { "understudy:owner": i.owner }));
+        const mnt = await mountpointOf(e.z, nl.dataset);
         const plan: PgPlan = {
           from: i.live.version,
           to: i.to,
@@ -213,7 +219,7 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
             name: s.name,
             kind: s.kind,
             cutover: true,
-            clone: { dataset: i.newLive.dataset, mountpoint: mnt, owner: i.owner },
+            clone: { dataset: nl.dataset, mountpoint: mnt, owner: i.owner },
             source: { dataset: i.live.dataset, snapshot: finalSnapshot },
             pg: plan,
             sql: s.sql,
@@ -258,8 +264,8 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
     },
     { pauseTimeoutMs: i.pauseTimeoutMs },
   );
-  events.push({ at: new Date().toISOString(), what: `promoted: ${i.database} now served by PostgreSQL ${i.to} on ${i.newLive.dataset}` });
-  e.log(`promoted: clients resumed on PostgreSQL ${i.to} (${i.newLive.dataset}, port ${i.newLive.port}); pause window ${held.pauseWindowMs} ms`);
+  events.push({ at: new Date().toISOString(), what: `promoted: ${i.database} now served by PostgreSQL ${i.to} on ${nl.dataset}` });
+  e.log(`promoted: clients resumed on PostgreSQL ${i.to} (${nl.dataset}, port ${nl.port}); pause window ${held.pauseWindowMs} ms`);
   // After clients resume: statistics, in stages (queries work meanwhile).
   try {
     const t = Date.now();
@@ -274,6 +280,7 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
     target: newTarget(i),
     promotedAt: new Date().toISOString(),
     finalSnapshot,
+    newLiveDataset: nl.dataset,
     newLiveDataDir: newDataDir,
     pauseWindowMs: held.pauseWindowMs,
     phases: [{ phase: "PAUSE (in-flight transactions finish)", ms: held.phases.pauseMs }, ...phases, { phase: "RESUME", ms: held.phases.resumeMs }],
@@ -309,7 +316,7 @@ async function rollBack(e: Env, i: CutOverInputs, prior: CutOverOutputs): Promis
   const at = new Date().toISOString();
   e.log(
     `rolled back: clients resumed on PostgreSQL ${i.live.version} (${i.live.dataset}); pause window ${held.pauseWindowMs} ms. ` +
-      `Writes made on the new live since ${prior.promotedAt} stay in ${i.newLive.dataset} (stopped), they were not copied back.`,
+      `Writes made on the new live since ${prior.promotedAt} stay in ${prior.newLiveDataset} (stopped), they were not copied back.`,
   );
   return {
     ...i,
@@ -318,10 +325,11 @@ async function rollBack(e: Env, i: CutOverInputs, prior: CutOverOutputs): Promis
     promotedAt: prior.promotedAt,
     rolledBackAt: at,
     finalSnapshot: prior.finalSnapshot,
+    newLiveDataset: prior.newLiveDataset,
     newLiveDataDir: prior.newLiveDataDir,
     pauseWindowMs: held.pauseWindowMs,
     phases,
-    events: [...prior.events, { at, what: `rolled back to PostgreSQL ${i.live.version}; ${i.newLive.dataset} kept, stopped` }],
+    events: [...prior.events, { at, what: `rolled back to PostgreSQL ${i.live.version}; ${prior.newLiveDataset} kept, stopped` }],
   };
 }
 
@@ -378,7 +386,7 @@ export const cutOverProvider: pulumi.dynamic.ResourceProvider = {
   async delete(_id: string, p: CutOverOutputs) {
     // Hand-over: never stop, move or destroy anything on delete. A promoted new live keeps serving.
     if (p.state === "promoted") {
-      progress(p.label, `hand-over: ${p.database} stays on PostgreSQL ${p.to} (${p.newLive.dataset}, port ${p.newLive.port}); the old live ${p.live.dataset} stays stopped and intact. Nothing was changed.`);
+      progress(p.label, `hand-over: ${p.database} stays on PostgreSQL ${p.to} (${p.newLiveDataset}, port ${p.newLive.port}); the old live ${p.live.dataset} stays stopped and intact. Nothing was changed.`);
     }
   },
 };
@@ -392,6 +400,7 @@ export class CutOver extends pulumi.dynamic.Resource {
   declare readonly promotedAt: pulumi.Output<string | undefined>;
   declare readonly rolledBackAt: pulumi.Output<string | undefined>;
   declare readonly finalSnapshot: pulumi.Output<string | undefined>;
+  declare readonly newLiveDataset: pulumi.Output<string | undefined>;
   declare readonly pauseWindowMs: pulumi.Output<number | undefined>;
   declare readonly phases: pulumi.Output<PhaseTiming[] | undefined>;
   declare readonly events: pulumi.Output<Array<{ at: string; what: string }>>;
@@ -408,6 +417,7 @@ export class CutOver extends pulumi.dynamic.Resource {
         promotedAt: undefined,
         rolledBackAt: undefined,
         finalSnapshot: undefined,
+        newLiveDataset: undefined,
         newLiveDataDir: undefined,
         pauseWindowMs: undefined,
         phases: undefined,
