@@ -867,7 +867,9 @@ export class PostgresDriver {
   /**
    * Run `fn` against a private server on `dataDir`: a fresh 0700 socket directory from
    * `mktemp`, no TCP listen address, trust auth on that socket only (nobody but the OS user
-   * and root can reach it), isolated from the source; then stop it cleanly.
+   * and root can reach it), isolated from the source; then stop it cleanly and remove the
+   * temporary directory. On failure the server is stopped and the directory (with the
+   * server log) is kept and named in the error. Meant for clones, never for a source.
    */
   async withPrivateServer<T>(
     step: string,
@@ -877,6 +879,10 @@ export class PostgresDriver {
     opts: { timeoutMs?: number; onProgress?: (m: string) => void; progressEveryMs?: number },
     fn: (srv: PgServer) => Promise<T>,
   ): Promise<{ result: T; readyMs: number; stopMs: number; log: string }> {
+    validateDataDir(dataDir, "dataDir");
+    validatePort(port, "tempPort");
+    if (!isInstall(inst)) throw new PostgresInputError("inst", "must be the PgInstall returned by resolveInstall");
+    if (opts.timeoutMs !== undefined) validateTimeout(opts.timeoutMs, "timeoutMs");
     const tmp = await this.makeTempDir(step);
     const hba = `${tmp}/hba.conf`;
     const logFile = `${tmp}/server.log`;
@@ -904,6 +910,11 @@ export class PostgresDriver {
       await this.host.runAs(this.osUser, ["rm", "-rf", "--", tmp], { timeoutMs: SHORT, cwd: "/" }).catch(() => undefined);
       return { result, readyMs, stopMs: s.durationMs, log };
     } catch (e) {
+      if (e instanceof PostgresInputError && server === undefined) {
+        // Refused before a server started (e.g. the port is taken): nothing worth keeping.
+        await this.host.runAs(this.osUser, ["rm", "-rf", "--", tmp], { timeoutMs: SHORT, cwd: "/" }).catch(() => undefined);
+        throw e;
+      }
       let left = `${tmp} (server log, hba.conf)`;
       if (started) {
         try {

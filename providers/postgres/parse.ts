@@ -141,7 +141,11 @@ export function parseRecoveryLog(log: string): RecoveryLog {
 
 /** The last meaningful line of a server log, for progress messages. */
 export function lastLogLine(log: string): string | undefined {
-  const lines = log.split("\n").map((l) => l.trim()).filter(Boolean);
+  // Our own readiness probes log "FATAL: the database system is starting up": not news.
+  const lines = log
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !/FATAL:\s+the database system is (starting up|shutting down|not yet accepting connections)/.test(l) && !/DETAIL:\s+Consistent recovery state/.test(l));
   const l = lines[lines.length - 1];
   if (!l) return undefined;
   // Drop the timestamp/pid prefix: "2026-11-24 20:17:18.454 UTC [123] LOG:  redo starts at ..."

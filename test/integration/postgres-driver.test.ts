@@ -64,6 +64,8 @@ const MNT = `/srv/${POOL}`;
 const SRC_DS = `${POOL}/live`;
 const SRC_DIR = `${MNT}/live/pg13`;
 const SRC_SOCK = "/tmp/pgdrv-src";
+/** Socket directories this file uses (removed in afterAll). */
+const SOCKET_DIRS = [SRC_SOCK, "/tmp/pgdrv-x", "/tmp/pgdrv-spare", "/tmp/pgdrv-nockpt", "/tmp/pgdrv-c15", "/tmp/pgdrv-bad"];
 /** Defaults keep the test under a minute; raise them for measurements (e.g. SCALE=20, WRITE_SECONDS=60). */
 const SCALE = Number(process.env.UNDERSTUDY_PGDRV_SCALE ?? 2);
 const WRITE_SECONDS = Number(process.env.UNDERSTUDY_PGDRV_WRITE_SECONDS ?? 15);
@@ -125,7 +127,7 @@ beforeAll(async () => {
   ports = freePorts(12);
   sh(["zfs", "create", SRC_DS]);
   sh(["zfs", "create", `${POOL}/rehearsal`]);
-  fs.rmSync(SRC_SOCK, { recursive: true, force: true });
+  for (const d of SOCKET_DIRS) fs.rmSync(d, { recursive: true, force: true });
 });
 
 afterAll(async () => {
@@ -141,7 +143,7 @@ afterAll(async () => {
   await sleep(500);
   pool?.destroy();
   destroyPoolByName(POOL);
-  for (const d of fs.readdirSync("/tmp")) if (d.startsWith("pgdrv-")) fs.rmSync(`/tmp/${d}`, { recursive: true, force: true });
+  for (const d of SOCKET_DIRS) fs.rmSync(d, { recursive: true, force: true });
   if (Object.keys(measured).length) {
     console.log(`\nmeasurements (PostgreSQL 13 -> 15 on zfs-fuse, pgbench -s ${SCALE}, 2 writers, ${WRITE_SECONDS} s of writes before the first snapshot):`);
     for (const [k, v] of Object.entries(measured)) console.log(`  ${k.padEnd(52)} ${v}`);
@@ -270,7 +272,12 @@ describe("PostgresDriver on real PostgreSQL 13/15 and zfs-fuse", () => {
 
     const onProgress = (m: string) => progress.push(m);
     track(clone("nockpt").pg13, 13);
-    recNoCkpt = await pg.recoverCrashConsistent(clone("nockpt").pg13, 13, ports[1], { onProgress });
+    const p0 = progress.length;
+    recNoCkpt = await pg.recoverCrashConsistent(clone("nockpt").pg13, 13, ports[1], { onProgress, progressEveryMs: 300 });
+    // Long recoveries are visible while they run: elapsed time and the server's last log line.
+    const during = progress.slice(p0).filter((m) => /: (starting up \(recovering\)|not answering yet), \d+ s/.test(m));
+    expect(during.length).toBeGreaterThan(0);
+    measured["progress lines during the no-CHECKPOINT recovery"] = `${during.length}, last: ${during[during.length - 1]}`;
     track(clone("ckpt").pg13, 13);
     recCkpt = await pg.recoverCrashConsistent(clone("ckpt").pg13, 13, ports[2], { onProgress });
     for (const r of [recNoCkpt, recCkpt]) {

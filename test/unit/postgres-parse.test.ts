@@ -95,6 +95,9 @@ describe("small parsers", () => {
     expect(r).toMatchObject({ crashRecovery: true, redoStart: "0/2000028", redoDone: "0/3000060", notProperlyShutDown: true });
     expect(r.replayedBytes).toBe(0x3000060 - 0x2000028);
     expect(lastLogLine(log)).toBe("LOG:  database system is ready to accept connections");
+    expect(lastLogLine(log.split("\n").slice(0, 3).join("\n") + "\n2026-11-24 20:30:02.000 UTC [101] FATAL:  the database system is starting up\n")).toBe(
+      "LOG:  redo starts at 0/2000028",
+    );
     expect(parseRecoveryLog("LOG:  database system was shut down at ...").crashRecovery).toBe(false);
   });
 });
