@@ -240,3 +240,68 @@ describe("interrupted runs", () => {
     expect(datasetExists(`${pool.name}/rehearsal/lost`)).toBe(false);
   });
 });
+
+describe("over SSH to 127.0.0.1 (real sshd from scripts/setup-sshd.sh)", () => {
+  const sshDir = `${process.env.HOME}/.cache/understudy/ssh`;
+  const conn = () => ({
+    host: "127.0.0.1",
+    port: 2222,
+    user: "root",
+    privateKey: fs.readFileSync(`${sshDir}/id_ed25519`, "utf8"),
+    hostKey: fs.readFileSync(`${sshDir}/host_key.pub`, "utf8").trim(),
+  });
+
+  it("up / preview / refresh / destroy over SSH, with the key stored only as a secret", async () => {
+    const stack = await openStack(program, "ssh", backend, {
+      resources: { value: JSON.stringify(snapAndClone("ssh")) },
+      ssh: { value: JSON.stringify(conn()), secret: true },
+    });
+    const up = await stack.up();
+    expect(up.summary.result).toBe("succeeded");
+    expect(datasetExists(`${pool.name}/rehearsal/ssh`)).toBe(true);
+    expect((await stack.preview()).changeSummary).toEqual({ same: 3 });
+    // On disk the connection is ciphertext. (The Automation API's exportStack decrypts secrets,
+    // so read the backend's file itself.)
+    const onDisk = fs.readFileSync(`${backend.dir}/.pulumi/stacks/zfs-program/ssh.json`, "utf8");
+    expect(onDisk).toContain('"connection"');
+    expect(onDisk).toContain("ciphertext");
+    expect(onDisk).not.toContain("PRIVATE KEY");
+    expect(onDisk).not.toContain(conn().privateKey.split("\n")[1]);
+    zfsDestroyByHand(`${pool.name}/rehearsal/ssh`);
+    expect((await stack.refresh()).summary.resourceChanges?.delete).toBe(1);
+    await stack.up();
+    await stack.destroy();
+    expect(datasetExists(`${pool.name}/rehearsal/ssh`)).toBe(false);
+    expect(snapshotsOf(SRC)).toEqual(before.snaps);
+  });
+
+  it("a rotated key never makes a clone undeletable: the key given at run time wins", async () => {
+    const tmp = fs.mkdtempSync("/tmp/understudy-rotate-");
+    sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", `${tmp}/old`]);
+    const authorized = `${sshDir}/authorized_keys`;
+    const original = fs.readFileSync(authorized, "utf8");
+    try {
+      // Created with an "old" key that the server accepts at that time...
+      fs.writeFileSync(authorized, original.trimEnd() + "\n" + fs.readFileSync(`${tmp}/old.pub`, "utf8"));
+      const oldConn = { ...conn(), privateKey: fs.readFileSync(`${tmp}/old`, "utf8") };
+      const stack = await openStack(program, "rotate", backend, {
+        resources: { value: JSON.stringify([{ type: "ZfsSnapshot", name: "r", args: { dataset: SRC, name: "rotate" } }]) },
+        ssh: { value: JSON.stringify(oldConn), secret: true },
+      });
+      await stack.up();
+      // ...then the old key is revoked. Destroy with the stored key fails, and says why.
+      fs.writeFileSync(authorized, original);
+      expect(await failureOf(() => stack.destroy())).toMatch(/127\.0\.0\.1:2222/);
+      expect(datasetExists(`${SRC}@rotate`)).toBe(true);
+      // The current key, given in the environment of `pulumi destroy`, wins.
+      const ws = stack.workspace as unknown as { envVars: Record<string, string> };
+      ws.envVars.UNDERSTUDY_SSH_PRIVATE_KEY_FILE = `${sshDir}/id_ed25519`;
+      await stack.destroy();
+      delete ws.envVars.UNDERSTUDY_SSH_PRIVATE_KEY_FILE;
+      expect(datasetExists(`${SRC}@rotate`)).toBe(false);
+    } finally {
+      fs.writeFileSync(authorized, original);
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
