@@ -78,8 +78,8 @@ export class LocalHost implements Host {
     });
   }
 
-  runAs(user: string, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    return this.run(switchUserArgv(os.userInfo().username, user, argv), opts);
+  async runAs(user: string, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    return await this.run(switchUserArgv(os.userInfo().username, user, argv), opts);
   }
 
   async writeFile(path: string, content: string, mode = "0644"): Promise<void> {
@@ -97,8 +97,15 @@ export async function writeFileVia(host: Host, path: string, content: string, mo
     throw new Error(`file path must be absolute and printable: ${JSON.stringify(path)}`);
   }
   if (!/^0?[0-7]{3,4}$/.test(mode)) throw new Error(`invalid file mode ${JSON.stringify(mode)}`);
-  const tmp = `${path}.understudy-tmp`;
-  await host.run(["tee", tmp], { input: content });
-  await host.run(["chmod", mode, tmp]);
-  await host.run(["mv", "-f", tmp, path]);
+  // A unique temporary name beside the target, created private (umask 077), then given its
+  // mode and renamed over the target: readers see the old or the new file, never a part.
+  const tmp = `${path}.understudy-${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    await host.run(["sh", "-c", 'umask 077 && cat > "$1"', "sh", tmp], { input: content });
+    await host.run(["chmod", mode, tmp]);
+    await host.run(["mv", "-f", tmp, path]);
+  } catch (e) {
+    await host.run(["rm", "-f", tmp]).catch(() => undefined);
+    throw e;
+  }
 }
