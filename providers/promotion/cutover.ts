@@ -137,6 +137,10 @@ async function startLive(e: Env, i: CutOverInputs, dataDir: string, opts: string
   await e.pg.adminQuery({ version: i.live.version, binDir: i.live.binDir, socketDir: i.live.socketDir, port: i.live.port }, "SELECT 1");
 }
 
+/** ZFS user property on a new-live clone whose promotion failed: the next promotion removes it (an unmarked one may hold writes and is kept). */
+const ATTEMPT_PROPERTY = "understudy:promotion";
+const FAILED_ATTEMPT = "failed-attempt";
+
 const SEQUENCES = `SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1`;
 
 async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefined): Promise<CutOverOutputs> {
@@ -145,8 +149,10 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
   }
   const events: CutOverOutputs["events"] = [...(prior?.events ?? [])];
   const phases: PhaseTiming[] = [];
+  let phaseNow = "";
   const timed = async <T>(phase: string, fn: () => Promise<T>): Promise<T> => {
     const t = Date.now();
+    phaseNow = phase;
     e.log(`${phase}...`);
     const v = await fn();
     phases.push({ phase, ms: Date.now() - t });
@@ -157,9 +163,14 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
 
   // Preconditions, before any client is held.
   // The new live of a promotion that was rolled back holds the writes made while it served:
-  // it is kept, and this promotion gets the next generation's name.
+  // it is kept, and this promotion gets the next generation's name. A clone left by a failed
+  // attempt (marked so) is that generation's name again: it is removed below.
   let nlDataset = i.newLive.dataset;
-  for (let n = 2; prior?.state === "rolled-back" && (await e.z.exists(nlDataset)); n++) nlDataset = `${i.newLive.dataset}-${n}`;
+  for (let n = 2; prior?.state === "rolled-back"; n++) {
+    const mark = await e.z.getProperty(nlDataset, ATTEMPT_PROPERTY);
+    if (mark === undefined || mark === FAILED_ATTEMPT) break;
+    nlDataset = `${i.newLive.dataset}-${n}`;
+  }
   const existing = await e.z.get(nlDataset);
   if (existing) {
     if (existing.user["understudy:owner"] !== i.owner) {
@@ -170,6 +181,10 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
     }
     e.log(`removing ${nlDataset} left by a failed promotion attempt`);
     await e.z.destroy(nlDataset, i.owner);
+    // ... and the final snapshot of live it was cloned from (ours, and nothing else uses it).
+    if (existing.origin && existing.origin.startsWith(`${i.live.dataset}@understudy-final-`)) {
+      await e.z.destroy(existing.origin, i.owner).catch((err) => e.log(`left ${existing.origin} in place: ${errorMessage(err)}`));
+    }
   }
   const nl = { ...i.newLive, dataset: nlDataset };
   await e.pg.assertPortFree(i.newLive.port, "newLive.port");
@@ -180,97 +195,123 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
   const finalSnapshot = `${i.live.dataset}@understudy-final-${i.stack}-${stamp}`;
   let newDataDir = "";
+  let cloneMade = false;
+  let failedPhase: string | undefined;
+  let liveRestarted = false;
   const liveServer = { version: i.live.version, binDir: i.live.binDir, socketDir: i.live.socketDir, port: i.live.port };
 
-  const held = await e.ep.hold(
-    i.database,
-    async (ctx) => {
-      e.log(`clients held on ${i.database} (PAUSE) after ${ctx.elapsedMs()} ms`);
-      const seqBefore = await timed("read live sequences", () => e.pg.adminQuery(liveServer, SEQUENCES, { database: i.database }));
-      const opts = await timed("stop live cleanly", () => stopLive(e, i, liveDir));
-      try {
-        await timed("final snapshot", () => e.z.snapshot(finalSnapshot, { "understudy:owner": i.owner }));
-        await timed("clone", () => e.z.clone(finalSnapshot, nl.dataset, { "understudy:owner": i.owner }));
-        const mnt = await mountpointOf(e.z, nl.dataset);
-        const plan: PgPlan = {
-          from: i.live.version,
-          to: i.to,
-          fromBinDir: i.live.binDir,
-          toBinDir: i.toBinDir,
-          osUser: i.live.osUser,
-          oldDataDir: `${mnt}/${i.live.pgdata}`,
-          newDataDir: `${mnt}/${i.live.pgdata.replace(/[^A-Za-z0-9_.:-]+/g, "-")}.pg${i.to}`,
-          port: i.newLive.port,
-          tempPort: i.newLive.port + 1,
-          socketDir: i.newLive.socketDir,
-          listen: i.newLive.listen,
-          mode: i.mode,
-          database: i.database,
-        };
-        newDataDir = plan.newDataDir;
-        let server: ServerState = "none";
-        let updateExtensionsSql: string | undefined;
-        for (const [n, s] of i.steps.filter((x) => x.cutover && x.kind !== "recover" && x.kind !== "verify").entries()) {
-          const si: StepInputs = {
-            connection: i.connection,
-            label: i.label,
-            rehearsal: i.rehearsal.name,
-            index: n + 1,
-            name: s.name,
-            kind: s.kind,
-            cutover: true,
-            clone: { dataset: nl.dataset, mountpoint: mnt, owner: i.owner },
-            source: { dataset: i.live.dataset, snapshot: finalSnapshot },
-            pg: plan,
-            sql: s.sql,
-            command: s.command,
-            database: s.database,
-            timeoutMs: s.timeoutMs,
-            prev: { snapshot: finalSnapshot, serverAfter: server, finishedAt: "", name: "" },
-            history: [],
-            updateExtensionsSql,
-            reportDir: "",
-          };
-          const extra = await timed(`replay ${s.name}`, () => runStep({ host: e.host, z: e.z, pg: e.pg, i: si, log: e.log, detail: [] }));
-          if (s.kind === "upgrade") updateExtensionsSql = extra.updateExtensionsSqlOut;
-          server = serverAfter(s.kind, server);
-        }
-        if (server !== "new") throw new Error("the replayed plan did not start the new server");
-        const newServer = { version: i.to, binDir: i.toBinDir, socketDir: i.newLive.socketDir, port: i.newLive.port };
-        await timed("verify", async () => {
-          const seqAfter = await e.pg.adminQuery(newServer, SEQUENCES, { database: i.database });
-          if (JSON.stringify(seqAfter) !== JSON.stringify(seqBefore)) {
-            throw new Error(`verify: sequences differ between live and the upgraded clone: ${JSON.stringify(seqBefore).slice(0, 200)} vs ${JSON.stringify(seqAfter).slice(0, 200)}`);
-          }
-          for (const a of i.assertions) {
-            const v = (await e.pg.adminQuery(newServer, a.sql, { database: a.database ?? i.database }))[0]?.[0];
-            if (v !== "t" && v !== "true") throw new Error(`verify: assertion "${a.name}" returned ${v ?? "no row"}`);
-          }
-        });
-        await timed("switch endpoint", () => ctx.retarget(newTarget(i)));
-      } catch (err) {
-        e.log(`cut-over failed: ${errorMessage(err).split("\n")[0]}; restoring live`);
+  let held: Awaited<ReturnType<typeof e.ep.hold<void>>>;
+  try {
+    held = await e.ep.hold(
+      i.database,
+      async (ctx) => {
+        e.log(`clients held on ${i.database} (PAUSE) after ${ctx.elapsedMs()} ms`);
+        const seqBefore = await timed("read live sequences", () => e.pg.adminQuery(liveServer, SEQUENCES, { database: i.database }));
+        const opts = await timed("stop live cleanly", () => stopLive(e, i, liveDir));
         try {
-          if (newDataDir && (await e.host.run(["test", "-f", `${newDataDir}/PG_VERSION`], { okExitCodes: [0, 1] })).exitCode === 0) {
-            if ((await e.pg.status(newDataDir, newInstall(i))).running) await e.pg.stop(newDataDir, newInstall(i), { mode: "fast" });
+          await timed("final snapshot", () => e.z.snapshot(finalSnapshot, { "understudy:owner": i.owner }));
+          await timed("clone", () => e.z.clone(finalSnapshot, nl.dataset, { "understudy:owner": i.owner }));
+          cloneMade = true;
+          const mnt = await mountpointOf(e.z, nl.dataset);
+          const plan: PgPlan = {
+            from: i.live.version,
+            to: i.to,
+            fromBinDir: i.live.binDir,
+            toBinDir: i.toBinDir,
+            osUser: i.live.osUser,
+            oldDataDir: `${mnt}/${i.live.pgdata}`,
+            newDataDir: `${mnt}/${i.live.pgdata.replace(/[^A-Za-z0-9_.:-]+/g, "-")}.pg${i.to}`,
+            port: i.newLive.port,
+            tempPort: i.newLive.port + 1,
+            socketDir: i.newLive.socketDir,
+            listen: i.newLive.listen,
+            mode: i.mode,
+            database: i.database,
+          };
+          newDataDir = plan.newDataDir;
+          let server: ServerState = "none";
+          let updateExtensionsSql: string | undefined;
+          for (const [n, s] of i.steps.filter((x) => x.cutover && x.kind !== "recover" && x.kind !== "verify").entries()) {
+            const si: StepInputs = {
+              connection: i.connection,
+              label: i.label,
+              rehearsal: i.rehearsal.name,
+              index: n + 1,
+              name: s.name,
+              kind: s.kind,
+              cutover: true,
+              clone: { dataset: nl.dataset, mountpoint: mnt, owner: i.owner },
+              source: { dataset: i.live.dataset, snapshot: finalSnapshot },
+              pg: plan,
+              sql: s.sql,
+              command: s.command,
+              database: s.database,
+              timeoutMs: s.timeoutMs,
+              prev: { snapshot: finalSnapshot, serverAfter: server, finishedAt: "", name: "" },
+              history: [],
+              updateExtensionsSql,
+              reportDir: "",
+            };
+            const extra = await timed(`replay ${s.name}`, () => runStep({ host: e.host, z: e.z, pg: e.pg, i: si, log: e.log, detail: [] }));
+            if (s.kind === "upgrade") updateExtensionsSql = extra.updateExtensionsSqlOut;
+            server = serverAfter(s.kind, server);
           }
-        } catch (stopErr) {
-          e.log(`could not stop the half-upgraded clone: ${errorMessage(stopErr)}`);
+          if (server !== "new") throw new Error("the replayed plan did not start the new server");
+          const newServer = { version: i.to, binDir: i.toBinDir, socketDir: i.newLive.socketDir, port: i.newLive.port };
+          await timed("verify", async () => {
+            const seqAfter = await e.pg.adminQuery(newServer, SEQUENCES, { database: i.database });
+            if (JSON.stringify(seqAfter) !== JSON.stringify(seqBefore)) {
+              throw new Error(`verify: sequences differ between live and the upgraded clone: ${JSON.stringify(seqBefore).slice(0, 200)} vs ${JSON.stringify(seqAfter).slice(0, 200)}`);
+            }
+            for (const a of i.assertions) {
+              const v = (await e.pg.adminQuery(newServer, a.sql, { database: a.database ?? i.database }))[0]?.[0];
+              if (v !== "t" && v !== "true") throw new Error(`verify: assertion "${a.name}" returned ${v ?? "no row"}`);
+            }
+          });
+          await timed("switch endpoint", () => ctx.retarget(newTarget(i)));
+        } catch (err) {
+          failedPhase = phaseNow;
+          e.log(`cut-over failed at "${failedPhase}": ${errorMessage(err).split("\n")[0]}; restoring live`);
+          try {
+            if (newDataDir && (await e.host.run(["test", "-f", `${newDataDir}/PG_VERSION`], { okExitCodes: [0, 1] })).exitCode === 0) {
+              if ((await e.pg.status(newDataDir, newInstall(i))).running) await e.pg.stop(newDataDir, newInstall(i), { mode: "fast" });
+            }
+          } catch (stopErr) {
+            e.log(`could not stop the half-upgraded clone: ${errorMessage(stopErr)}`);
+          }
+          try {
+            await startLive(e, i, liveDir, opts);
+          } catch (startErr) {
+            throw new Error(`${failedPhase}: ${errorMessage(err)}; then restarting live FAILED: ${errorMessage(startErr)}`);
+          }
+          liveRestarted = true;
+          e.log("live restarted; clients resume on it");
+          throw new Error(`${failedPhase}: ${errorMessage(err)}`);
         }
-        await startLive(e, i, liveDir, opts);
-        e.log("live restarted; clients resume on it");
-        throw err;
-      }
-    },
-    { pauseTimeoutMs: i.pauseTimeoutMs },
-  );
+      },
+      { pauseTimeoutMs: i.pauseTimeoutMs },
+    );
+  } catch (err) {
+    // Outside the pause: mark the half-made clone so that the next promotion removes it.
+    if (cloneMade) await e.z.set(nl.dataset, { [ATTEMPT_PROPERTY]: FAILED_ATTEMPT }).catch((m) => e.log(`could not mark ${nl.dataset}: ${errorMessage(m)}`));
+    const clients = (err as { clients?: string }).clients;
+    if (failedPhase === undefined) throw err;
+    const left = cloneMade ? ` Left behind: ${nl.dataset} (the half-made clone, stopped; the next promotion removes it) and ${finalSnapshot}.` : "";
+    if (liveRestarted && clients === "old-target") {
+      throw new Error(
+        `promote failed at phase "${failedPhase}"; nothing was switched: clients are on the old live (PostgreSQL ${i.live.version} on ${i.live.dataset}, port ${i.live.port}, restarted) and PgBouncer resumed them there.${left}\nDetails: ${errorMessage(err)}`,
+      );
+    }
+    throw new Error(`promote failed at phase "${failedPhase}".${left}\n${errorMessage(err)}`);
+  }
   events.push({ at: new Date().toISOString(), what: `promoted: ${i.database} now served by PostgreSQL ${i.to} on ${nl.dataset}` });
   e.log(`promoted: clients resumed on PostgreSQL ${i.to} (${nl.dataset}, port ${nl.port}); pause window ${held.pauseWindowMs} ms`);
   // After clients resume: statistics, in stages (queries work meanwhile).
+  let analyzed: PhaseTiming | undefined;
   try {
     const t = Date.now();
     await e.pg.postUpgrade(newDataDir, newInstall(i) as never, { server: { port: i.newLive.port, socketDir: i.newLive.socketDir }, analyze: "in-stages" });
-    phases.push({ phase: "analyze (after resume)", ms: Date.now() - t });
+    analyzed = { phase: "analyze (after resume)", ms: Date.now() - t };
   } catch (err) {
     e.log(`warning: vacuumdb --analyze-in-stages failed after promotion (run it by hand): ${errorMessage(err)}`);
   }
@@ -283,7 +324,12 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
     newLiveDataset: nl.dataset,
     newLiveDataDir: newDataDir,
     pauseWindowMs: held.pauseWindowMs,
-    phases: [{ phase: "PAUSE (in-flight transactions finish)", ms: held.phases.pauseMs }, ...phases, { phase: "RESUME", ms: held.phases.resumeMs }],
+    phases: [
+      { phase: "PAUSE (in-flight transactions finish)", ms: held.phases.pauseMs },
+      ...phases,
+      { phase: "RESUME", ms: held.phases.resumeMs },
+      ...(analyzed ? [analyzed] : []),
+    ],
     events,
   };
 }
