@@ -113,13 +113,11 @@ async function liveStartOptions(e: Env, i: CutOverInputs, dataDir: string): Prom
   return out.join(" ");
 }
 
-async function stopLive(e: Env, i: CutOverInputs, dataDir: string): Promise<string> {
-  const opts = await liveStartOptions(e, i, dataDir);
+async function stopLive(e: Env, i: CutOverInputs, dataDir: string): Promise<void> {
   if (i.live.stopCommand) await e.host.run(i.live.stopCommand, { timeoutMs: 30 * 60_000 });
   else await e.pg.stop(dataDir, liveInstall(i), { mode: "fast", timeoutMs: 30 * 60_000 });
   const cd = await e.pg.controlData(dataDir, liveInstall(i));
   if (!cd.cleanShutdown) throw new Error(`live did not shut down cleanly (pg_controldata: ${cd.state})`);
-  return opts;
 }
 
 async function startLive(e: Env, i: CutOverInputs, dataDir: string, opts: string): Promise<void> {
@@ -207,7 +205,16 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
       async (ctx) => {
         e.log(`clients held on ${i.database} (PAUSE) after ${ctx.elapsedMs()} ms`);
         const seqBefore = await timed("read live sequences", () => e.pg.adminQuery(liveServer, SEQUENCES, { database: i.database }));
-        const opts = await timed("stop live cleanly", () => stopLive(e, i, liveDir));
+        // Read before the stop: how live was started, to start it the same way if anything fails.
+        const opts = await liveStartOptions(e, i, liveDir);
+        try {
+          await timed("stop live cleanly", () => stopLive(e, i, liveDir));
+        } catch (err) {
+          // Whatever state the stop left, live must serve again before clients resume.
+          const st = await e.pg.status(liveDir, liveInstall(i)).catch(() => ({ running: false }));
+          if (!st.running) await startLive(e, i, liveDir, opts);
+          throw new Error(`stop live: ${errorMessage(err)}. Live ${st.running ? "kept running" : "was started again"}; nothing else was done`);
+        }
         try {
           await timed("final snapshot", () => e.z.snapshot(finalSnapshot, { "understudy:owner": i.owner }));
           await timed("clone", () => e.z.clone(finalSnapshot, nl.dataset, { "understudy:owner": i.owner }));
