@@ -42,6 +42,16 @@ export interface DatabaseCloneArgs {
   postgres?: { port: number; socketDir?: string; listen?: string; database?: string };
 }
 
+/** The source's version and data directory path, checked before anything is declared; returns pgdata. */
+export function checkSourceArgs(name: string, src: PostgresSourceArgs): string {
+  if (!Number.isInteger(src.version)) throw new Error(`${name}: source.version must be an integer major version, e.g. 13`);
+  const pgdata = src.pgdata ?? "main";
+  if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(pgdata) || pgdata.split("/").some((p) => p === "..")) {
+    throw new Error(`${name}: source.pgdata: ${JSON.stringify(pgdata)} must be a relative path inside the dataset (letters, digits, _ . -)`);
+  }
+  return pgdata;
+}
+
 export function sanitize(s: string): string {
   return s.replace(/[^A-Za-z0-9_.:-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 80) || "x";
 }
@@ -81,11 +91,7 @@ export class DatabaseClone extends pulumi.ComponentResource {
   constructor(name: string, args: DatabaseCloneArgs, opts?: pulumi.ComponentResourceOptions) {
     super("understudy:index:DatabaseClone", name, {}, opts);
     const src = args.source;
-    if (!Number.isInteger(src.version)) throw new Error(`${name}: source.version must be an integer major version, e.g. 13`);
-    const pgdata = src.pgdata ?? "main";
-    if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(pgdata) || pgdata.split("/").some((p) => p === "..")) {
-      throw new Error(`${name}: source.pgdata: ${JSON.stringify(pgdata)} must be a relative path inside the dataset (letters, digits, _ . -)`);
-    }
+    const pgdata = checkSourceArgs(name, src);
     const mode = args.snapshot ?? "new";
     let snapshot: pulumi.Output<string>;
     let snapDep: pulumi.Resource | undefined;

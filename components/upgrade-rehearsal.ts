@@ -7,7 +7,7 @@ import { Preflight } from "../providers/rehearsal/preflight";
 import { ownerId } from "../providers/common";
 import { renderMarkdown, RehearsalReport, StepRecord } from "../providers/rehearsal/report";
 import { VerifySpec, validateVerifySpec } from "../providers/rehearsal/verify";
-import { DatabaseClone, PostgresSourceArgs, sanitize } from "./database-clone";
+import { checkSourceArgs, DatabaseClone, PostgresSourceArgs, sanitize } from "./database-clone";
 
 /** A step of your own, run on the clone. Exactly one of `sql`, `sqlFile`, `command`. */
 export interface UserStep {
@@ -167,6 +167,8 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
   constructor(name: string, args: UpgradeRehearsalArgs, opts?: pulumi.ComponentResourceOptions) {
     super("understudy:index:UpgradeRehearsal", name, {}, opts);
     const src = args.source;
+    // Everything is checked before the first resource (the preflight) is declared.
+    checkSourceArgs(name, src);
     if (!Number.isInteger(args.to) || args.to <= src.version) {
       throw new Error(`${name}: to: ${JSON.stringify(args.to)} must be a major version newer than source.version (${src.version})`);
     }

@@ -1199,7 +1199,7 @@ export class PostgresDriver {
     try {
       r = await this.host.runAs(this.osUser, ["env", "LC_ALL=C", `${newInst.binDir}/pg_upgrade`, ...args], { cwd: workDir, timeoutMs, okExitCodes: [0, 1] });
     } catch (e) {
-      throw this.commandError(e, step, "pg_upgrade", newDataDir, await this.upgradeLeftovers(check, mode, oldDataDir, newDataDir, workDir, initializedNew));
+      throw this.commandError(e, step, "pg_upgrade", newDataDir, await this.upgradeLeftovers(check, mode, oldDataDir, newDataDir, workDir, initializedNew, oldInst, newInst));
     } finally {
       if (ownSocket) await this.host.runAs(this.osUser, ["rm", "-rf", "--", socketDir], { timeoutMs: SHORT, cwd: "/" }).catch(() => undefined);
       else await this.host.runAs(this.osUser, ["rm", "-f", "--", hba], { timeoutMs: SHORT, cwd: "/" }).catch(() => undefined);
@@ -1223,7 +1223,7 @@ export class PostgresDriver {
         dataDir: oldDataDir,
         message: `${oldInst.major} -> ${newInst.major} refused${f.failedCheck ? ` at "${f.failedCheck}"` : ""}: ${f.reason}`,
         detail: fileText || undefined,
-        leftBehind: await this.upgradeLeftovers(check, mode, oldDataDir, newDataDir, workDir, initializedNew),
+        leftBehind: await this.upgradeLeftovers(check, mode, oldDataDir, newDataDir, workDir, initializedNew, oldInst, newInst),
         reason: f.reason,
         failedCheck: f.failedCheck,
         output,
@@ -1249,7 +1249,16 @@ export class PostgresDriver {
     return { mode, durationMs, output, workDir, ...(hasExt ? { updateExtensionsSql: ext } : {}), initializedNew, oldClusterUsable, copiedConfig };
   }
 
-  private async upgradeLeftovers(check: boolean, mode: UpgradeMode, oldDir: string, newDir: string, workDir: string, initializedNew: boolean): Promise<string> {
+  private async upgradeLeftovers(
+    check: boolean,
+    mode: UpgradeMode,
+    oldDir: string,
+    newDir: string,
+    workDir: string,
+    initializedNew: boolean,
+    oldInst: PgInstall,
+    newInst: PgInstall,
+  ): Promise<string> {
     const parts: string[] = [];
     if (check) parts.push(`the old cluster ${oldDir} is unchanged`);
     else if (mode === "link" && (await this.exists(`${oldDir}/global/pg_control.old`).catch(() => false))) {
@@ -1257,7 +1266,17 @@ export class PostgresDriver {
     } else parts.push(`the old cluster ${oldDir} was not modified`);
     parts.push(`${initializedNew ? "the new cluster initdb'ed here" : "the new cluster"} at ${newDir}${check ? "" : " (partially upgraded: initdb it again before retrying)"}`);
     parts.push(`pg_upgrade's logs in ${newDir}/pg_upgrade_output.d and ${workDir}`);
-    parts.push("no server is running");
+    // pg_upgrade stops its servers when it fails by itself; killed or timed out, it leaves them running.
+    const running: string[] = [];
+    for (const [dir, inst] of [[oldDir, oldInst], [newDir, newInst]] as const) {
+      try {
+        const st = await this.status(dir, inst);
+        if (st.running) running.push(`a server pg_upgrade started is still running on ${dir}${st.pid ? ` (PID ${st.pid})` : ""}`);
+      } catch {
+        running.push(`whether a server still runs on ${dir} could not be checked`);
+      }
+    }
+    parts.push(...(running.length ? running : ["no server is running"]));
     return parts.join("; ");
   }
 

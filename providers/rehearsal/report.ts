@@ -68,7 +68,8 @@ export function predictCutover(steps: StepRecord[], fixed: Array<{ step: string;
 export function fmtMs(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;
   if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
-  return `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+  const s = Math.round(ms / 1000); // round once: 179.6 s is "3 min 0 s", not "2 min 60 s"
+  return `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
 function cell(s: string | undefined): string {

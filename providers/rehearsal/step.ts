@@ -446,6 +446,16 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
           await pg.stop(props.pg.newDataDir, inst, { mode: "fast" });
         }
       }
+      if (props.kind === "recover") {
+        // The first step goes last, right before the clone: stop whatever still runs on the clone
+        // (e.g. a server a killed or timed-out pg_upgrade left behind), or the clone is "busy".
+        const pg = new PostgresDriver(host, { osUser: props.pg.osUser });
+        try {
+          await stopAll({ host, z, pg, i: props, log: (m) => progress(props.label, m), detail: [] });
+        } catch (e) {
+          progress(props.label, `warning: could not stop the servers on the clone: ${errorMessage(e)}`);
+        }
+      }
       const r = await z.destroy(id, props.clone.owner);
       progress(props.label, r === "destroyed" ? `destroyed ${id}` : `${id} was already gone`);
       if (props.kind === "recover" && !props.prev) await z.destroy(`${props.clone.dataset}@s00-cloned`, props.clone.owner);
