@@ -58,18 +58,31 @@ writer)
   rate=${4:-20}
   pidf=/run/understudy-writer-$pool.pid
   if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then say "writer already running"; exit 0; fi
-  as_pg "$bin/pgbench" -h "$sock" -p "$port" -n -c 2 -T 86400 -R "$rate" app >/dev/null 2>&1 &
+  # Its own process group, so that stop-writer ends runuser and pgbench together.
+  setsid runuser -u postgres -- "$bin/pgbench" -h "$sock" -p "$port" -n -c 2 -T 86400 -R "$rate" app >/dev/null 2>&1 &
   echo $! > "$pidf"
-  say "writer started: pgbench, $rate transactions/s (pid $!)"
+  say "writer started: pgbench, $rate transactions/s (process group $!)"
   ;;
 stop-writer)
   pidf=/run/understudy-writer-$pool.pid
-  if [ -f "$pidf" ]; then kill "$(cat "$pidf")" 2>/dev/null || true; rm -f "$pidf"; say "writer stopped"; fi
+  if [ -f "$pidf" ]; then
+    pg=$(cat "$pidf")
+    kill -TERM -- "-$pg" 2>/dev/null || kill "$pg" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pg" 2>/dev/null || true
+    rm -f "$pidf"; say "writer stopped"
+  fi
   ;;
 down)
   "$0" stop-writer "$pool"
   if [ -f "$pgdata/PG_VERSION" ]; then as_pg "$bin/pg_ctl" -D "$pgdata" -m fast stop >/dev/null 2>&1 || true; fi
-  zpool destroy -f "$pool" 2>/dev/null || true
+  # zfs-fuse can report "busy" for a moment after the server's files are closed.
+  for _ in $(seq 1 20); do
+    zpool list -H -o name "$pool" >/dev/null 2>&1 || break
+    zpool destroy -f "$pool" 2>/dev/null && break
+    sleep 0.5
+  done
+  if zpool list -H -o name "$pool" >/dev/null 2>&1; then say "could not destroy pool $pool (busy); image $img kept"; exit 1; fi
   rm -f "$img"
   say "destroyed"
   ;;
