@@ -3,6 +3,8 @@ import type { ConnectionArgs } from "../providers/host/connection";
 import { ZfsClone, ZfsSnapshot } from "../providers/zfs/resources";
 import { lookupSnapshotOutput } from "../providers/zfs/lookup";
 import { PostgresServer } from "../providers/postgres/server-resource";
+import { Preflight } from "../providers/rehearsal/preflight";
+import { ownerId } from "../providers/common";
 
 /** The live PostgreSQL whose storage is cloned. It is only ever read: at most a `CHECKPOINT` is run on it. */
 export interface PostgresSourceArgs {
@@ -93,6 +95,28 @@ export class DatabaseClone extends pulumi.ComponentResource {
     const src = args.source;
     const pgdata = checkSourceArgs(name, src);
     const mode = args.snapshot ?? "new";
+    // With a server to start, the host is checked before anything is snapshotted or cloned:
+    // version installed, port free, source present, clone name free. (An UpgradeRehearsal
+    // runs its own, wider preflight and starts no server here.)
+    const before: pulumi.Input<pulumi.Resource>[] = [...((opts?.dependsOn as pulumi.Input<pulumi.Resource>[] | undefined) ?? [])];
+    if (args.postgres) {
+      before.push(
+        new Preflight(
+          `${name}-preflight`,
+          {
+            connection: args.connection,
+            label: `${name}/preflight`,
+            from: { version: src.version, binDir: src.binDir },
+            osUser: src.osUser ?? "postgres",
+            ports: [{ field: "postgres.port", port: args.postgres.port }],
+            socketDir: args.postgres.socketDir ?? "/var/run/postgresql",
+            source: pulumi.output(src.dataset).apply((dataset) => ({ dataset, pgdata, snapshot: mode === "new" || mode === "latest" ? undefined : mode })),
+            clone: pulumi.output(args.clone.dataset).apply((dataset) => ({ dataset, owner: ownerId("ZfsClone", `${name}-clone`) })),
+          },
+          { parent: this, dependsOn: opts?.dependsOn },
+        ),
+      );
+    }
     let snapshot: pulumi.Output<string>;
     let snapDep: pulumi.Resource | undefined;
     if (mode === "new") {
@@ -109,7 +133,7 @@ export class DatabaseClone extends pulumi.ComponentResource {
               : [`${bin}/psql`, "-X", "-q", "-h", src.socketDir ?? "/var/run/postgresql", "-p", String(src.port ?? 5432), "-d", "postgres", "-c", "CHECKPOINT"],
           hookUser: src.checkpoint === false ? undefined : (src.osUser ?? "postgres"),
         },
-        { parent: this, dependsOn: opts?.dependsOn },
+        { parent: this, dependsOn: before },
       );
       snapshot = snap.snapshot;
       snapDep = snap;
@@ -127,7 +151,7 @@ export class DatabaseClone extends pulumi.ComponentResource {
         properties: args.clone.mountpoint ? { mountpoint: args.clone.mountpoint } : undefined,
       },
       // A component's dependsOn is not inherited by its children: pass it on (through the snapshot when there is one).
-      { parent: this, dependsOn: snapDep ? [snapDep] : (opts?.dependsOn ?? []) },
+      { parent: this, dependsOn: snapDep ? [snapDep] : before },
     );
     this.cloneResource = clone;
     this.snapshot = snapshot;

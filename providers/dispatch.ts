@@ -25,5 +25,8 @@ export async function dispatch(kind: string, method: keyof pulumi.dynamic.Resour
   const impl = load() as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
   const fn = impl[method];
   if (typeof fn !== "function") throw new Error(`pulumi-understudy: ${kind} has no ${String(method)}`);
-  return await fn.apply(impl, args);
+  const result = await fn.apply(impl, args);
+  // The engine stores results as protobuf Structs, which reject nested `undefined`s: send
+  // plain JSON data only.
+  return result === undefined ? undefined : JSON.parse(JSON.stringify(result));
 }

@@ -22,7 +22,8 @@ export interface PreflightInputs {
   connection?: ConnectionArgs;
   label: string;
   from: { version: number; binDir?: string };
-  to: { version: number; binDir?: string };
+  /** The target of an upgrade (omitted for a plain DatabaseClone). */
+  to?: { version: number; binDir?: string };
   osUser: string;
   /** Every port the rehearsal listens on, with the config field that sets it. */
   ports: Array<{ field: string; port: number }>;
@@ -85,10 +86,12 @@ export async function runPreflight(host: Host, i: PreflightInputs): Promise<{ pr
   } catch (e) {
     problems.push(asProblem(e, "from"));
   }
-  try {
-    toVersion = (await pg.resolveInstall({ version: i.to.version, binDir: i.to.binDir, field: "to" }, NEW_BINS, "to")).fullVersion;
-  } catch (e) {
-    problems.push(asProblem(e, "to"));
+  if (i.to) {
+    try {
+      toVersion = (await pg.resolveInstall({ version: i.to.version, binDir: i.to.binDir, field: "to" }, NEW_BINS, "to")).fullVersion;
+    } catch (e) {
+      problems.push(asProblem(e, "to"));
+    }
   }
 
   const src = await z.get(i.source.dataset);
@@ -144,9 +147,10 @@ function staticChecks(news: PreflightInputs): pulumi.dynamic.CheckFailure[] {
     f.push(...failure("from", () => validateVersion(news.from.version, "source.version")));
     if (news.from.binDir !== undefined) f.push(...failure("from", () => validatePath(news.from.binDir, "source.binDir", "bin directory")));
   }
-  if (!isUnknown(news.to)) {
-    f.push(...failure("to", () => validateVersion(news.to.version, "to")));
-    if (news.to.binDir !== undefined) f.push(...failure("to", () => validatePath(news.to.binDir, "toBinDir", "bin directory")));
+  if (news.to && !isUnknown(news.to)) {
+    const to = news.to;
+    f.push(...failure("to", () => validateVersion(to.version, "to")));
+    if (to.binDir !== undefined) f.push(...failure("to", () => validatePath(to.binDir, "toBinDir", "bin directory")));
   }
   if (!isUnknown(news.osUser)) f.push(...failure("osUser", () => validateOsUser(news.osUser, "source.osUser")));
   if (!isUnknown(news.socketDir)) f.push(...failure("socketDir", () => validateSocketDir(news.socketDir, "postgres.socketDir")));
