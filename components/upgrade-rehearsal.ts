@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ConnectionArgs } from "../providers/host/connection";
-import { RehearsalStep, StepKind, PgPlan } from "../providers/rehearsal/step";
+import { RehearsalStep, StepKind, PgPlan, PlannedStep } from "../providers/rehearsal/step";
 import { Preflight } from "../providers/rehearsal/preflight";
 import { ownerId } from "../providers/common";
 import { renderMarkdown, RehearsalReport, StepRecord } from "../providers/rehearsal/report";
@@ -63,15 +63,6 @@ export interface UpgradeRehearsalArgs {
 
 const BUILTIN = ["recover", "check", "upgrade", "start", "post-upgrade", "analyze", "verify"];
 
-interface PlannedStep {
-  name: string;
-  kind: StepKind;
-  cutover: boolean;
-  sql?: string;
-  command?: string[];
-  database?: string;
-  timeoutMs?: number;
-}
 
 /** Turn user steps into the ordered plan, validating everything (throws naming the step and field). */
 export function planSteps(steps: UserStep[] = []): PlannedStep[] {

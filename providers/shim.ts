@@ -1,4 +1,5 @@
 import type * as pulumi from "@pulumi/pulumi";
+import * as pulumiRuntime from "@pulumi/pulumi";
 
 /**
  * The provider object Pulumi serializes into state for every dynamic resource of ours.
@@ -33,4 +34,28 @@ export function dynamicProvider(kind: string): pulumi.dynamic.ResourceProvider {
       return require("pulumi-understudy/dist/providers/dispatch.js").dispatch(kind, "delete", [id, props]);
     },
   } as pulumi.dynamic.ResourceProvider;
+}
+
+/**
+ * Base of every Understudy dynamic resource: the constant shim as provider, the type token
+ * `pulumi-nodejs:dynamic/understudy:<kind>`, the `connection` input wrapped as a secret, and
+ * `connection` (plus `secretOutputs`) kept secret in state.
+ */
+export abstract class UnderstudyResource extends pulumiRuntime.dynamic.Resource {
+  protected constructor(
+    kind: string,
+    name: string,
+    props: Record<string, unknown> & { connection?: unknown },
+    opts?: pulumiRuntime.CustomResourceOptions,
+    secretOutputs: string[] = [],
+  ) {
+    super(
+      dynamicProvider(kind),
+      name,
+      { ...props, connection: props.connection ? pulumiRuntime.secret(props.connection) : undefined },
+      { ...opts, additionalSecretOutputs: ["connection", ...secretOutputs, ...(opts?.additionalSecretOutputs ?? [])] },
+      "understudy",
+      kind,
+    );
+  }
 }

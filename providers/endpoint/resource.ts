@@ -3,7 +3,7 @@ import type { ConnectionArgs } from "../host/connection";
 import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
 import { errorMessage, hostIdentity, isUnknown, plain, progress } from "../common";
-import { dynamicProvider } from "../shim";
+import { UnderstudyResource } from "../shim";
 import { PgBouncerEndpoint } from "./pgbouncer";
 import { resolveConfig } from "./pgbouncer-config";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "./pgbouncer-config";
@@ -96,27 +96,25 @@ export interface PgBouncerEndpointArgs {
  * }, { retainOnDelete: true });
  * ```
  */
-export class PgBouncerEndpointResource extends pulumi.dynamic.Resource {
+export class PgBouncerEndpointResource extends UnderstudyResource {
   declare readonly pid: pulumi.Output<number>;
   declare readonly configDir: pulumi.Output<string>;
   declare readonly address: pulumi.Output<string>;
 
   constructor(name: string, args: PgBouncerEndpointArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      dynamicProvider("PgBouncerEndpoint"),
+      "PgBouncerEndpoint",
       name,
       {
-        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        connection: args.connection,
         label: name,
         config: args.config,
         pid: undefined,
         configDir: undefined,
         address: undefined,
       },
-      // The config can carry user passwords.
-      { ...opts, additionalSecretOutputs: ["connection", "config"] },
-      "understudy",
-      "PgBouncerEndpoint",
+      opts,
+      ["config"], // it can carry user passwords
     );
   }
 }

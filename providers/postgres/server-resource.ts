@@ -3,7 +3,7 @@ import type { ConnectionArgs } from "../host/connection";
 import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
 import { failure, hostIdentity, isUnknown, progress } from "../common";
-import { dynamicProvider } from "../shim";
+import { UnderstudyResource } from "../shim";
 import { PostgresDriver } from "./driver";
 import { validateDataDir, validateListen, validatePort, validateSocketDir, validateVersion } from "./validate";
 
@@ -111,7 +111,7 @@ export interface PostgresServerArgs {
  * settings that isolate it from its source (no archiving, no standbys, own pid and logs),
  * stopped cleanly on destroy. Refresh notices a stopped server and `up` starts it again.
  */
-export class PostgresServer extends pulumi.dynamic.Resource {
+export class PostgresServer extends UnderstudyResource {
   declare readonly pid: pulumi.Output<number>;
   declare readonly readyMs: pulumi.Output<number | undefined>;
   declare readonly port: pulumi.Output<number>;
@@ -119,10 +119,10 @@ export class PostgresServer extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: PostgresServerArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      dynamicProvider("PostgresServer"),
+      "PostgresServer",
       name,
       {
-        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        connection: args.connection,
         label: name,
         dataDir: args.dataDir,
         version: args.version,
@@ -135,9 +135,7 @@ export class PostgresServer extends pulumi.dynamic.Resource {
         readyMs: undefined,
         removedStalePid: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["connection"] },
-      "understudy",
-      "PostgresServer",
+      opts,
     );
   }
 }

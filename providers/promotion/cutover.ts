@@ -7,8 +7,9 @@ import { PostgresDriver, UpgradeMode } from "../postgres/driver";
 import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
 import { errorMessage, hostIdentity, isUnknown, plain, progress } from "../common";
-import { dynamicProvider } from "../shim";
-import { runStep, serverAfter, ServerState, StepInputs, StepKind, PgPlan } from "../rehearsal/step";
+import { UnderstudyResource } from "../shim";
+import { runStep, serverAfter, ServerState, StepInputs, PgPlan, PlannedStep } from "../rehearsal/step";
+export type { PlannedStep };
 import type { VerifySpec } from "../rehearsal/verify";
 
 /** The live server that a promotion stops cleanly and keeps, intact, for roll-back. */
@@ -25,15 +26,6 @@ export interface LiveSpec {
   stopCommand?: string[];
 }
 
-export interface PlannedStep {
-  name: string;
-  kind: StepKind;
-  cutover: boolean;
-  sql?: string;
-  command?: string[];
-  database?: string;
-  timeoutMs?: number;
-}
 
 export interface CutOverInputs {
   connection?: ConnectionArgs;
@@ -447,7 +439,7 @@ export const cutOverProvider: pulumi.dynamic.ResourceProvider = {
 export type CutOverArgs = { [K in keyof CutOverInputs]: pulumi.Input<CutOverInputs[K]> };
 
 /** The promotion itself (see {@link Promotion}). */
-export class CutOver extends pulumi.dynamic.Resource {
+export class CutOver extends UnderstudyResource {
   declare readonly state: pulumi.Output<CutOverOutputs["state"]>;
   declare readonly target: pulumi.Output<DatabaseTarget>;
   declare readonly promotedAt: pulumi.Output<string | undefined>;
@@ -460,11 +452,10 @@ export class CutOver extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: CutOverArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      dynamicProvider("CutOver"),
+      "CutOver",
       name,
       {
         ...args,
-        connection: args.connection ? pulumi.secret(args.connection) : undefined,
         state: undefined,
         target: undefined,
         promotedAt: undefined,
@@ -476,9 +467,8 @@ export class CutOver extends pulumi.dynamic.Resource {
         phases: undefined,
         events: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["connection", "endpoint"] },
-      "understudy",
-      "CutOver",
+      opts,
+      ["endpoint"], // it can carry user passwords
     );
   }
 }

@@ -9,7 +9,7 @@ import { PostgresDriver, PgBinary } from "../postgres/driver";
 import { PostgresInputError } from "../postgres/errors";
 import { validateOsUser, validatePath, validatePort, validateSocketDir, validateVersion } from "../postgres/validate";
 import { errorMessage, failure, hostIdentity, isUnknown, plain, progress } from "../common";
-import { dynamicProvider } from "../shim";
+import { UnderstudyResource } from "../shim";
 
 /**
  * What an {@link UpgradeRehearsal} needs from the host, checked before anything is
@@ -223,25 +223,22 @@ export const preflightProvider: pulumi.dynamic.ResourceProvider = {
 export type PreflightArgs = { [K in keyof PreflightInputs]: pulumi.Input<PreflightInputs[K]> };
 
 /** The checks an {@link UpgradeRehearsal} runs before anything else (everything else depends on it). */
-export class Preflight extends pulumi.dynamic.Resource {
+export class Preflight extends UnderstudyResource {
   declare readonly checkedAt: pulumi.Output<string>;
   declare readonly fromVersion: pulumi.Output<string>;
   declare readonly toVersion: pulumi.Output<string>;
 
   constructor(name: string, args: PreflightArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      dynamicProvider("RehearsalPreflight"),
+      "RehearsalPreflight",
       name,
       {
         ...args,
-        connection: args.connection ? pulumi.secret(args.connection) : undefined,
         checkedAt: undefined,
         fromVersion: undefined,
         toVersion: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["connection"] },
-      "understudy",
-      "RehearsalPreflight",
+      opts,
     );
   }
 }

@@ -8,13 +8,25 @@ import { ZfsDriver } from "../zfs/driver";
 import { validateSnapshotShortName } from "../zfs/names";
 import { PostgresDriver, UpgradeMode } from "../postgres/driver";
 import { errorMessage, hostIdentity, isUnknown, plain, progress } from "../common";
-import { dynamicProvider } from "../shim";
+import { UnderstudyResource } from "../shim";
 import { predictCutover, renderMarkdown, RehearsalReport, StepRecord, CheckRecord } from "./report";
 import { assertions, collect, compare, Snapshot, VerifySpec, validateVerifySpec } from "./verify";
 
 /** Built-in steps, in order, and user steps (`sql`, `command`). */
 export type StepKind = "recover" | "check" | "upgrade" | "start" | "post-upgrade" | "analyze" | "sql" | "command" | "verify";
 export type ServerState = "none" | "new";
+
+/** One step of a rehearsal plan, as the component plans it and a promotion replays it. */
+export interface PlannedStep {
+  name: string;
+  kind: StepKind;
+  cutover: boolean;
+  sql?: string;
+  command?: string[];
+  database?: string;
+  timeoutMs?: number;
+}
+
 
 export interface PgPlan {
   from: number;
@@ -468,7 +480,7 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
 export type RehearsalStepArgs = { [K in keyof StepInputs]: pulumi.Input<StepInputs[K]> };
 
 /** One step of an {@link UpgradeRehearsal}; it snapshots the clone when it succeeds. */
-export class RehearsalStep extends pulumi.dynamic.Resource {
+export class RehearsalStep extends UnderstudyResource {
   declare readonly record: pulumi.Output<StepRecord>;
   declare readonly snapshot: pulumi.Output<string>;
   declare readonly serverAfter: pulumi.Output<ServerState>;
@@ -481,11 +493,10 @@ export class RehearsalStep extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: RehearsalStepArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      dynamicProvider("RehearsalStep"),
+      "RehearsalStep",
       name,
       {
         ...args,
-        connection: args.connection ? pulumi.secret(args.connection) : undefined,
         record: undefined,
         snapshot: undefined,
         serverAfter: undefined,
@@ -496,9 +507,7 @@ export class RehearsalStep extends pulumi.dynamic.Resource {
         report: undefined,
         reportFiles: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["connection"] },
-      "understudy",
-      "RehearsalStep",
+      opts,
     );
   }
 }

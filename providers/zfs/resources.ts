@@ -12,7 +12,7 @@ import {
   validateUserProperty,
 } from "./names";
 import { errorMessage, failure, hostIdentity, isUnknown, ownerId, progress } from "../common";
-import { dynamicProvider } from "../shim";
+import { UnderstudyResource } from "../shim";
 
 // ---------------------------------------------------------------------------------------
 // Shared provider plumbing. These functions are captured by value into the stack's state
@@ -263,7 +263,7 @@ export interface ZfsSnapshotArgs {
  * export const snapshotName = snap.snapshot; // "tank/pg13@before-upgrade"
  * ```
  */
-export class ZfsSnapshot extends pulumi.dynamic.Resource {
+export class ZfsSnapshot extends UnderstudyResource {
   /** Full name, `dataset@name`. */
   declare readonly snapshot: pulumi.Output<string>;
   declare readonly dataset: pulumi.Output<string>;
@@ -276,10 +276,10 @@ export class ZfsSnapshot extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: ZfsSnapshotArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      dynamicProvider("ZfsSnapshot"),
+      "ZfsSnapshot",
       name,
       {
-        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        connection: args.connection,
         dataset: args.dataset,
         name: args.name,
         properties: args.properties,
@@ -294,9 +294,7 @@ export class ZfsSnapshot extends pulumi.dynamic.Resource {
         referenced: undefined,
         adopted: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["connection", ...(opts?.additionalSecretOutputs ?? [])] },
-      "understudy",
-      "ZfsSnapshot",
+      opts,
     );
   }
 }
@@ -442,7 +440,7 @@ export interface ZfsCloneArgs {
  * });
  * ```
  */
-export class ZfsClone extends pulumi.dynamic.Resource {
+export class ZfsClone extends UnderstudyResource {
   declare readonly dataset: pulumi.Output<string>;
   declare readonly snapshot: pulumi.Output<string>;
   declare readonly origin: pulumi.Output<string>;
@@ -455,10 +453,10 @@ export class ZfsClone extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: ZfsCloneArgs, opts?: pulumi.CustomResourceOptions) {
     super(
-      dynamicProvider("ZfsClone"),
+      "ZfsClone",
       name,
       {
-        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        connection: args.connection,
         snapshot: args.snapshot,
         dataset: args.dataset,
         properties: args.properties,
@@ -472,9 +470,7 @@ export class ZfsClone extends pulumi.dynamic.Resource {
         referenced: undefined,
         adopted: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["connection", ...(opts?.additionalSecretOutputs ?? [])] },
-      "understudy",
-      "ZfsClone",
+      opts,
     );
   }
 }

@@ -3,7 +3,7 @@ import type { ConnectionArgs } from "../host/connection";
 import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
 import { failure, hostIdentity, isUnknown, ownerId, progress } from "../common";
-import { dynamicProvider } from "../shim";
+import { UnderstudyResource } from "../shim";
 import { installSchedule, paths, removeSchedule, ScheduleSpec, validateSchedule, cronExpression } from "./schedule";
 import { validateDataset } from "./names";
 
@@ -120,7 +120,7 @@ export interface ZfsSnapshotScheduleArgs {
 }
 
 /** The host-side part of a {@link SnapshotSchedule}: a cron entry and its script. */
-export class ZfsSnapshotSchedule extends pulumi.dynamic.Resource {
+export class ZfsSnapshotSchedule extends UnderstudyResource {
   declare readonly scriptPath: pulumi.Output<string>;
   declare readonly cronPath: pulumi.Output<string>;
   declare readonly logPath: pulumi.Output<string>;
@@ -132,10 +132,10 @@ export class ZfsSnapshotSchedule extends pulumi.dynamic.Resource {
     const owner = ownerId("SnapshotSchedule", name);
     const id = `${pulumi.getStack()}-${name}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-").slice(0, 50) + "-" + shortHash(owner);
     super(
-      dynamicProvider("ZfsSnapshotSchedule"),
+      "ZfsSnapshotSchedule",
       name,
       {
-        connection: args.connection ? pulumi.secret(args.connection) : undefined,
+        connection: args.connection,
         scheduleId: id,
         dataset: args.dataset,
         every: args.every ?? "1h",
@@ -152,9 +152,7 @@ export class ZfsSnapshotSchedule extends pulumi.dynamic.Resource {
         logPath: undefined,
         cron: undefined,
       },
-      { ...opts, additionalSecretOutputs: ["connection"] },
-      "understudy",
-      "ZfsSnapshotSchedule",
+      opts,
     );
   }
 }

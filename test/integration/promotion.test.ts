@@ -18,6 +18,7 @@ import type { EngineEvent } from "@pulumi/pulumi/automation";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { datasetExists, destroyPoolByName, sh, snapshotsOf, treeChecksum } from "../harness/zfs";
+import { alive, sleep, stopServersUnder } from "../harness/postgres";
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 
 const POOL = "usprom";
@@ -55,18 +56,7 @@ let oldLiveTree = "";
 
 // ------------------------------------------------------------------------------ helpers
 
-function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** psql as the postgres OS user; `host` is the socket dir or 127.0.0.1 (PgBouncer). */
 function psql(host: string, port: number, sql: string, bin = BIN15): string {
@@ -135,24 +125,6 @@ function expectCleanRun(r: PgbenchResult, what: string): void {
   expect(r.code).toBe(0);
 }
 
-/** Stop every PostgreSQL server whose data directory is in the pool (only a PID whose cwd IS that directory). */
-async function stopServersInPool(): Promise<void> {
-  const files = sh(["find", `/srv/${POOL}`, "-maxdepth", "5", "-name", "postmaster.pid", "-type", "f"], { allowFail: true }).split("\n").filter(Boolean);
-  for (const f of files) {
-    const dir = path.dirname(f);
-    const pid = Number(fs.readFileSync(f, "utf8").split("\n")[0]);
-    let cwd = "";
-    try {
-      cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
-    } catch {
-      continue;
-    }
-    if (!pid || cwd !== fs.realpathSync(dir)) continue;
-    process.kill(pid, "SIGINT"); // fast shutdown
-    for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
-    if (alive(pid)) process.kill(pid, "SIGQUIT");
-  }
-}
 
 /** The PgBouncer this test's endpoint started (retainOnDelete: destroy leaves it running). */
 async function stopBouncer(): Promise<void> {
@@ -172,7 +144,7 @@ async function cleanupEverything(): Promise<void> {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
   fs.rmSync(FAIL_FILE, { force: true });
   await stopBouncer();
-  await stopServersInPool();
+  await stopServersUnder(`/srv/${POOL}`);
   try {
     sh(["bash", LIVE, "down", POOL, String(LIVE_PORT)]);
   } catch (e) {

@@ -18,6 +18,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { promisify } from "node:util";
 import { datasetExists, destroyPoolByName, sh, snapshotsOf } from "../harness/zfs";
+import { alive, sleep, stopServersUnder } from "../harness/postgres";
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 import type { RehearsalReport, StepRecord } from "../../providers/rehearsal/report";
 
@@ -81,41 +82,8 @@ function writerPid(): number {
   return Number(fs.readFileSync(`/run/understudy-writer-${POOL}.pid`, "utf8").trim());
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
-function sleep(ms: number) {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
-/**
- * Stop every PostgreSQL server whose data directory is under `root` (servers these tests
- * started on clones, also ones a killed pg_upgrade left behind). Only a PID whose working
- * directory IS that data directory is signalled: a clone's postmaster.pid copied from the
- * source names the live server, which must never be touched.
- */
-async function stopServersUnder(root: string): Promise<void> {
-  const files = sh(["find", root, "-maxdepth", "3", "-name", "postmaster.pid", "-type", "f"], { allowFail: true }).split("\n").filter(Boolean);
-  for (const f of files) {
-    const dir = path.dirname(f);
-    const pid = Number(fs.readFileSync(f, "utf8").split("\n")[0]);
-    let cwd = "";
-    try {
-      cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
-    } catch {
-      continue;
-    }
-    if (!pid || cwd !== fs.realpathSync(dir)) continue;
-    process.kill(pid, "SIGQUIT"); // immediate shutdown: it is a throw-away clone
-    for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
-  }
-}
 
 /** Full names of everything in the pool (datasets and snapshots). */
 function poolContents(): string[] {
@@ -216,7 +184,7 @@ async function cleanupEverything(): Promise<void> {
       console.error(`cleanup: stop-writer: ${(e as Error).message}`);
     }
   }
-  await stopServersUnder(CLONES);
+  await stopServersUnder(CLONES, { maxDepth: 3, mode: "immediate" });
   try {
     live("down", POOL, String(LIVE_PORT));
   } catch (e) {

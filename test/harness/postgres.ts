@@ -1,0 +1,42 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { sh } from "./zfs";
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Stop every PostgreSQL server whose data directory is under `root` (servers tests started
+ * on clones, also ones a killed pg_upgrade left behind). Only a PID whose working directory
+ * IS that data directory is signalled: a clone's postmaster.pid copied from the source names
+ * the live server, which must never be touched.
+ */
+export async function stopServersUnder(root: string, opts: { maxDepth?: number; mode?: "fast" | "immediate" } = {}): Promise<void> {
+  const files = sh(["find", root, "-maxdepth", String(opts.maxDepth ?? 5), "-name", "postmaster.pid", "-type", "f"], { allowFail: true })
+    .split("\n")
+    .filter(Boolean);
+  for (const f of files) {
+    const dir = path.dirname(f);
+    const pid = Number(fs.readFileSync(f, "utf8").split("\n")[0]);
+    let cwd = "";
+    try {
+      cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      continue;
+    }
+    if (!pid || cwd !== fs.realpathSync(dir)) continue;
+    process.kill(pid, opts.mode === "immediate" ? "SIGQUIT" : "SIGINT");
+    for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
+    if (alive(pid)) process.kill(pid, "SIGQUIT");
+  }
+}
