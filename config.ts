@@ -11,18 +11,23 @@ const absPath = z.string().regex(/^\/[A-Za-z0-9_.\/-]*$/, "an absolute path").re
 const version = z.number().int("an integer major version").min(10, "10 or newer").max(18, "18 or older");
 const port = z.number().int().min(1024, "a port from 1024").max(65535, "a port up to 65535");
 
+const connectionFields = {
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().optional(),
+  password: z.string().optional(),
+  privateKey: z.string().optional(),
+  privateKeyPassword: z.string().optional(),
+  hostKey: z.string().optional(),
+  agentSocketPath: z.string().optional(),
+  dialErrorLimit: z.number().int().optional(),
+  perDialTimeout: z.number().int().optional(),
+};
+
 export const connectionSchema = z
   .object({
-    host: z.string().min(1),
-    port: z.number().int().min(1).max(65535).optional(),
-    user: z.string().optional(),
-    password: z.string().optional(),
-    privateKey: z.string().optional(),
-    privateKeyPassword: z.string().optional(),
-    hostKey: z.string().optional(),
-    agentSocketPath: z.string().optional(),
-    dialErrorLimit: z.number().int().optional(),
-    perDialTimeout: z.number().int().optional(),
+    ...connectionFields,
+    proxy: z.object(connectionFields).strict().optional(),
   })
   .strict();
 

@@ -12,8 +12,19 @@ const cfg = new pulumi.Config(NS);
 const keys = ["host", "source", "snapshot", "clone", "to", "toBinDir", "postgres", "mode", "steps", "checks", "reportDir", "promote", "endpoint"];
 const raw: Record<string, unknown> = {};
 for (const k of keys) {
-  const v = cfg.getObject<unknown>(k);
+  // `host` is set with --secret: read its raw JSON (validated below, then wrapped as a secret
+  // again) instead of getObject, which warns about reading a secret in plain form.
+  const v = k === "host" ? parseJson(pulumi.runtime.getConfig(`${NS}:host`)) : cfg.getObject<unknown>(k);
   if (v !== undefined) raw[k] = v;
+}
+
+function parseJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`invalid stack configuration (nothing was run):\n  - ${NS}:host: must be a JSON object (set it with \`pulumi config set --secret --path\`)`);
+  }
 }
 // Validated in full before anything is declared; the host connection is then passed on as a secret.
 const conf = parseConfig(raw);

@@ -99,3 +99,14 @@ describe("parseConfig", () => {
     expect(problems({})).toEqual(["understudy:source: Required", "understudy:clone: Required", "understudy:to: Required", "understudy:postgres: Required"]);
   });
 });
+
+describe("understudy:host", () => {
+  it("takes a @pulumi/command-shaped connection, with a proxy", () => {
+    const host = { host: "db1", user: "ops", privateKey: "k", proxy: { host: "bastion", port: 2200 } };
+    expect(parseConfig({ ...base(), host }).host).toEqual(host);
+  });
+
+  it("rejects a misspelt field, naming it", () => {
+    expect(() => parseConfig({ ...base(), host: { host: "db1", privatekey: "k" } })).toThrow(/understudy:host: Unrecognized key\(s\) in object: 'privatekey'/);
+  });
+});
