@@ -41,7 +41,7 @@ rc=0
 writer_log=""
 if [ "$action" != rehearse ]; then
   want=$([ "$action" = promote ] && echo true || echo false)
-  pulumi config set --stack demo --path understudy:promote "$want"
+  pulumi config set --stack demo --type bool understudy:promote "$want"
   say "pulumi preview: the reviewed change"
   pulumi preview --stack demo --non-interactive --diff 2>&1 | grep -E "promote|~|Resources|update" || true
   writer_log=$(mktemp)
