@@ -2,7 +2,9 @@
 # `npm run bench -- [clone|rehearsal|all]`: benchmarks in bench/, each prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(bash scripts/setup.sh)"
+# Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
+env_lines=$(bash scripts/setup.sh)
+eval "$env_lines"
 what=${1:-all}
 run() { npx --no-install ts-node --transpile-only "bench/$1.ts"; }
 case "$what" in

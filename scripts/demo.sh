@@ -20,7 +20,9 @@ cd "$root"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 say "1/4 setup (packages, zfs-fuse, Pulumi CLI, npm)"
-eval "$(bash scripts/setup.sh)"
+# Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
+env_lines=$(bash scripts/setup.sh)
+eval "$env_lines"
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-understudy-demo}"
 export PULUMI_BACKEND_URL="file://$UNDERSTUDY_STATE"
 

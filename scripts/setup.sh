@@ -55,6 +55,9 @@ if ! pgrep -x zfs-fuse >/dev/null; then
   say "starting the zfs-fuse daemon"
   [ -e /dev/fuse ] || die "/dev/fuse is missing: zfs-fuse needs FUSE"
   mkdir -p /var/run/zfs
+  # A pid file left by a daemon that did not stop cleanly (a reboot, a killed VM) makes
+  # zfs-fuse exit 1 without a word. No zfs-fuse process runs, so the file is stale.
+  rm -f /run/zfs-fuse.pid /var/run/zfs-fuse.pid
   zfs-fuse --pidfile /run/zfs-fuse.pid >&2 || die "zfs-fuse did not start"
   for _ in $(seq 1 50); do zpool list >/dev/null 2>&1 && break; sleep 0.2; done
   zpool list >/dev/null 2>&1 || die "zfs-fuse started but 'zpool list' fails"

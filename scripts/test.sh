@@ -5,7 +5,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-eval "$(bash scripts/setup.sh)"
+# Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
+env_lines=$(bash scripts/setup.sh)
+eval "$env_lines"
 echo "[understudy test] type-checking the tests" >&2
 npx --no-install tsc -p tsconfig.test.json
 results=$(mktemp)
