@@ -1,4 +1,5 @@
 import type * as pulumi from "@pulumi/pulumi";
+import { plain } from "./common";
 
 /**
  * Resolves a resource kind to its implementation at run time (see shim.ts). Kinds are part
@@ -28,5 +29,5 @@ export async function dispatch(kind: string, method: keyof pulumi.dynamic.Resour
   const result = await fn.apply(impl, args);
   // The engine stores results as protobuf Structs, which reject nested `undefined`s: send
   // plain JSON data only.
-  return result === undefined ? undefined : JSON.parse(JSON.stringify(result));
+  return result === undefined ? undefined : plain(result);
 }

@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
 import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
-import { errorMessage, hostIdentity, isUnknown, plain, progress } from "../common";
+import { errorMessage, hostIdentity, isUnknown, progress } from "../common";
 import { UnderstudyResource } from "../shim";
 import { PgBouncerEndpoint } from "./pgbouncer";
 import { resolveConfig } from "./pgbouncer-config";
@@ -26,7 +26,7 @@ async function ensure(i: Inputs): Promise<Outputs> {
     const r = await ep.ensure();
     if (r.started) progress(i.label, `PgBouncer ${i.config.name} started on ${ep.adminAddress.host}:${ep.adminAddress.port} (pid ${r.pid})`);
     if (r.restarted) progress(i.label, `PgBouncer ${i.config.name} restarted: a listen setting changed`);
-    return plain({ ...i, pid: r.pid, configDir: ep.config.configDir, address: `${ep.adminAddress.host}:${ep.adminAddress.port}` });
+    return { ...i, pid: r.pid, configDir: ep.config.configDir, address: `${ep.adminAddress.host}:${ep.adminAddress.port}` };
   });
 }
 

@@ -760,6 +760,12 @@ export class PostgresDriver {
     return procCwd === real.stdout.trim() ? "here" : "elsewhere";
   }
 
+  /** {@link stop} for a data directory that may not exist (yet): `undefined` when it has no PG_VERSION. */
+  async stopIfPresent(dataDir: string, version: PgVersionArg | PgInstall, opts: { mode?: "fast" | "smart"; timeoutMs?: number } = {}): Promise<StopResult | undefined> {
+    if ((await this.dataDirVersion(dataDir)) === undefined) return undefined;
+    return await this.stop(dataDir, version, opts);
+  }
+
   /** Stop cleanly (`pg_ctl stop -m fast` by default) and wait; a stopped server is not an error. */
   async stop(dataDir: string, version: PgVersionArg | PgInstall, opts: { mode?: "fast" | "smart"; timeoutMs?: number } = {}): Promise<StopResult> {
     validateDataDir(dataDir, "postgres.dataDir");

@@ -82,13 +82,8 @@ export const postgresServerProvider: pulumi.dynamic.ResourceProvider = {
   },
   async delete(_id: string, p: Outputs) {
     await withHost(p.connection, async (h) => {
-      const exists = await h.run(["test", "-f", `${p.dataDir}/PG_VERSION`], { okExitCodes: [0, 1] });
-      if (exists.exitCode !== 0) return;
-      const pg = new PostgresDriver(h, { osUser: p.osUser });
-      if ((await pg.status(p.dataDir, install(p))).running) {
-        const r = await pg.stop(p.dataDir, install(p), { mode: "fast" });
-        progress(p.label, `stopped PostgreSQL on ${p.dataDir} in ${r.durationMs} ms`);
-      }
+      const r = await new PostgresDriver(h, { osUser: p.osUser }).stopIfPresent(p.dataDir, install(p), { mode: "fast" });
+      if (r?.wasRunning) progress(p.label, `stopped PostgreSQL on ${p.dataDir} in ${r.durationMs} ms`);
     });
   },
 };

@@ -1,12 +1,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
-import { openHost } from "../host";
+import { withHost } from "../host";
 import type { Host } from "../host/types";
 import { ZfsDriver } from "../zfs/driver";
 import { PostgresDriver, UpgradeMode } from "../postgres/driver";
 import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
-import { errorMessage, hostIdentity, isUnknown, plain, progress } from "../common";
+import { errorMessage, hostIdentity, isUnknown, progress } from "../common";
 import { UnderstudyResource } from "../shim";
 import { runStep, serverAfter, ServerState, StepInputs, PgPlan, PlannedStep } from "../rehearsal/step";
 export type { PlannedStep };
@@ -272,9 +272,7 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
           failedPhase = phaseNow;
           e.log(`cut-over failed at "${failedPhase}": ${errorMessage(err).split("\n")[0]}; restoring live`);
           try {
-            if (newDataDir && (await e.host.run(["test", "-f", `${newDataDir}/PG_VERSION`], { okExitCodes: [0, 1] })).exitCode === 0) {
-              if ((await e.pg.status(newDataDir, newInstall(i))).running) await e.pg.stop(newDataDir, newInstall(i), { mode: "fast" });
-            }
+            if (newDataDir) await e.pg.stopIfPresent(newDataDir, newInstall(i), { mode: "fast" });
           } catch (stopErr) {
             e.log(`could not stop the half-upgraded clone: ${errorMessage(stopErr)}`);
           }
@@ -309,7 +307,7 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
   let analyzed: PhaseTiming | undefined;
   try {
     const t = Date.now();
-    await e.pg.postUpgrade(newDataDir, newInstall(i) as never, { server: { port: i.newLive.port, socketDir: i.newLive.socketDir }, analyze: "in-stages" });
+    await e.pg.postUpgrade(newDataDir, newInstall(i), { server: { port: i.newLive.port, socketDir: i.newLive.socketDir }, analyze: "in-stages" });
     analyzed = { phase: "analyze (after resume)", ms: Date.now() - t };
   } catch (err) {
     e.log(`warning: vacuumdb --analyze-in-stages failed after promotion (run it by hand): ${errorMessage(err)}`);
@@ -379,18 +377,15 @@ async function rollBack(e: Env, i: CutOverInputs, prior: CutOverOutputs): Promis
 }
 
 async function withEnv<T>(i: CutOverInputs, fn: (e: Env) => Promise<T>): Promise<T> {
-  const host = openHost(i.connection);
-  try {
-    return await fn({
+  return await withHost(i.connection, (host) =>
+    fn({
       host,
       z: new ZfsDriver(host),
       pg: new PostgresDriver(host, { osUser: i.live.osUser }),
       ep: new PgBouncerEndpoint(host, i.endpoint),
       log: (m) => progress(i.label, m),
-    });
-  } finally {
-    await host.close();
-  }
+    }),
+  );
 }
 
 export const cutOverProvider: pulumi.dynamic.ResourceProvider = {
@@ -418,15 +413,15 @@ export const cutOverProvider: pulumi.dynamic.ResourceProvider = {
     const outs = i.promote
       ? await withEnv(i, (e) => promote(e, i, undefined))
       : { ...i, state: "serving-old" as const, target: liveTarget(i), events: [] };
-    return { id: `${hostIdentity(i.connection)}:cutover:${i.endpoint.name}:${i.database}`, outs: plain(outs) };
+    return { id: `${hostIdentity(i.connection)}:cutover:${i.endpoint.name}:${i.database}`, outs };
   },
   async read(id: string, p: CutOverOutputs) {
     return { id, props: p };
   },
   async update(_id: string, o: CutOverOutputs, n: CutOverInputs) {
-    if (n.promote && o.state !== "promoted") return { outs: plain(await withEnv(n, (e) => promote(e, n, o))) };
-    if (!n.promote && o.state === "promoted") return { outs: plain(await withEnv(n, (e) => rollBack(e, n, o))) };
-    return { outs: plain({ ...o, ...n, state: o.state, target: o.target }) };
+    if (n.promote && o.state !== "promoted") return { outs: await withEnv(n, (e) => promote(e, n, o)) };
+    if (!n.promote && o.state === "promoted") return { outs: await withEnv(n, (e) => rollBack(e, n, o)) };
+    return { outs: { ...o, ...n, state: o.state, target: o.target } };
   },
   async delete(_id: string, p: CutOverOutputs) {
     // Hand-over: never stop, move or destroy anything on delete. A promoted new live keeps serving.

@@ -1,14 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
 import { resolveConnection } from "../host/connection";
-import { openHost } from "../host";
+import { withHost } from "../host";
 import type { Host } from "../host/types";
 import { ZfsDriver, OWNER_PROPERTY } from "../zfs/driver";
 import { validateDataset, validateSnapshotShortName } from "../zfs/names";
 import { PostgresDriver, PgBinary } from "../postgres/driver";
 import { PostgresInputError } from "../postgres/errors";
 import { validateOsUser, validatePath, validatePort, validateSocketDir, validateVersion } from "../postgres/validate";
-import { errorMessage, failure, hostIdentity, isUnknown, plain, progress } from "../common";
+import { errorMessage, failure, hostIdentity, isUnknown, progress } from "../common";
 import { UnderstudyResource } from "../shim";
 
 /**
@@ -183,15 +183,14 @@ export const preflightProvider: pulumi.dynamic.ResourceProvider = {
   async diff(_id: string, olds: PreflightOutputs, news: PreflightInputs) {
     // Anything the checks depend on changed: check again (replace). Credentials alone: in place.
     const key = (x: PreflightInputs) =>
-      JSON.stringify(plain({ host: hostIdentity(x.connection), from: x.from, to: x.to, osUser: x.osUser, ports: x.ports, socketDir: x.socketDir, source: x.source, clone: x.clone }));
+      JSON.stringify({ host: hostIdentity(x.connection), from: x.from, to: x.to, osUser: x.osUser, ports: x.ports, socketDir: x.socketDir, source: x.source, clone: x.clone });
     const replace = key(olds) !== key(news);
     const creds = JSON.stringify(olds.connection ?? null) !== JSON.stringify(news.connection ?? null);
     return { changes: replace || creds, replaces: replace ? ["checks"] : [] };
   },
 
   async create(i: PreflightInputs) {
-    const host = openHost(i.connection);
-    try {
+    return await withHost(i.connection, async (host) => {
       const r = await runPreflight(host, i);
       if (r.problems.length) {
         throw new Error(
@@ -201,10 +200,8 @@ export const preflightProvider: pulumi.dynamic.ResourceProvider = {
       }
       progress(i.label, `PostgreSQL ${r.fromVersion} and ${r.toVersion} installed, ports ${i.ports.map((p) => p.port).join(", ")} free, ${i.source.dataset} ready`);
       const outs: PreflightOutputs = { ...i, checkedAt: new Date().toISOString(), fromVersion: r.fromVersion!, toVersion: r.toVersion! };
-      return { id: `${i.clone.dataset}#preflight`, outs: plain(outs) };
-    } finally {
-      await host.close();
-    }
+      return { id: `${i.clone.dataset}#preflight`, outs };
+    });
   },
 
   async read(id: string, props: PreflightOutputs) {
@@ -212,7 +209,7 @@ export const preflightProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async update(_id: string, olds: PreflightOutputs, news: PreflightInputs) {
-    return { outs: plain({ ...olds, connection: news.connection }) };
+    return { outs: { ...olds, connection: news.connection } };
   },
 
   async delete() {

@@ -2,12 +2,12 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ConnectionArgs } from "../host/connection";
-import { openHost } from "../host";
+import { openHost, withHost } from "../host";
 import type { Host } from "../host/types";
 import { ZfsDriver } from "../zfs/driver";
 import { validateSnapshotShortName } from "../zfs/names";
 import { PostgresDriver, UpgradeMode } from "../postgres/driver";
-import { errorMessage, hostIdentity, isUnknown, plain, progress } from "../common";
+import { errorMessage, hostIdentity, isUnknown, progress } from "../common";
 import { UnderstudyResource } from "../shim";
 import { predictCutover, renderMarkdown, RehearsalReport, StepRecord, CheckRecord } from "./report";
 import { assertions, collect, compare, Snapshot, VerifySpec, validateVerifySpec } from "./verify";
@@ -112,13 +112,8 @@ const newServer = (i: StepInputs) => ({ version: i.pg.to, binDir: i.pg.toBinDir,
 
 export async function stopAll(c: Ctx): Promise<void> {
   for (const [dir, inst] of [[c.i.pg.newDataDir, newInstall(c.i)], [c.i.pg.oldDataDir, oldInstall(c.i)]] as const) {
-    const exists = await c.host.run(["test", "-f", `${dir}/PG_VERSION`], { okExitCodes: [0, 1] });
-    if (exists.exitCode !== 0) continue;
-    const st = await c.pg.status(dir, inst);
-    if (st.running) {
-      c.log(`stopping the server on ${dir}`);
-      await c.pg.stop(dir, inst, { mode: "fast" });
-    }
+    const r = await c.pg.stopIfPresent(dir, inst, { mode: "fast" });
+    if (r?.wasRunning) c.log(`stopped the server on ${dir}`);
   }
 }
 
@@ -133,12 +128,15 @@ export async function startNew(c: Ctx): Promise<void> {
   });
 }
 
+/** pg_upgrade's private servers use tempPort+1 (old) and tempPort+2 (new): the same for --check and the upgrade. */
+const upgradeOptions = (c: Ctx) => ({ mode: c.i.pg.mode, oldPort: c.i.pg.tempPort + 1, newPort: c.i.pg.tempPort + 2, onProgress: c.log });
+
 export async function runStep(c: Ctx): Promise<Partial<StepOutputs>> {
   const { i, pg } = c;
   const extra: Partial<StepOutputs> = {};
   switch (i.kind) {
     case "recover": {
-      const r = await pg.recoverCrashConsistent(i.pg.oldDataDir, oldInstall(i) as never, i.pg.tempPort, { onProgress: c.log });
+      const r = await pg.recoverCrashConsistent(i.pg.oldDataDir, oldInstall(i), i.pg.tempPort, { onProgress: c.log });
       c.detail.push(`crash recovery ${r.recoveryMs} ms, clean stop ${r.stopMs} ms (state: ${r.stateBefore} -> ${r.stateAfter})`);
       if (r.removedStalePid) c.detail.push(`removed the postmaster.pid copied from the source (pid ${r.removedStalePid.pid})`);
       if (i.verify) {
@@ -153,22 +151,12 @@ export async function runStep(c: Ctx): Promise<Partial<StepOutputs>> {
       return extra;
     }
     case "check": {
-      const r = await pg.upgradeCheck(i.pg.oldDataDir, i.pg.newDataDir, oldInstall(i) as never, newInstall(i) as never, {
-        mode: i.pg.mode,
-        oldPort: i.pg.tempPort + 1,
-        newPort: i.pg.tempPort + 2,
-        onProgress: c.log,
-      });
+      const r = await pg.upgradeCheck(i.pg.oldDataDir, i.pg.newDataDir, oldInstall(i), newInstall(i), upgradeOptions(c));
       c.detail.push(`pg_upgrade --check passed${r.initializedNew ? " (new cluster initialized)" : ""}`);
       return extra;
     }
     case "upgrade": {
-      const r = await pg.upgrade(i.pg.oldDataDir, i.pg.newDataDir, oldInstall(i) as never, newInstall(i) as never, {
-        mode: i.pg.mode,
-        oldPort: i.pg.tempPort + 1,
-        newPort: i.pg.tempPort + 2,
-        onProgress: c.log,
-      });
+      const r = await pg.upgrade(i.pg.oldDataDir, i.pg.newDataDir, oldInstall(i), newInstall(i), upgradeOptions(c));
       c.detail.push(`pg_upgrade --${r.mode}: ${r.durationMs} ms`);
       extra.updateExtensionsSqlOut = r.updateExtensionsSql;
       return extra;
@@ -179,7 +167,7 @@ export async function runStep(c: Ctx): Promise<Partial<StepOutputs>> {
       return extra;
     }
     case "post-upgrade": {
-      const r = await pg.postUpgrade(i.pg.newDataDir, newInstall(i) as never, {
+      const r = await pg.postUpgrade(i.pg.newDataDir, newInstall(i), {
         server: { port: i.pg.port, socketDir: i.pg.socketDir },
         updateExtensionsSql: i.updateExtensionsSql,
         analyze: "none",
@@ -189,7 +177,7 @@ export async function runStep(c: Ctx): Promise<Partial<StepOutputs>> {
       return extra;
     }
     case "analyze": {
-      const r = await pg.postUpgrade(i.pg.newDataDir, newInstall(i) as never, {
+      const r = await pg.postUpgrade(i.pg.newDataDir, newInstall(i), {
         server: { port: i.pg.port, socketDir: i.pg.socketDir },
         analyze: "in-stages",
         onProgress: c.log,
@@ -380,7 +368,7 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
         outs.reportFiles = writeReport(i.reportDir, report);
         log(`report: ${outs.reportFiles.markdown}`);
       }
-      return { id: snapName, outs: plain(outs) };
+      return { id: snapName, outs };
     } catch (e) {
       const finishedAt = new Date();
       const reason = errorMessage(e);
@@ -424,14 +412,11 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async read(id: string, props: StepOutputs) {
-    const host = openHost(props.connection);
-    try {
+    return await withHost(props.connection, async (host) => {
       const exists = await new ZfsDriver(host).exists(id);
       if (!exists) return { id: undefined as unknown as string, props: {} };
       return { id, props };
-    } finally {
-      await host.close();
-    }
+    });
   },
 
   async update(_id: string, olds: StepOutputs, news: StepInputs) {
@@ -442,21 +427,16 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
       outs.report = buildReport(news, [...news.history, record], olds.checks ?? [], "passed");
       outs.reportFiles = writeReport(news.reportDir, outs.report);
     }
-    return { outs: plain(outs) };
+    return { outs };
   },
 
   async delete(id: string, props: StepOutputs) {
-    const host = openHost(props.connection);
-    try {
+    await withHost(props.connection, async (host) => {
       const z = new ZfsDriver(host);
       if (props.kind === "start") {
         const pg = new PostgresDriver(host, { osUser: props.pg.osUser });
-        const inst = newInstall(props);
-        const exists = await host.run(["test", "-f", `${props.pg.newDataDir}/PG_VERSION`], { okExitCodes: [0, 1] });
-        if (exists.exitCode === 0 && (await pg.status(props.pg.newDataDir, inst)).running) {
-          progress(props.label, `stopping PostgreSQL ${props.pg.to} on the clone`);
-          await pg.stop(props.pg.newDataDir, inst, { mode: "fast" });
-        }
+        const r = await pg.stopIfPresent(props.pg.newDataDir, newInstall(props), { mode: "fast" });
+        if (r?.wasRunning) progress(props.label, `stopped PostgreSQL ${props.pg.to} on the clone`);
       }
       if (props.kind === "recover") {
         // The first step goes last, right before the clone: stop whatever still runs on the clone
@@ -471,9 +451,7 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
       const r = await z.destroy(id, props.clone.owner);
       progress(props.label, r === "destroyed" ? `destroyed ${id}` : `${id} was already gone`);
       if (props.kind === "recover" && !props.prev) await z.destroy(`${props.clone.dataset}@s00-cloned`, props.clone.owner);
-    } finally {
-      await host.close();
-    }
+    });
   },
 };
 

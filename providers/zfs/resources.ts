@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
 import { resolveConnection } from "../host/connection";
-import { openHost } from "../host";
+import { withHost } from "../host";
 import { ZfsDriver, OWNER_PROPERTY, DatasetInfo } from "./driver";
 import {
   validateDataset,
@@ -25,13 +25,8 @@ interface Owned {
   label?: string;
 }
 
-async function withDriver<T>(connection: ConnectionArgs | undefined, fn: (z: ZfsDriver) => Promise<T>): Promise<T> {
-  const host = openHost(connection);
-  try {
-    return await fn(new ZfsDriver(host));
-  } finally {
-    await host.close();
-  }
+function withDriver<T>(connection: ConnectionArgs | undefined, fn: (z: ZfsDriver) => Promise<T>): Promise<T> {
+  return withHost(connection, (host) => fn(new ZfsDriver(host)));
 }
 
 function checkConnection(news: { connection?: unknown }): pulumi.dynamic.CheckFailure[] {

@@ -10,7 +10,7 @@
  * does not touch are byte-for-byte the same, that the writer's transactions kept committing,
  * and that the source's snapshot list is back to what it was.
  *
- * Pool `usreh`, ports 56000..56099 only.
+ * Pool `usreh`, ports 26000..26099 only.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ChildProcess, execFile, spawn } from "node:child_process";
@@ -25,7 +25,7 @@ import type { RehearsalReport, StepRecord } from "../../providers/rehearsal/repo
 const run = promisify(execFile);
 
 const POOL = "usreh";
-const LIVE_PORT = 56000;
+const LIVE_PORT = 26000;
 const SRC = `${POOL}/pg13`;
 const SOCK = "/var/run/postgresql";
 const BIN13 = "/usr/lib/postgresql/13/bin";
@@ -239,7 +239,7 @@ afterEach(() => {
 describe("a healthy database passes", () => {
   it("up: snapshot after every step, all checks equal, report written, PostgreSQL 15 serving; preview: no change; destroy: nothing left", async () => {
     const tag = "healthy";
-    const port = 56010;
+    const port = 26010;
     const cfg = rehearsalConfig(tag, port, {
       steps: [
         { name: "smoke", sql: "SELECT count(*) FROM big_customers; REFRESH MATERIALIZED VIEW revenue_by_month;" },
@@ -256,7 +256,7 @@ describe("a healthy database passes", () => {
     const sourceSnap = `${SRC}@understudy-${tag}-${tag}`;
     expect(up.outputs.clone.value.snapshot).toBe(sourceSnap);
     expect(up.outputs.clone.value.dataset).toBe(clone);
-    expect(out.text()).toMatch(/preflight: PostgreSQL 13\.\d+ and 15\.\d+ installed, ports 56010, 56011, 56012, 56013 free/);
+    expect(out.text()).toMatch(/preflight: PostgreSQL 13\.\d+ and 15\.\d+ installed, ports 26010, 26011, 26012, 26013 free/);
 
     // Steps: built-in and user steps in order, each with its own snapshot of the clone, which exists.
     const report = up.outputs.report.value as RehearsalReport;
@@ -345,7 +345,7 @@ describe("a healthy database passes", () => {
 describe("a database that pg_upgrade --check refuses", () => {
   it("fails at the check step with the reason and the last good snapshot; a fix on the clone resumes from there and passes", async () => {
     const tag = "refused";
-    const port = 56020;
+    const port = 26020;
     const clone = `${POOL}/rehearsals/${tag}`;
     const sourceSnap = `${SRC}@understudy-${tag}-${tag}`;
     // The live database carries something PostgreSQL 15 no longer supports: a user-defined postfix operator.
@@ -430,7 +430,7 @@ describe("a database that pg_upgrade --check refuses", () => {
 describe("a step killed mid-way", () => {
   it("pg_upgrade killed during the upgrade step fails `up` there; the next `up` rolls back to s02-check, re-runs it and passes", async () => {
     const tag = "killed";
-    const port = 56030;
+    const port = 26030;
     const clone = `${POOL}/rehearsals/${tag}`;
     const newDir = `${CLONES}/${tag}/main.pg15`;
     const stack = await stackFor(tag, rehearsalConfig(tag, port));
@@ -485,7 +485,7 @@ describe("a step killed mid-way, then thrown away", () => {
   it("`pulumi destroy` right after the kill stops what pg_upgrade left running and removes the clone and every snapshot", async () => {
     const tag = "killed-destroyed";
     const clone = `${POOL}/rehearsals/${tag}`;
-    const stack = await stackFor(tag, rehearsalConfig(tag, 56060));
+    const stack = await stackFor(tag, rehearsalConfig(tag, 26060));
     let t0 = Date.now();
     const { message, killed } = await upWithUpgradeKilled(stack, tag);
     time("killed-destroyed: pulumi up, pg_upgrade killed", t0);
@@ -499,7 +499,7 @@ describe("a step killed mid-way, then thrown away", () => {
     time("killed-destroyed: pulumi destroy", t0);
     expect(destroy.summary.result).toBe("succeeded");
     timings["killed-destroyed: pg_upgrade's server left running, stopped by destroy"] = leftRunning ? "yes" : "no";
-    if (leftRunning) expect(out.text()).toContain(`stopping the server on ${newDir}`);
+    if (leftRunning) expect(out.text()).toContain(`stopped the server on ${newDir}`);
     expect(datasetExists(clone)).toBe(false);
     expect(snapshotsOf(SRC)).toEqual(before.snapshots);
     expect(processesOnClones()).toEqual([]);
@@ -528,7 +528,7 @@ describe("bad input gets a clear error before anything runs", () => {
   }
 
   it("to: 16 (not installed) names the field and says how to install it", async () => {
-    const stack = await stackFor("to16", rehearsalConfig("to16", 56040, { to: 16 }));
+    const stack = await stackFor("to16", rehearsalConfig("to16", 26040, { to: 16 }));
     const message = await failureOf(() => stack.up());
     expect(message).toMatch(/preflight of to16\/preflight on local failed; nothing was snapshotted, cloned or started/);
     expect(message).toMatch(/- to: 16 is not installed on local: \/usr\/lib\/postgresql\/16\/bin\/\S+ not found \(apt-get install postgresql-16, or set toBinDir\)/);
@@ -536,14 +536,14 @@ describe("bad input gets a clear error before anything runs", () => {
   });
 
   it("toBinDir that does not exist names the field and the directory", async () => {
-    const stack = await stackFor("nobin", rehearsalConfig("nobin", 56040, { toBinDir: "/nonexistent" }));
+    const stack = await stackFor("nobin", rehearsalConfig("nobin", 26040, { toBinDir: "/nonexistent" }));
     const message = await failureOf(() => stack.up());
     expect(message).toMatch(/- toBinDir: \/nonexistent does not exist on local/);
     await expectNothing(stack, "nobin");
   });
 
   it("a port in use (a listener on postgres.port, on pg_upgrade's temporary port, or the live server's own port) names the port", async () => {
-    const busy = 56045;
+    const busy = 26045;
     const listener = spawn(process.execPath, ["-e", `require("net").createServer().listen(${busy}, "127.0.0.1", () => console.log("listening"))`]);
     listeners.push(listener);
     await new Promise<void>((resolve, reject) => {
@@ -554,14 +554,14 @@ describe("bad input gets a clear error before anything runs", () => {
       ["port", { postgres: { port: busy, database: "app" } }, new RegExp(`- postgres\\.port: port ${busy} is already in use on local`)],
       [
         "tempport",
-        { postgres: { port: 56050, tempPort: busy - 2, database: "app" } },
+        { postgres: { port: 26050, tempPort: busy - 2, database: "app" } },
         new RegExp(`- postgres\\.tempPort\\+2 \\(pg_upgrade's new server\\): port ${busy} is already in use on local`),
       ],
       ["liveport", { postgres: { port: LIVE_PORT, database: "app" } }, new RegExp(`- postgres\\.port: port ${LIVE_PORT} is already in use on local`)],
     ];
     try {
       for (const [tag, extra, expected] of cases) {
-        const stack = await stackFor(tag, rehearsalConfig(tag, 56040, extra));
+        const stack = await stackFor(tag, rehearsalConfig(tag, 26040, extra));
         const message = await failureOf(() => stack.up());
         expect(message, tag).toMatch(expected);
         expect(message).toMatch(/nothing was snapshotted, cloned or started/);
@@ -573,7 +573,7 @@ describe("bad input gets a clear error before anything runs", () => {
   });
 
   it("a malformed version fails the program with the field named", async () => {
-    const stack = await stackFor("fifteen", rehearsalConfig("fifteen", 56040, { to: "fifteen" }));
+    const stack = await stackFor("fifteen", rehearsalConfig("fifteen", 26040, { to: "fifteen" }));
     const message = await failureOf(() => stack.up());
     expect(message).toMatch(/fifteen: to: "fifteen" must be a major version newer than source\.version \(13\)/);
     await expectNothing(stack, "fifteen");
