@@ -5,7 +5,7 @@
  * Prints Markdown tables. Run: `npm run bench -- rehearsal` (after scripts/setup.sh).
  *
  * Sizes are pgbench scales, default 10 and 50; override with BENCH_SCALES=10,50.
- * Pools `usbr<scale>`, ports 57000 (live), 57010-57013 (pulumi), 57020-57023 (script).
+ * Pools `usbr<scale>`, ports 27000 (live), 27010-27013 (pulumi), 27020-27023 (script).
  * Each size runs BENCH_REPEAT (default 3) pairs, alternating which side goes first; the
  * table shows the pair with the median overhead and lists all pairs.
  * BENCH_VERBOSE=1 streams the engine's output to stderr.
@@ -18,9 +18,9 @@ import { destroyPoolByName, sh } from "../test/harness/zfs";
 import { fileBackend, makeProgram, openStack, REPO } from "../test/harness/pulumi";
 import type { RehearsalReport } from "../providers/rehearsal/report";
 
-const LIVE_PORT = 57000;
-const PULUMI_PORT = 57010; // +1 private old server, +2/+3 pg_upgrade's servers
-const SCRIPT_PORT = 57020; // +1/+2 pg_upgrade's servers, +3 PostgreSQL 15
+const LIVE_PORT = 27000;
+const PULUMI_PORT = 27010; // +1 private old server, +2/+3 pg_upgrade's servers
+const SCRIPT_PORT = 27020; // +1/+2 pg_upgrade's servers, +3 PostgreSQL 15
 const WRITER_RATE = 20;
 const LIVE = path.join(REPO, "scripts/live-postgres.sh");
 const BY_HAND = path.join(REPO, "bench/rehearsal-by-hand.sh");

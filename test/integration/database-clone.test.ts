@@ -10,8 +10,8 @@ import { datasetExists, destroyPoolByName, sh, snapshotsOf } from "../harness/zf
 import { failureOf, fileBackend, fixtureProgram, openStack, REPO } from "../harness/pulumi";
 
 const POOL = "usdbc";
-const LIVE_PORT = 56200;
-const CLONE_PORT = 56210;
+const LIVE_PORT = 26200;
+const CLONE_PORT = 26210;
 const live = (...args: string[]) => execFileSync("bash", [path.join(REPO, "scripts/live-postgres.sh"), ...args], { stdio: "inherit" });
 const psql = (port: number, sql: string, bin = 13) =>
   sh(["runuser", "-u", "postgres", "--", `/usr/lib/postgresql/${bin}/bin/psql`, "-X", "-At", "-h", "/var/run/postgresql", "-p", String(port), "-d", "app", "-c", sql]).trim();

@@ -1,7 +1,7 @@
 /**
  * PgBouncerEndpoint against real parts: PostgreSQL 13 and 15 clusters (initdb in a temp
  * dir, owned by postgres), a real pgbouncer 1.18 started by the driver, pgbench writing
- * through it while the target moves. Ports 55500..55599 only.
+ * through it while the target moves. Ports 25500..25599 only.
  */
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -20,12 +20,12 @@ import {
   PgBouncerError,
 } from "../../providers/endpoint/pgbouncer";
 
-const PG13 = { bin: "/usr/lib/postgresql/13/bin", port: 55501 };
-const PG15 = { bin: "/usr/lib/postgresql/15/bin", port: 55502 };
-const BOUNCER_PORT = 55510;
-const SCRAM_PORT = 55511;
-const SSH_BOUNCER_PORT = 55512;
-const SESSION_PORT = 55513; // and 55514
+const PG13 = { bin: "/usr/lib/postgresql/13/bin", port: 25501 };
+const PG15 = { bin: "/usr/lib/postgresql/15/bin", port: 25502 };
+const BOUNCER_PORT = 25510;
+const SCRAM_PORT = 25511;
+const SSH_BOUNCER_PORT = 25512;
+const SESSION_PORT = 25513; // and 25514
 const PGBENCH = "/usr/lib/postgresql/15/bin/pgbench";
 
 let tmp = "";
@@ -314,7 +314,7 @@ describe("PgBouncerEndpoint (local host, trust auth, transaction pooling)", () =
     expect(err).toBeInstanceOf(PgBouncerError);
     expect((err as PgBouncerError).clients).toBe("old-target");
     expect((err as Error).message).toMatch(/replay step 3 failed/);
-    expect((err as Error).message).toMatch(/clients were resumed and are on the old target 127\.0\.0\.1:55501\/app/);
+    expect((err as Error).message).toMatch(/clients were resumed and are on the old target 127\.0\.0\.1:25501\/app/);
     expect(await ep.target("app")).toEqual(target13);
     expect((await ep.databases())[0].paused).toBe(false);
     expect((await c.query("SELECT current_setting('port') AS p")).rows[0].p).toBe(String(PG13.port));
@@ -373,7 +373,7 @@ describe("PgBouncerEndpoint (local host, trust auth, transaction pooling)", () =
 
   it("refuses bad input before running anything", async () => {
     const rec = new RecordingHost();
-    const good = new PgBouncerEndpoint(rec, { name: "x", listenPort: 55520, authType: "trust", configDir: path.join(tmp, "never") });
+    const good = new PgBouncerEndpoint(rec, { name: "x", listenPort: 25520, authType: "trust", configDir: path.join(tmp, "never") });
     const hostile = "app]\n[x";
     await expect(good.switchTarget(hostile, target13)).rejects.toThrow(PgBouncerConfigError);
     await expect(good.switchTarget(hostile, target13)).rejects.toThrow(/database: "app\]\\n\[x" is not a database name/);
@@ -386,20 +386,20 @@ describe("PgBouncerEndpoint (local host, trust auth, transaction pooling)", () =
     expect(rec.calls).toEqual([]);
 
     const bad: [Record<string, unknown>, RegExp][] = [
-      [{ name: "x", listenPort: 55520, authType: "trust", configDir: "relative/dir" }, /configDir: "relative\/dir" must be an absolute path/],
-      [{ name: "x", listenPort: 55520, authType: "trust", baseDir: "/tmp/a b" }, /baseDir: .* contains " "/],
-      [{ name: "x", listenPort: 55520, authType: "trust", configDir: "/tmp/../etc" }, /configDir: .* has a "\.\." component/],
+      [{ name: "x", listenPort: 25520, authType: "trust", configDir: "relative/dir" }, /configDir: "relative\/dir" must be an absolute path/],
+      [{ name: "x", listenPort: 25520, authType: "trust", baseDir: "/tmp/a b" }, /baseDir: .* contains " "/],
+      [{ name: "x", listenPort: 25520, authType: "trust", configDir: "/tmp/../etc" }, /configDir: .* has a "\.\." component/],
       [{ name: "x", listenPort: 0, authType: "trust" }, /listenPort: 0 is not a valid port/],
-      [{ name: "x", listenPort: 55520, authType: "trust", databases: { [hostile]: target13 } }, /databases key: "app\]\\n\[x"/],
-      [{ name: "x", listenPort: 55520, authType: "trust", databases: { app: { ...target13, port: "5432" } } }, /databases\.app: port: "5432" is not a valid port/],
-      [{ name: "x", listenPort: 55520, authType: "trust", serverResetQuery: "DISCARD ALL\nadmin_users = evil" }, /serverResetQuery: .* contains "\\n"/],
-      [{ name: "x", listenPort: 55520, authType: "trust", listenAddr: "0.0.0.0;x" }, /listenAddr/],
-      [{ name: "x", listenPort: 55520, authType: "trust", adminUser: "adm=in" }, /adminUser/],
-      [{ name: "x", listenPort: 55520, authType: "md5" }, /adminPassword: is required with authType "md5"/],
-      [{ name: "x", listenPort: 55520, authType: "scram-sha-256", adminPassword: "s3cret-pw", users: [{ name: "u", password: "a\nb" }] }, /users\[\]\.password: contains a control character/],
-      [{ name: "../x", listenPort: 55520, authType: "trust" }, /name: "\.\.\/x" is not a valid instance name/],
-      [{ name: "x", listenPort: 55520, authType: "trust", poolMode: "sesion" }, /poolMode/],
-      [{ name: "x", listenPort: 55520, authType: "trust", extra: 1 }, /Unrecognized key/],
+      [{ name: "x", listenPort: 25520, authType: "trust", databases: { [hostile]: target13 } }, /databases key: "app\]\\n\[x"/],
+      [{ name: "x", listenPort: 25520, authType: "trust", databases: { app: { ...target13, port: "5432" } } }, /databases\.app: port: "5432" is not a valid port/],
+      [{ name: "x", listenPort: 25520, authType: "trust", serverResetQuery: "DISCARD ALL\nadmin_users = evil" }, /serverResetQuery: .* contains "\\n"/],
+      [{ name: "x", listenPort: 25520, authType: "trust", listenAddr: "0.0.0.0;x" }, /listenAddr/],
+      [{ name: "x", listenPort: 25520, authType: "trust", adminUser: "adm=in" }, /adminUser/],
+      [{ name: "x", listenPort: 25520, authType: "md5" }, /adminPassword: is required with authType "md5"/],
+      [{ name: "x", listenPort: 25520, authType: "scram-sha-256", adminPassword: "s3cret-pw", users: [{ name: "u", password: "a\nb" }] }, /users\[\]\.password: contains a control character/],
+      [{ name: "../x", listenPort: 25520, authType: "trust" }, /name: "\.\.\/x" is not a valid instance name/],
+      [{ name: "x", listenPort: 25520, authType: "trust", poolMode: "sesion" }, /poolMode/],
+      [{ name: "x", listenPort: 25520, authType: "trust", extra: 1 }, /Unrecognized key/],
     ];
     for (const [cfg, re] of bad) {
       let err: unknown;
@@ -430,7 +430,7 @@ describe("PgBouncerEndpoint (local host, trust auth, transaction pooling)", () =
       (e: unknown) => e,
     );
     expect(err).toBeInstanceOf(PgBouncerError);
-    expect((err as Error).message).toMatch(/listenPort: port 55501 on local is already in use \(by postgres pid \d+\)/);
+    expect((err as Error).message).toMatch(/listenPort: port 25501 on local is already in use \(by postgres pid \d+\)/);
     expect((err as Error).message).toMatch(/Nothing was started/);
     expect(fs.existsSync(dir)).toBe(false);
   });
@@ -439,7 +439,7 @@ describe("PgBouncerEndpoint (local host, trust auth, transaction pooling)", () =
     const foreign = path.join(tmp, "pgbouncer", "foreign");
     fs.mkdirSync(foreign, { recursive: true });
     fs.writeFileSync(path.join(foreign, "keep.txt"), "not ours");
-    const ep2 = new PgBouncerEndpoint(new LocalHost(), { name: "foreign", baseDir: path.join(tmp, "pgbouncer"), listenPort: 55519, authType: "trust" });
+    const ep2 = new PgBouncerEndpoint(new LocalHost(), { name: "foreign", baseDir: path.join(tmp, "pgbouncer"), listenPort: 25519, authType: "trust" });
     await expect(ep2.destroy()).rejects.toThrow(/exists but was not created by this driver.*refusing/);
     await expect(ep2.ensure()).rejects.toThrow(/exists but was not created by this driver/);
     expect(fs.existsSync(path.join(foreign, "keep.txt"))).toBe(true);

@@ -84,12 +84,12 @@ const started: Array<{ dataDir: string; version: number }> = [];
 const progress: string[] = [];
 const measured: Record<string, string> = {};
 
-/** Free TCP ports in 55400..55499, as seen now. */
+/** Free TCP ports in 25400..25499, as seen now. */
 function freePorts(n: number): number[] {
   const used = parseBusyPorts(sh(["ss", "-tanH"]));
   const out: number[] = [];
-  for (let p = 55400; p <= 55499 && out.length < n; p++) if (!used.has(p)) out.push(p);
-  if (out.length < n) throw new Error(`fewer than ${n} free ports in 55400..55499`);
+  for (let p = 25400; p <= 25499 && out.length < n; p++) if (!used.has(p)) out.push(p);
+  if (out.length < n) throw new Error(`fewer than ${n} free ports in 25400..25499`);
   return out;
 }
 

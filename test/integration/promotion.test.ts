@@ -10,7 +10,7 @@
  * tests run in order and share one stack: rehearse -> promote -> roll back -> failed
  * promotion -> promote again -> destroy (hand-over).
  *
- * Pool `usprom`, PostgreSQL ports 58000..58099, PgBouncer port 58150 only.
+ * Pool `usprom`, PostgreSQL ports 28000..28099, PgBouncer port 28150 only.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ChildProcess, spawn } from "node:child_process";
@@ -22,10 +22,10 @@ import { alive, sleep, stopServersUnder } from "../harness/postgres";
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 
 const POOL = "usprom";
-const LIVE_PORT = 58000;
-const REHEARSAL_PORT = 58010; // pg_upgrade's private servers use 58011..58013
-const NEW_LIVE_PORT = 58020; // and 58022, 58023 during the replay
-const BOUNCER_PORT = 58150;
+const LIVE_PORT = 28000;
+const REHEARSAL_PORT = 28010; // pg_upgrade's private servers use 28011..28013
+const NEW_LIVE_PORT = 28020; // and 28022, 28023 during the replay
+const BOUNCER_PORT = 28150;
 const BOUNCER_NAME = "usprom";
 const BOUNCER_DIR = `/var/lib/understudy/pgbouncer/${BOUNCER_NAME}`;
 const SRC = `${POOL}/pg13`;
