@@ -69,14 +69,30 @@ else
 fi
 bash scripts/live-postgres.sh stop-writer understudy
 served=$(runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -X -At -h 127.0.0.1 -p 6432 -d app -c "SELECT current_setting('server_version')" 2>/dev/null || echo "?")
-cat >&2 <<TXT
-
-Endpoint: PgBouncer on 127.0.0.1:6432 (database app) is served by PostgreSQL $served now.
-Live:     PostgreSQL 13 on port 54313, dataset understudy/pg13 (never written by a rehearsal)
-Clone:    zfs list -t all -r understudy/rehearsals
-Upgraded: PostgreSQL 15 on the clone, port 55432 (psql -h /var/run/postgresql -p 55432 app, as the postgres user)
-Report:   understudy-reports/demo.md and .json; also \`pulumi stack output report --stack demo\`
-Discard:  PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE=$PULUMI_CONFIG_PASSPHRASE pulumi destroy --stack demo
-Promote:  set understudy:promote to true in Pulumi.demo.yaml and run \`npm run demo\` again (see README: Promotion)
-TXT
+# What to say next depends on where the endpoint points: rehearsed only, promoted, rolled back.
+read -r state port < <(pulumi stack output endpoint --stack demo --json 2>/dev/null | node -e '
+  let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+    try { const o = JSON.parse(s); console.log(`${o.state ?? "?"} ${o.target?.port ?? "?"}`); } catch { console.log("? ?"); }
+  });' || echo "? ?") || state="?"
+discard="PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE=$PULUMI_CONFIG_PASSPHRASE pulumi destroy --stack demo"
+{
+  echo
+  echo "Endpoint: PgBouncer on 127.0.0.1:6432 (database app) is served by PostgreSQL $served now."
+  if [ "$state" = promoted ]; then
+    echo "Live:     PostgreSQL 15 on port $port, on a clone under understudy/rehearsals (zfs list -r understudy/rehearsals)"
+    echo "Old live: PostgreSQL 13, dataset understudy/pg13, stopped and kept as it was at the cut-over"
+    echo "Report:   understudy-reports/demo.md and .json; the cut-over's phases: pulumi stack output endpoint --stack demo"
+    echo "Roll back: npm run demo -- rollback   (clients back on PostgreSQL 13; writes made on 15 since the cut-over stay on its dataset)"
+    echo "Destroy:  $discard"
+    echo "          hands over: PgBouncer and PostgreSQL 15 keep serving (README: Promotion)"
+  else
+    echo "Live:     PostgreSQL 13 on port 54313, dataset understudy/pg13 (never written by a rehearsal)"
+    echo "Clone:    zfs list -t all -r understudy/rehearsals"
+    echo "Upgraded: PostgreSQL 15 on the clone, port 55432 (psql -h /var/run/postgresql -p 55432 app, as the postgres user)"
+    echo "Report:   understudy-reports/demo.md and .json; also \`pulumi stack output report --stack demo\`"
+    [ "$state" = rolled-back ] && echo "Rolled back: the PostgreSQL 15 that served after the promotion is stopped and kept under understudy/rehearsals"
+    echo "Promote:  npm run demo -- promote   (sets understudy:promote: true in Pulumi.demo.yaml, shows the preview, runs pulumi up while pgbench writes through PgBouncer)"
+    echo "Discard:  $discard"
+  fi
+} >&2
 exit $rc
