@@ -12,9 +12,11 @@
 #                             PgBouncer endpoint (127.0.0.1:6432) move to the upgraded clone
 #                             while a pgbench writer keeps committing through it
 #   npm run demo -- rollback  set understudy:promote=false: back to PostgreSQL 13
+#   npm run demo -- down      remove all of it: the stack, every server on the pool, the demo's
+#                             PgBouncer, the pool and its image (Pulumi.demo.yaml stays)
 set -euo pipefail
 action=${1:-rehearse}
-case "$action" in rehearse|promote|rollback) ;; *) echo "usage: npm run demo [-- promote|rollback]" >&2; exit 2 ;; esac
+case "$action" in rehearse|promote|rollback|down) ;; *) echo "usage: npm run demo [-- promote|rollback|down]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
@@ -25,6 +27,37 @@ env_lines=$(bash scripts/setup.sh)
 eval "$env_lines"
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-understudy-demo}"
 export PULUMI_BACKEND_URL="file://$UNDERSTUDY_STATE"
+
+if [ "$action" = down ]; then
+  # `pulumi destroy` alone hands a promoted or rolled-back setup over (it keeps the new live,
+  # live's final snapshots and PgBouncer: clients may depend on them). The demo owns the
+  # whole pool, so here everything goes.
+  say "down: pulumi destroy --stack demo"
+  if pulumi stack select demo >/dev/null 2>&1; then
+    # The next `npm run demo` starts again from a rehearsal, not a promotion.
+    pulumi config set --stack demo --type bool understudy:promote false
+    pulumi destroy --stack demo --yes --skip-preview --non-interactive
+    pulumi stack rm demo --yes --preserve-config --non-interactive >/dev/null
+  fi
+  say "down: servers on the pool, PgBouncer, the pool"
+  if zpool list -H -o name understudy >/dev/null 2>&1; then
+    while read -r pid_file; do
+      dir=$(dirname "$pid_file")
+      v=$(cat "$dir/PG_VERSION" 2>/dev/null || true)
+      [ -x "/usr/lib/postgresql/$v/bin/pg_ctl" ] || continue
+      echo "stopping PostgreSQL $v on $dir" >&2
+      runuser -u postgres -- "/usr/lib/postgresql/$v/bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
+    done < <(find "$(zfs get -H -o value mountpoint understudy)" -maxdepth 5 -name postmaster.pid 2>/dev/null)
+  fi
+  bouncer=/var/lib/understudy/pgbouncer/demo
+  if [ -f "$bouncer/pgbouncer.pid" ] && kill "$(cat "$bouncer/pgbouncer.pid")" 2>/dev/null; then
+    echo "stopped the demo PgBouncer (127.0.0.1:6432)" >&2
+  fi
+  rm -rf "$bouncer"
+  bash scripts/live-postgres.sh down understudy 54313
+  rm -rf understudy-reports
+  exit 0
+fi
 
 say "2/4 the live database (PostgreSQL 13 on zfs-fuse pool 'understudy', port 54313)"
 if [ "$action" = rehearse ]; then
