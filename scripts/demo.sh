@@ -127,5 +127,6 @@ discard="PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE=$PULUMI
     echo "Promote:  npm run demo -- promote   (sets understudy:promote: true in Pulumi.demo.yaml, shows the preview, runs pulumi up while pgbench writes through PgBouncer)"
     echo "Discard:  $discard"
   fi
+  echo "Remove all: npm run demo -- down   (stack, servers, PgBouncer, the pool and its image)"
 } >&2
 exit $rc
