@@ -4,7 +4,7 @@ import { ZfsClone, ZfsSnapshot } from "../providers/zfs/resources";
 import { lookupSnapshotOutput } from "../providers/zfs/lookup";
 import { PostgresServer } from "../providers/postgres/server-resource";
 import { Preflight } from "../providers/rehearsal/preflight";
-import { ownerId } from "../providers/common";
+import { ownerId, sanitize } from "../providers/common";
 
 /** The live PostgreSQL whose storage is cloned. It is only ever read: at most a `CHECKPOINT` is run on it. */
 export interface PostgresSourceArgs {
@@ -52,10 +52,6 @@ export function checkSourceArgs(name: string, src: PostgresSourceArgs): string {
     throw new Error(`${name}: source.pgdata: ${JSON.stringify(pgdata)} must be a relative path inside the dataset (letters, digits, _ . -)`);
   }
   return pgdata;
-}
-
-export function sanitize(s: string): string {
-  return s.replace(/[^A-Za-z0-9_.:-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 80) || "x";
 }
 
 /**

@@ -3,7 +3,7 @@ import type { PgBouncerUser, PoolMode, AuthType } from "../providers/endpoint/pg
 import { PgBouncerEndpointResource } from "../providers/endpoint/resource";
 import { CutOver } from "../providers/promotion/cutover";
 import { UpgradeRehearsal } from "./upgrade-rehearsal";
-import { sanitize } from "./database-clone";
+import { ownerId, sanitize } from "../providers/common";
 
 export interface PromotionArgs {
   /** The rehearsal whose plan is replayed. Promotion only proceeds when it passed. */
@@ -96,7 +96,7 @@ export class Promotion extends pulumi.ComponentResource {
       {
         connection: plan.args.connection,
         label: name,
-        owner: `${pulumi.getProject()}/${pulumi.getStack()}/Promotion/${name}`,
+        owner: ownerId("Promotion", name),
         stack: sanitize(pulumi.getStack()),
         promote: args.promote,
         endpoint: config,

@@ -4,10 +4,10 @@ import * as path from "node:path";
 import type { ConnectionArgs } from "../providers/host/connection";
 import { RehearsalStep, StepKind, PgPlan, PlannedStep } from "../providers/rehearsal/step";
 import { Preflight } from "../providers/rehearsal/preflight";
-import { ownerId } from "../providers/common";
+import { ownerId, sanitize } from "../providers/common";
 import { renderMarkdown, RehearsalReport, StepRecord } from "../providers/rehearsal/report";
 import { VerifySpec, validateVerifySpec } from "../providers/rehearsal/verify";
-import { checkSourceArgs, DatabaseClone, PostgresSourceArgs, sanitize } from "./database-clone";
+import { checkSourceArgs, DatabaseClone, PostgresSourceArgs } from "./database-clone";
 
 /** A step of your own, run on the clone. Exactly one of `sql`, `sqlFile`, `command`. */
 export interface UserStep {

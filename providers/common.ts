@@ -29,6 +29,11 @@ export function failure(property: string, fn: () => unknown): pulumi.dynamic.Che
   }
 }
 
+/** A name part safe in ZFS dataset names, file names and ids: at most 80 characters of `[A-Za-z0-9_.:-]`. */
+export function sanitize(s: string): string {
+  return s.replace(/[^A-Za-z0-9_.:-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 80) || "x";
+}
+
 /** Everything a provider needs to tell which stack owns a thing. */
 export function ownerId(typeName: string, name: string): string {
   return `${pulumi.getProject()}/${pulumi.getStack()}/${typeName}/${name}`;

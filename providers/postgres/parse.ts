@@ -27,6 +27,9 @@ export interface ControlData {
   raw: Record<string, string>;
 }
 
+/** `Database cluster state` of a cluster that was shut down cleanly (nothing to recover). */
+export const isCleanShutdown = (state: string | undefined): boolean => state === "shut down";
+
 export function parseControlData(text: string): ControlData {
   const raw: Record<string, string> = {};
   for (const line of text.split("\n")) {
@@ -49,7 +52,7 @@ export function parseControlData(text: string): ControlData {
   const checksumVersion = int("Data page checksum version", 0);
   return {
     state,
-    cleanShutdown: state === "shut down",
+    cleanShutdown: isCleanShutdown(state),
     systemIdentifier: need("Database system identifier"),
     controlVersion: int("pg_control version number"),
     catalogVersion: int("Catalog version number"),
@@ -79,20 +82,6 @@ export function parseServerVersion(text: string): { major: number; full: string 
   const major = Number(m[1]);
   // 9.x had two-part majors; they are rejected elsewhere.
   return { major, full: m[2] !== undefined ? `${m[1]}.${m[2]}${m[3]}` : `${m[1]}${m[3]}` };
-}
-
-/** Ports in LISTEN state from `ss -ltnH` (local address column, IPv4 and IPv6). */
-export function parseListeningPorts(ssOutput: string): Set<number> {
-  const ports = new Set<number>();
-  for (const line of ssOutput.split("\n")) {
-    const cols = line.trim().split(/\s+/);
-    if (cols.length < 4) continue;
-    // State Recv-Q Send-Q Local:Port Peer:Port [Process]; with -H there is no header.
-    const local = /^[A-Z-]+$/.test(cols[0]) ? cols[3] : cols[2];
-    const m = /:(\d+)$/.exec(local ?? "");
-    if (m) ports.add(Number(m[1]));
-  }
-  return ports;
 }
 
 /**

@@ -6,7 +6,8 @@ import { ZfsDriver } from "../zfs/driver";
 import { PostgresDriver, UpgradeMode } from "../postgres/driver";
 import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
-import { errorMessage, hostIdentity, isUnknown, progress } from "../common";
+import { errorMessage, hostIdentity, isUnknown, progress, sanitize } from "../common";
+import { isCleanShutdown } from "../postgres/parse";
 import { UnderstudyResource } from "../shim";
 import { runStep, serverAfter, ServerState, StepInputs, PgPlan, PlannedStep } from "../rehearsal/step";
 export type { PlannedStep };
@@ -105,11 +106,16 @@ async function liveStartOptions(e: Env, i: CutOverInputs, dataDir: string): Prom
   return out.join(" ");
 }
 
+/** The upgraded cluster's directory on a clone mounted at `mnt`: the rehearsal's rule (UpgradeRehearsal). */
+const newDataDirOf = (mnt: string, i: CutOverInputs) => `${mnt}/${sanitize(i.live.pgdata)}.pg${i.to}`;
+
 async function stopLive(e: Env, i: CutOverInputs, dataDir: string): Promise<void> {
+  let state: string | undefined;
   if (i.live.stopCommand) await e.host.run(i.live.stopCommand, { timeoutMs: 30 * 60_000 });
-  else await e.pg.stop(dataDir, liveInstall(i), { mode: "fast", timeoutMs: 30 * 60_000 });
-  const cd = await e.pg.controlData(dataDir, liveInstall(i));
-  if (!cd.cleanShutdown) throw new Error(`live did not shut down cleanly (pg_controldata: ${cd.state})`);
+  else state = (await e.pg.stop(dataDir, liveInstall(i), { mode: "fast", timeoutMs: 30 * 60_000 })).state;
+  // stop() reads pg_controldata already; a stop command of the user's does not.
+  state ??= (await e.pg.controlData(dataDir, liveInstall(i))).state;
+  if (!isCleanShutdown(state)) throw new Error(`live did not shut down cleanly (pg_controldata: ${state})`);
 }
 
 async function startLive(e: Env, i: CutOverInputs, dataDir: string, opts: string): Promise<void> {
@@ -166,7 +172,8 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
     if (existing.user["understudy:owner"] !== i.owner) {
       throw new Error(`promote: ${nlDataset} already exists and was not created by this promotion. Rename or destroy it, or set newLive.dataset; nothing was done`);
     }
-    if ((await e.pg.status(`${existing.mountpoint}/${i.live.pgdata}.pg${i.to}`, newInstall(i)).catch(() => ({ running: false }))).running) {
+    const dir = existing.mountpoint && newDataDirOf(existing.mountpoint, i);
+    if (dir && (await e.pg.status(dir, newInstall(i)).catch(() => ({ running: false }))).running) {
       throw new Error(`promote: a server is running on ${nlDataset}; nothing was done`);
     }
     e.log(`removing ${nlDataset} left by a failed promotion attempt`);
@@ -219,7 +226,7 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
             toBinDir: i.toBinDir,
             osUser: i.live.osUser,
             oldDataDir: `${mnt}/${i.live.pgdata}`,
-            newDataDir: `${mnt}/${i.live.pgdata.replace(/[^A-Za-z0-9_.:-]+/g, "-")}.pg${i.to}`,
+            newDataDir: newDataDirOf(mnt, i),
             port: i.newLive.port,
             tempPort: i.newLive.port + 1,
             socketDir: i.newLive.socketDir,
