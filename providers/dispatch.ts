@@ -16,10 +16,6 @@ const registry: Record<string, () => pulumi.dynamic.ResourceProvider> = {
   CutOver: () => require("./promotion/cutover").cutOverProvider,
 };
 
-export function registerProvider(kind: string, load: () => pulumi.dynamic.ResourceProvider): void {
-  registry[kind] = load;
-}
-
 export async function dispatch(kind: string, method: keyof pulumi.dynamic.ResourceProvider, args: unknown[]): Promise<unknown> {
   const load = registry[kind];
   if (!load) throw new Error(`pulumi-understudy: unknown resource kind ${JSON.stringify(kind)} (state written by a newer version?)`);

@@ -39,7 +39,9 @@ import {
   validateEntryName,
   validateTarget,
 } from "./pgbouncer-config";
-import { canForward, LazyStream } from "./tunnel";
+import { LazyStream } from "./tunnel";
+import { canForward } from "../host/types";
+import { setTimeout as sleep } from "node:timers/promises";
 
 export * from "./pgbouncer-config";
 
@@ -166,10 +168,6 @@ interface AdminConn {
   end(): Promise<void>;
   /** Drop the connection at once (a query may be pending on it). */
   destroy(): void;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function now(): number {
@@ -590,13 +588,6 @@ export class PgBouncerEndpoint {
     validateEntryName(db, "database");
     const s = (await this.databases()).find((d) => d.name === db);
     return s ? statusToTarget(s) : undefined;
-  }
-
-  /** The `[databases]` entries as written in the databases file. */
-  async configuredDatabases(): Promise<Record<string, DatabaseTarget>> {
-    const text = await this.readOptional(this.paths.databases);
-    if (text === undefined) throw new PgBouncerError(`${this.paths.databases} does not exist: run ensure() first`, { host: this.host.description, clients: "unaffected" });
-    return parseDatabases(text, this.paths.databases);
   }
 
   /** `RELOAD`: re-read pgbouncer.ini, the databases file and the userlist. */

@@ -1,14 +1,4 @@
 import { Duplex } from "node:stream";
-import type { Host } from "../host/types";
-
-/** A host that can open a TCP stream to an address as seen from itself (SshHost does). */
-export interface ForwardingHost extends Host {
-  forward(host: string, port: number): Promise<Duplex>;
-}
-
-export function canForward(host: Host): host is ForwardingHost {
-  return typeof (host as Partial<ForwardingHost>).forward === "function";
-}
 
 /**
  * A socket-shaped Duplex for `pg`'s `stream` option: `pg` calls `connect(port, host)`,

@@ -13,10 +13,7 @@ import {
 } from "./types";
 import { writeFileVia } from "./local";
 import { applyRuntimeOverrides, describeConnection, ResolvedConnection } from "./connection";
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+import { setTimeout as sleep } from "node:timers/promises";
 
 /**
  * ssh2 tags every connection error with a `level`. Only network trouble is worth another

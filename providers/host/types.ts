@@ -1,3 +1,5 @@
+import type { Duplex } from "node:stream";
+
 /**
  * Where commands run. A host runs argv arrays only: no shell string is ever built from
  * input. Over SSH each argument is quoted by {@link quoteArg} before it crosses the wire.
@@ -40,6 +42,15 @@ export interface Host {
 const TAIL = 2000;
 
 /** Keep the end of a long output: errors are usually at the end. */
+/** A host that can open a TCP stream to an address as seen from itself (SshHost does). */
+export interface ForwardingHost extends Host {
+  forward(host: string, port: number): Promise<Duplex>;
+}
+
+export function canForward(host: Host): host is ForwardingHost {
+  return typeof (host as Partial<ForwardingHost>).forward === "function";
+}
+
 export function tail(text: string, max = TAIL): string {
   const t = text.trimEnd();
   return t.length <= max ? t : "…" + t.slice(t.length - max);

@@ -52,6 +52,7 @@ import {
   validateTimeout,
   validateVersion,
 } from "./validate";
+import { setTimeout as sleep } from "node:timers/promises";
 
 export type PgBinary =
   | "pg_ctl"
@@ -272,10 +273,6 @@ const BIN_ORDER: PgBinary[] = ["pg_ctl", "postgres", "initdb", "pg_controldata",
 const SHORT = 60_000;
 const DEFAULT_WAIT = 10 * 60_000;
 const DEFAULT_UPGRADE_TIMEOUT = 6 * 3600_000;
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 /**
  * Settings that keep a server on a clone away from everything its source uses. Values are

@@ -9,7 +9,7 @@
 import type { Duplex } from "node:stream";
 import type { Client, QueryResultRow } from "pg";
 import type { Host } from "../host/types";
-import { redactText } from "../host/types";
+import { canForward, redactText } from "../host/types";
 import { PostgresError, PostgresInputError } from "./errors";
 import { validateConnHost, validateName, validatePort, validateTimeout } from "./validate";
 
@@ -53,12 +53,6 @@ export function validateConnection(c: unknown, field = "connection"): PgConnecti
 /** `postgres@/run/x:5433/postgres`: for messages; never includes the password. */
 export function describeConnection(c: PgConnection): string {
   return `${c.user}@${c.host}:${c.port}/${c.database ?? "postgres"}`;
-}
-
-type Forwarding = Host & { forward(host: string, port: number): Promise<Duplex> };
-
-function canForward(h: Host): h is Forwarding {
-  return h.description !== "local" && typeof (h as Partial<Forwarding>).forward === "function";
 }
 
 /**

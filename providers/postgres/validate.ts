@@ -170,13 +170,6 @@ export function validateConnHost(value: unknown, field = "connection.host"): str
   return value;
 }
 
-/** `a` and `b` are the same directory, or one contains the other. */
-export function pathsOverlap(a: string, b: string): boolean {
-  const x = a.replace(/\/$/, "") + "/";
-  const y = b.replace(/\/$/, "") + "/";
-  return x.startsWith(y) || y.startsWith(x);
-}
-
 /** The parent directory of an absolute path. */
 export function parentDir(p: string): string {
   const t = p.replace(/\/$/, "");

@@ -8,6 +8,7 @@ import {
   validateSnapshot,
   validateUserProperty,
 } from "./names";
+import { setTimeout as sleep } from "node:timers/promises";
 
 /** The user property that marks what Understudy created, and for whom. */
 export const OWNER_PROPERTY = "understudy:owner";
@@ -36,10 +37,6 @@ export class ZfsError extends Error {
     super(message);
     this.name = "ZfsError";
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 const MISSING = /does not exist|dataset not found|no such (pool|dataset)/i;

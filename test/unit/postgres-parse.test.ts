@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import {
   lastLogLine,
   parseControlData,
-  parseListeningPorts,
+  parseBusyPorts,
   parseLsn,
   parsePgCtlStatusPid,
   parsePgUpgradeFailure,
@@ -66,15 +66,15 @@ describe("small parsers", () => {
     expect(parseServerVersion("postgres (PostgreSQL) 18beta1")).toEqual({ major: 18, full: "18beta1" });
     expect(parseServerVersion("garbage")).toBeUndefined();
   });
-  it("listening ports from ss -ltnH", () => {
+  it("busy ports from ss -tanH: listeners and live connections' local ports, not TIME-WAIT", () => {
     const out = [
-      "LISTEN 0      128      0.0.0.0:2024  0.0.0.0:*",
-      "LISTEN 0      244    127.0.0.1:55401 0.0.0.0:*",
-      "LISTEN 0      244        [::1]:5432     [::]:*",
-      "LISTEN 0      4096 127.0.0.53%lo:53   0.0.0.0:*",
-      "LISTEN 0      511            *:80          *:*",
+      "LISTEN     0      128      0.0.0.0:2024      0.0.0.0:*",
+      "LISTEN     0      244        [::1]:5432         [::]:*",
+      "LISTEN     0      4096 127.0.0.53%lo:53      0.0.0.0:*",
+      "ESTAB      0      0      127.0.0.1:58010   127.0.0.1:5432",
+      "TIME-WAIT  0      0      127.0.0.1:41000   127.0.0.1:5432",
     ].join("\n");
-    expect([...parseListeningPorts(out)].sort((a, b) => a - b)).toEqual([53, 80, 2024, 5432, 55401]);
+    expect([...parseBusyPorts(out)].sort((a, b) => a - b)).toEqual([53, 2024, 5432, 58010]);
   });
   it("pg_ctl status", () => {
     expect(parsePgCtlStatusPid("pg_ctl: server is running (PID: 4242)\n/usr/lib/postgresql/13/bin/postgres \"-D\" ...")).toBe(4242);

@@ -8,7 +8,6 @@ import { PostgresDriver, isolationSettings, optionString } from "../../providers
 import { PostgresInputError } from "../../providers/postgres/errors";
 import { validateConnection } from "../../providers/postgres/sql";
 import {
-  pathsOverlap,
   validateDataDir,
   validateListen,
   validateName,
@@ -111,10 +110,6 @@ describe("validation", () => {
     expect(validateConnection({ host: "/tmp/s", port: 5432, user: "postgres" }).database).toBe("postgres");
     expect(() => validateConnection({ host: "-oProxyCommand=x", port: 5432, user: "postgres" })).toThrow(/connection\.host/);
     expect(() => validateConnection({ host: "127.0.0.1", port: 5432, user: "a;b" })).toThrow(/connection\.user/);
-  });
-  it("pathsOverlap", () => {
-    expect(pathsOverlap("/a/b", "/a/b/c")).toBe(true);
-    expect(pathsOverlap("/a/b", "/a/bc")).toBe(false);
   });
 });
 
