@@ -8,6 +8,7 @@ import { ownerId, sanitize } from "../providers/common";
 import { renderMarkdown, RehearsalReport, StepRecord } from "../providers/rehearsal/report";
 import { VerifySpec, validateVerifySpec } from "../providers/rehearsal/verify";
 import { checkSourceArgs, DatabaseClone, PostgresSourceArgs } from "./database-clone";
+import { isArgv } from "../providers/host/types";
 
 /** A step of your own, run on the clone. Exactly one of `sql`, `sqlFile`, `command`. */
 export interface UserStep {
@@ -86,7 +87,7 @@ export function planSteps(steps: UserStep[] = []): PlannedStep[] {
       }
     }
     if (sql !== undefined && !sql.trim()) throw new Error(`${where}.sql: is empty`);
-    if (s.command !== undefined && (!Array.isArray(s.command) || s.command.length === 0 || s.command.some((a) => typeof a !== "string" || /[\0\n]/.test(a)))) {
+    if (s.command !== undefined && !isArgv(s.command)) {
       throw new Error(`${where}.command: must be a non-empty argv array of single-line strings`);
     }
     const phase = s.phase ?? "after-upgrade";

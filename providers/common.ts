@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "./host/connection";
+import { resolveConnection } from "./host/connection";
 
 /** What the engine sends for a value not known yet during preview. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -32,6 +33,12 @@ export function failure(property: string, fn: () => unknown): pulumi.dynamic.Che
 /** A name part safe in ZFS dataset names, file names and ids: at most 80 characters of `[A-Za-z0-9_.:-]`. */
 export function sanitize(s: string): string {
   return s.replace(/[^A-Za-z0-9_.:-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 80) || "x";
+}
+
+/** Check failures for a `connection` input: none when it is absent or not known yet (preview). */
+export function checkConnection(connection: unknown): pulumi.dynamic.CheckFailure[] {
+  if (connection === undefined || connection === null || isUnknown(connection)) return [];
+  return failure("connection", () => resolveConnection(connection as ConnectionArgs));
 }
 
 /** Everything a provider needs to tell which stack owns a thing. */

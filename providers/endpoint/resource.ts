@@ -1,8 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
-import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
-import { errorMessage, hostIdentity, isUnknown, progress } from "../common";
+import { errorMessage, hostIdentity, isUnknown, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
 import { PgBouncerEndpoint } from "./pgbouncer";
 import { resolveConfig } from "./pgbouncer-config";
@@ -33,13 +32,7 @@ async function ensure(i: Inputs): Promise<Outputs> {
 export const pgBouncerEndpointProvider: pulumi.dynamic.ResourceProvider = {
   async check(_o: Inputs, n: Inputs) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
-    if (n.connection && !isUnknown(n.connection)) {
-      try {
-        resolveConnection(n.connection);
-      } catch (e) {
-        failures.push({ property: "connection", reason: errorMessage(e) });
-      }
-    }
+    failures.push(...checkConnection(n.connection));
     if (!isUnknown(n.config)) {
       try {
         resolveConfig(n.config); // validates every field; runs nothing

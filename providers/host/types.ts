@@ -42,6 +42,11 @@ export interface Host {
 const TAIL = 2000;
 
 /** Keep the end of a long output: errors are usually at the end. */
+/** A command given as argv (run without a shell): a non-empty array of single-line strings. */
+export function isArgv(v: unknown): v is string[] {
+  return Array.isArray(v) && v.length > 0 && v.every((a) => typeof a === "string" && !/[\0\n]/.test(a));
+}
+
 /** A host that can open a TCP stream to an address as seen from itself (SshHost does). */
 export interface ForwardingHost extends Host {
   forward(host: string, port: number): Promise<Duplex>;

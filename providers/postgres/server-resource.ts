@@ -1,8 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
-import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
-import { failure, hostIdentity, isUnknown, progress } from "../common";
+import { failure, hostIdentity, isUnknown, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
 import { PostgresDriver } from "./driver";
 import { validateDataDir, validateListen, validatePort, validateSocketDir, validateVersion } from "./validate";
@@ -47,7 +46,7 @@ async function start(i: Inputs): Promise<Outputs> {
 export const postgresServerProvider: pulumi.dynamic.ResourceProvider = {
   async check(_o: Inputs, n: Inputs) {
     const f: pulumi.dynamic.CheckFailure[] = [];
-    if (n.connection && !isUnknown(n.connection)) f.push(...failure("connection", () => resolveConnection(n.connection!)));
+    f.push(...checkConnection(n.connection));
     if (!isUnknown(n.dataDir)) f.push(...failure("dataDir", () => validateDataDir(n.dataDir, "postgres.dataDir")));
     if (!isUnknown(n.version)) f.push(...failure("version", () => validateVersion(n.version, "postgres.version")));
     if (!isUnknown(n.port)) f.push(...failure("port", () => validatePort(n.port, "postgres.port")));

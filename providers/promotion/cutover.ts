@@ -12,6 +12,7 @@ import { UnderstudyResource } from "../shim";
 import { runStep, serverAfter, ServerState, StepInputs, PgPlan, PlannedStep } from "../rehearsal/step";
 export type { PlannedStep };
 import type { VerifySpec } from "../rehearsal/verify";
+import { isArgv } from "../host/types";
 
 /** The live server that a promotion stops cleanly and keeps, intact, for roll-back. */
 export interface LiveSpec {
@@ -401,7 +402,7 @@ export const cutOverProvider: pulumi.dynamic.ResourceProvider = {
     if (!isUnknown(n.promote) && typeof n.promote !== "boolean") failures.push({ property: "promote", reason: "promote: must be true or false" });
     for (const k of ["startCommand", "stopCommand"] as const) {
       const v = n.live?.[k];
-      if (v !== undefined && !isUnknown(v) && (!Array.isArray(v) || v.length === 0 || v.some((a) => typeof a !== "string" || /[\0\n]/.test(a)))) {
+      if (v !== undefined && !isUnknown(v) && !isArgv(v)) {
         failures.push({ property: k, reason: `source.${k}: must be a non-empty argv array` });
       }
     }

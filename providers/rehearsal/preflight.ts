@@ -1,6 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
-import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
 import type { Host } from "../host/types";
 import { ZfsDriver, OWNER_PROPERTY } from "../zfs/driver";
@@ -8,7 +7,7 @@ import { validateDataset, validateSnapshotShortName } from "../zfs/names";
 import { PostgresDriver, PgBinary } from "../postgres/driver";
 import { PostgresInputError } from "../postgres/errors";
 import { validateOsUser, validatePath, validatePort, validateSocketDir, validateVersion } from "../postgres/validate";
-import { errorMessage, failure, hostIdentity, isUnknown, progress } from "../common";
+import { errorMessage, failure, hostIdentity, isUnknown, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
 
 /**
@@ -140,9 +139,7 @@ export async function runPreflight(host: Host, i: PreflightInputs): Promise<{ pr
 
 function staticChecks(news: PreflightInputs): pulumi.dynamic.CheckFailure[] {
   const f: pulumi.dynamic.CheckFailure[] = [];
-  if (news.connection !== undefined && news.connection !== null && !isUnknown(news.connection)) {
-    f.push(...failure("connection", () => resolveConnection(news.connection as ConnectionArgs)));
-  }
+  f.push(...checkConnection(news.connection));
   if (!isUnknown(news.from)) {
     f.push(...failure("from", () => validateVersion(news.from.version, "source.version")));
     if (news.from.binDir !== undefined) f.push(...failure("from", () => validatePath(news.from.binDir, "source.binDir", "bin directory")));

@@ -11,6 +11,7 @@ import { errorMessage, hostIdentity, isUnknown, progress } from "../common";
 import { UnderstudyResource } from "../shim";
 import { predictCutover, renderMarkdown, RehearsalReport, StepRecord, CheckRecord } from "./report";
 import { assertions, collect, compare, Snapshot, VerifySpec, validateVerifySpec } from "./verify";
+import { isArgv } from "../host/types";
 
 /** Built-in steps, in order, and user steps (`sql`, `command`). */
 export type StepKind = "recover" | "check" | "upgrade" | "start" | "post-upgrade" | "analyze" | "sql" | "command" | "verify";
@@ -273,7 +274,7 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
       failures.push({ property: "sql", reason: `steps.${news.name}.sql: must be non-empty SQL` });
     }
     if (news.kind === "command" && !isUnknown(news.command)) {
-      if (!Array.isArray(news.command) || news.command.length === 0 || news.command.some((a) => typeof a !== "string" || /[\0\n]/.test(a))) {
+      if (!isArgv(news.command)) {
         failures.push({ property: "command", reason: `steps.${news.name}.command: must be a non-empty argv array of single-line strings` });
       }
     }

@@ -1,3 +1,4 @@
+import { isArgv } from "../host/types";
 /**
  * ZFS naming rules, checked before any command runs. We accept the subset that both
  * zfs-fuse and OpenZFS 2.x accept: components of letters, digits and `_ - . :`; no
@@ -100,3 +101,15 @@ export function splitSnapshot(name: string): { dataset: string; snap: string } {
   const at = name.indexOf("@");
   return { dataset: name.slice(0, at), snap: name.slice(at + 1) };
 }
+
+/**
+ * A consistency hook run right before a snapshot (ZfsSnapshot, SnapshotSchedule): an argv
+ * (no shell) and the OS user to run it as.
+ */
+export function validateHook(hook: unknown, user: unknown): void {
+  if (hook !== undefined && !isArgv(hook)) throw new Error("hook: must be a non-empty argv array of single-line strings");
+  if (user !== undefined && (typeof user !== "string" || !/^[a-z_][a-z0-9_-]{0,31}$/.test(user))) {
+    throw new Error(`hookUser: ${JSON.stringify(user)} is not a user name`);
+  }
+}
+

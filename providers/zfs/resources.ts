@@ -1,17 +1,17 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
-import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
 import { ZfsDriver, OWNER_PROPERTY, DatasetInfo } from "./driver";
 import {
   validateDataset,
+  validateHook,
   validatePropertyName,
   validatePropertyValue,
   validateSnapshot,
   validateSnapshotShortName,
   validateUserProperty,
 } from "./names";
-import { errorMessage, failure, hostIdentity, isUnknown, ownerId, progress } from "../common";
+import { errorMessage, failure, hostIdentity, isUnknown, ownerId, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
 
 // ---------------------------------------------------------------------------------------
@@ -29,10 +29,6 @@ function withDriver<T>(connection: ConnectionArgs | undefined, fn: (z: ZfsDriver
   return withHost(connection, (host) => fn(new ZfsDriver(host)));
 }
 
-function checkConnection(news: { connection?: unknown }): pulumi.dynamic.CheckFailure[] {
-  if (news.connection === undefined || news.connection === null || isUnknown(news.connection)) return [];
-  return failure("connection", () => resolveConnection(news.connection as ConnectionArgs));
-}
 
 function checkProperties(props: unknown, userOnly: boolean): pulumi.dynamic.CheckFailure[] {
   if (props === undefined || props === null || isUnknown(props)) return [];
@@ -129,11 +125,11 @@ function snapshotOutputs(inputs: SnapshotInputs, info: DatasetInfo, adopted: boo
 export const zfsSnapshotProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: SnapshotInputs, news: SnapshotInputs) {
     const failures = [
-      ...checkConnection(news),
+      ...checkConnection(news.connection),
       ...(isUnknown(news.dataset) ? [] : failure("dataset", () => validateDataset(news.dataset, "dataset"))),
       ...(isUnknown(news.name) ? [] : failure("name", () => validateSnapshotShortName(news.name, "name"))),
       ...checkProperties(news.properties, true),
-      ...(news.hook === undefined || isUnknown(news.hook) ? [] : failure("hook", () => checkHook(news.hook, news.hookUser))),
+      ...(news.hook === undefined || isUnknown(news.hook) ? [] : failure("hook", () => validateHook(news.hook, news.hookUser))),
     ];
     return { inputs: news, failures };
   },
@@ -205,15 +201,6 @@ export const zfsSnapshotProvider: pulumi.dynamic.ResourceProvider = {
     });
   },
 };
-
-function checkHook(hook: unknown, user: unknown): void {
-  if (!Array.isArray(hook) || hook.length === 0 || hook.some((a) => typeof a !== "string" || /[\0\n]/.test(a))) {
-    throw new Error("hook: must be a non-empty argv array of single-line strings");
-  }
-  if (user !== undefined && (typeof user !== "string" || !/^[a-z_][a-z0-9_-]{0,31}$/.test(user))) {
-    throw new Error(`hookUser: ${JSON.stringify(user)} is not a user name`);
-  }
-}
 
 /** The consistency hook (e.g. a CHECKPOINT) right before the snapshot. A failure is reported, not fatal. */
 async function runHook(z: ZfsDriver, label: string, hook: string[], user?: string): Promise<void> {
@@ -328,7 +315,7 @@ function cloneOutputs(inputs: CloneInputs, info: DatasetInfo, adopted: boolean, 
 export const zfsCloneProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: CloneInputs, news: CloneInputs) {
     const failures = [
-      ...checkConnection(news),
+      ...checkConnection(news.connection),
       ...(isUnknown(news.snapshot) ? [] : failure("snapshot", () => validateSnapshot(news.snapshot, "snapshot"))),
       ...(isUnknown(news.dataset) ? [] : failure("dataset", () => validateDataset(news.dataset, "dataset"))),
       ...checkProperties(news.properties, false),

@@ -1,8 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
-import { resolveConnection } from "../host/connection";
 import { withHost } from "../host";
-import { failure, hostIdentity, isUnknown, ownerId, progress } from "../common";
+import { failure, hostIdentity, isUnknown, ownerId, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
 import { installSchedule, paths, removeSchedule, ScheduleSpec, validateSchedule, cronExpression } from "./schedule";
 import { validateDataset } from "./names";
@@ -57,7 +56,7 @@ async function install(i: Inputs): Promise<void> {
 export const zfsScheduleProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: Inputs, news: Inputs) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
-    if (news.connection && !isUnknown(news.connection)) failures.push(...failure("connection", () => resolveConnection(news.connection!)));
+    failures.push(...checkConnection(news.connection));
     if (!isUnknown(news.dataset)) failures.push(...failure("dataset", () => validateDataset(news.dataset, "dataset")));
     if (!isUnknown(news)) {
       // Name the field the validator named (its messages start with "field: ").

@@ -1,6 +1,6 @@
 import type { Host } from "../host/types";
 import { quoteArg } from "../host/quote";
-import { validateDataset, validateSnapshotShortName } from "./names";
+import { validateDataset, validateHook, validateSnapshotShortName } from "./names";
 import { OWNER_PROPERTY, ZfsDriver, DatasetInfo } from "./driver";
 
 /**
@@ -56,12 +56,7 @@ export function validateSchedule(s: ScheduleSpec): ScheduleSpec {
     if (!Number.isInteger(v) || v < 0 || v > 10000) throw new Error(`keep.${k}: must be an integer from 0 to 10000`);
   }
   if (s.keep.hourly + s.keep.daily === 0) throw new Error("keep: keep at least one snapshot (hourly or daily > 0)");
-  if (s.hook) {
-    if (!Array.isArray(s.hook) || s.hook.length === 0 || s.hook.some((a) => typeof a !== "string" || /[\0\n]/.test(a))) {
-      throw new Error("hook: must be a non-empty argv array of single-line strings");
-    }
-  }
-  if (s.hookUser !== undefined && !/^[a-z_][a-z0-9_-]{0,31}$/.test(s.hookUser)) throw new Error(`hookUser: ${JSON.stringify(s.hookUser)} is not a user name`);
+  validateHook(s.hook || undefined, s.hookUser);
   return s;
 }
 

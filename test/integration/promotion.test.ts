@@ -19,7 +19,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { datasetExists, destroyPoolByName, sh, snapshotsOf, treeChecksum } from "../harness/zfs";
 import { alive, sleep, stopServersUnder } from "../harness/postgres";
-import { collector, failureOf, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
+import { collector, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 
 const POOL = "usprom";
 const LIVE_PORT = 28000;
