@@ -86,11 +86,12 @@ if [ "$action" != rehearse ]; then
   sleep 2
 fi
 pulumi up --stack demo --yes --skip-preview --non-interactive || rc=$?
+endpoint_json=$(pulumi stack output endpoint --stack demo --json 2>/dev/null || true)
 if [ -n "$writer_log" ]; then
   wait "$writer_pid" || true
   say "pgbench through PgBouncer during the switch"
   grep -E "processed|failed|latency average|tps" "$writer_log" || cat "$writer_log"
-  pulumi stack output endpoint --stack demo --json 2>/dev/null || true
+  if [ -n "$endpoint_json" ]; then echo "$endpoint_json"; fi
 fi
 
 say "4/4 report"
@@ -103,7 +104,7 @@ fi
 bash scripts/live-postgres.sh stop-writer understudy
 served=$(runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -X -At -h 127.0.0.1 -p 6432 -d app -c "SELECT current_setting('server_version')" 2>/dev/null || echo "?")
 # What to say next depends on where the endpoint points: rehearsed only, promoted, rolled back.
-read -r state port < <(pulumi stack output endpoint --stack demo --json 2>/dev/null | node -e '
+read -r state port < <(printf '%s' "$endpoint_json" | node -e '
   let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
     try { const o = JSON.parse(s); console.log(`${o.state ?? "?"} ${o.target?.port ?? "?"}`); } catch { console.log("? ?"); }
   });' || echo "? ?") || state="?"

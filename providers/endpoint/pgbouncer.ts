@@ -315,8 +315,12 @@ export class PgBouncerEndpoint {
 
   /** Is PgBouncer running from this instance's config? */
   async status(): Promise<EndpointStatus> {
-    const own = await this.ownDir();
-    if (!own) return { exists: false, running: false };
+    if (!(await this.ownDir())) return { exists: false, running: false };
+    return await this.pidStatus();
+  }
+
+  /** {@link status} for an instance directory known to be ours: the pidfile and the process only. */
+  private async pidStatus(): Promise<EndpointStatus> {
     const r = await this.owner(["sh", "-c", STATUS_SCRIPT, "sh", this.paths.pidfile], { timeoutMs: 30_000 });
     const [pidLine, args] = r.stdout.split("\n");
     const pid = Number(pidLine);
@@ -377,14 +381,14 @@ export class PgBouncerEndpoint {
         } finally {
           await a.end();
         }
-        const st = await this.status();
+        const st = await this.pidStatus();
         if (st.running && st.pid) return st.pid;
         lastError = "admin console answered but the pidfile names no pgbouncer";
       } catch (e) {
         lastError = msg(e);
       }
       // A process that died at start (e.g. bind failure) leaves its reason in the log.
-      const st = await this.status();
+      const st = await this.pidStatus();
       if (!st.running && ++deadChecks >= 3) {
         const log = await this.logTail();
         const inUse = /Address already in use/i.test(log);
@@ -414,7 +418,7 @@ export class PgBouncerEndpoint {
     const c = this.config;
     const p = this.paths;
     const own = await this.assertOwnDir("use");
-    let status: EndpointStatus = own ? await this.status() : { exists: false, running: false };
+    let status: EndpointStatus = own ? await this.pidStatus() : { exists: false, running: false };
     if (!status.running) await this.assertPortFree();
     if (c.unixSocketDir !== null && c.unixSocketDir !== p.configDir && !(await this.isDir(c.unixSocketDir))) {
       throw new PgBouncerConfigError("unixSocketDir", `${c.unixSocketDir} does not exist on ${this.host.description}`);

@@ -1066,6 +1066,11 @@ export class PostgresDriver {
     if (!control.cleanShutdown) {
       throw new PostgresInputError("dataDir", `${dataDir} was not shut down cleanly (state "${control.state}"): run recoverCrashConsistent first`);
     }
+    return await this.readSettings(dataDir, inst, tempPort, control, opts);
+  }
+
+  /** inspectCluster without its checks, for callers that made them already. */
+  private async readSettings(dataDir: string, inst: PgInstall, tempPort: number, control: ControlData, opts: { timeoutMs?: number; onProgress?: (m: string) => void }): Promise<ClusterSettings> {
     return (await this.withPrivateServer("inspect", dataDir, inst, tempPort, opts, (srv) => this.querySettings(srv, control))).result;
   }
 
@@ -1159,7 +1164,8 @@ export class PostgresDriver {
     let initializedNew = false;
     let superuser = settingsIn?.superuser ?? this.superuser;
     if (newV === undefined) {
-      const settings = settingsIn ?? (await this.inspectCluster(oldDataDir, oldInst, oldPort, { onProgress: opts.onProgress }));
+      // The old cluster, its clean shutdown and oldPort were checked above.
+      const settings = settingsIn ?? (await this.readSettings(oldDataDir, oldInst, oldPort, oldControl, { onProgress: opts.onProgress }));
       superuser = settings.superuser;
       opts.onProgress?.(`initdb ${newDataDir} (PostgreSQL ${newInst.major}, ${settings.encoding}, ${settings.lcCollate}, checksums ${settings.dataChecksums ? "on" : "off"})`);
       await this.initdbFor(newDataDir, newInst, settings);

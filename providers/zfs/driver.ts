@@ -97,7 +97,7 @@ export class ZfsDriver {
   }
 
   async exists(name: string): Promise<boolean> {
-    return (await this.get(name)) !== undefined;
+    return (await this.getProperty(name, "type")) !== undefined;
   }
 
   /** One property's value (`-` when unset), or undefined when the dataset is missing. */
@@ -141,16 +141,25 @@ export class ZfsDriver {
     return names.map((n) => parseInfo(n, byName.get(n) ?? { type: "snapshot" })).sort((a, b) => a.creation - b.creation);
   }
 
-  /** Filesystems and volumes under `root` (inclusive) whose origin is `snapshot`. */
+  /** Filesystems and volumes in the pool whose origin is `snapshot`. */
   async clonesOf(snapshot: string): Promise<string[]> {
     validateSnapshot(snapshot);
-    const pool = snapshot.split("/")[0].split("@")[0];
+    return (await this.clonesByOrigin(snapshot)).get(snapshot) ?? [];
+  }
+
+  /**
+   * Every clone in the pool of `name`, by origin snapshot: one `zfs get -r origin` over the
+   * pool (zfs-fuse has no `clones` property), for callers that check several snapshots.
+   */
+  private async clonesByOrigin(name: string): Promise<Map<string, string[]>> {
+    const pool = name.split("/")[0].split("@")[0];
     const out = await this.cmd(["get", "-H", "-p", "-o", "name,value", "-r", "origin", pool]);
-    return out.stdout
-      .split("\n")
-      .map((l) => l.split("\t"))
-      .filter(([n, v]) => n && !n.includes("@") && v === snapshot)
-      .map(([n]) => n);
+    const byOrigin = new Map<string, string[]>();
+    for (const [n, v] of out.stdout.split("\n").map((l) => l.split("\t"))) {
+      if (!n || n.includes("@") || !v || v === "-") continue;
+      byOrigin.set(v, [...(byOrigin.get(v) ?? []), n]);
+    }
+    return byOrigin;
   }
 
   /** `zfs snapshot` with optional properties (set right after, for old ZFS). */
@@ -216,8 +225,9 @@ export class ZfsDriver {
         `refusing to roll back ${dataset} to ${snapshot}: later snapshots not created by this stack would be lost: ${foreign.map((s) => s.name).join(", ")}`,
       );
     }
+    const clonesOf = later.length ? await this.clonesByOrigin(dataset) : new Map<string, string[]>();
     for (const s of later) {
-      const clones = await this.clonesOf(s.name);
+      const clones = clonesOf.get(s.name) ?? [];
       if (clones.length) throw new ZfsError(`cannot roll back ${dataset}: later snapshot ${s.name} has clones ${clones.join(", ")}`);
     }
     await this.retryBusy(() => this.cmd(later.length ? ["rollback", "-r", snapshot] : ["rollback", snapshot]));
@@ -257,8 +267,9 @@ export class ZfsDriver {
           `cannot destroy ${name}: it has snapshots not created by this stack: ${foreign.map((s) => s.name).join(", ")}; the dataset was left in place.`,
         );
       }
+      const clonesOf = snaps.length ? await this.clonesByOrigin(name) : new Map<string, string[]>();
       for (const s of snaps.reverse()) {
-        const clones = await this.clonesOf(s.name);
+        const clones = clonesOf.get(s.name) ?? [];
         if (clones.length) throw new ZfsError(`cannot destroy ${name}: its snapshot ${s.name} has clones ${clones.join(", ")}`);
         await this.retryBusy(() => this.cmd(["destroy", s.name]));
       }
