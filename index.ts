@@ -55,7 +55,7 @@ const promotion = conf.endpoint
   ? new Promotion(`${pulumi.getStack()}-promotion`, {
       rehearsal,
       promote: conf.promote ?? false,
-      endpoint: { ...conf.endpoint, authType: conf.endpoint.authType },
+      endpoint: conf.endpoint,
     })
   : undefined;
 export const endpoint = promotion

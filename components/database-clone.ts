@@ -44,6 +44,13 @@ export interface DatabaseCloneArgs {
   postgres?: { port: number; socketDir?: string; listen?: string; database?: string };
 }
 
+/** A libpq URI for a server: TCP to the first `listen` address, else the socket directory. Never a password. */
+export function connectionUri(user: string, database: string, port: number, socketDir: string, listen?: string): string {
+  return listen
+    ? `postgresql://${user}@${listen.split(",")[0]}:${port}/${database}`
+    : `postgresql:///${database}?host=${socketDir}&port=${port}&user=${user}`;
+}
+
 /** The source's version and data directory path, checked before anything is declared; returns pgdata. */
 export function checkSourceArgs(name: string, src: PostgresSourceArgs): string {
   if (!Number.isInteger(src.version)) throw new Error(`${name}: source.version must be an integer major version, e.g. 13`);
@@ -175,9 +182,9 @@ export class DatabaseClone extends pulumi.ComponentResource {
       this.socketDir = server.socketDir;
       const db = args.postgres.database ?? "postgres";
       const listen = args.postgres.listen;
-      this.connectionString = listen
-        ? pulumi.interpolate`postgresql://${src.osUser ?? "postgres"}@${listen.split(",")[0]}:${server.port}/${db}`
-        : pulumi.interpolate`postgresql:///${db}?host=${server.socketDir}&port=${server.port}&user=${src.osUser ?? "postgres"}`;
+      this.connectionString = pulumi
+        .all([server.port, server.socketDir])
+        .apply(([port, socketDir]) => connectionUri(src.osUser ?? "postgres", db, port, socketDir, listen));
     }
     this.registerOutputs({
       snapshot: this.snapshot,

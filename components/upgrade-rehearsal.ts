@@ -7,7 +7,7 @@ import { Preflight } from "../providers/rehearsal/preflight";
 import { ownerId, sanitize } from "../providers/common";
 import { renderMarkdown, RehearsalReport, StepRecord } from "../providers/rehearsal/report";
 import { VerifySpec, validateVerifySpec } from "../providers/rehearsal/verify";
-import { checkSourceArgs, DatabaseClone, PostgresSourceArgs } from "./database-clone";
+import { checkSourceArgs, connectionUri, DatabaseClone, PostgresSourceArgs } from "./database-clone";
 import { isArgv } from "../providers/host/types";
 
 /** A step of your own, run on the clone. Exactly one of `sql`, `sqlFile`, `command`. */
@@ -160,7 +160,7 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
     super("understudy:index:UpgradeRehearsal", name, {}, opts);
     const src = args.source;
     // Everything is checked before the first resource (the preflight) is declared.
-    checkSourceArgs(name, src);
+    const pgdata = checkSourceArgs(name, src);
     if (!Number.isInteger(args.to) || args.to <= src.version) {
       throw new Error(`${name}: to: ${JSON.stringify(args.to)} must be a major version newer than source.version (${src.version})`);
     }
@@ -177,7 +177,6 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
     const tempPort = args.postgres.tempPort ?? port + 1;
     const socketDir = args.postgres.socketDir ?? "/var/run/postgresql";
     const database = args.postgres.database ?? "postgres";
-    const pgdata = src.pgdata ?? "main";
     const reportDir = path.resolve(args.reportDir ?? "understudy-reports");
 
     const osUser = src.osUser ?? "postgres";
@@ -213,7 +212,7 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
       to: args.to,
       fromBinDir: src.binDir,
       toBinDir: args.toBinDir,
-      osUser: src.osUser ?? "postgres",
+      osUser,
       oldDataDir: `${mnt}/${pgdata}`,
       newDataDir: `${mnt}/${sanitize(pgdata)}.pg${args.to}`,
       port,
@@ -274,9 +273,7 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
     this.port = pulumi.output(port);
     this.socketDir = pulumi.output(socketDir);
     const listen = args.postgres.listen;
-    this.connectionString = listen
-      ? pulumi.output(`postgresql://${src.osUser ?? "postgres"}@${listen.split(",")[0]}:${port}/${database}`)
-      : pulumi.output(`postgresql:///${database}?host=${socketDir}&port=${port}&user=${src.osUser ?? "postgres"}`);
+    this.connectionString = pulumi.output(connectionUri(osUser, database, port, socketDir, listen));
     this.registerOutputs({ report: this.report, reportFiles: this.reportFiles, connectionString: this.connectionString });
   }
 }

@@ -394,7 +394,7 @@ export function resolveConfig(input: PgBouncerEndpointConfig): ResolvedPgBouncer
   if (!r.success) {
     const i = r.error.issues[0];
     const path = i.path.join(".") || "config";
-    throw new PgBouncerConfigError(path, i.code === z.ZodIssueCode.custom ? i.message : i.message);
+    throw new PgBouncerConfigError(path, i.message);
   }
   const c = r.data;
   const name = validateInstanceName(c.name, "name");

@@ -2,7 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
 import type { Host } from "../host/types";
-import { ZfsDriver } from "../zfs/driver";
+import { OWNER_PROPERTY, ZfsDriver } from "../zfs/driver";
 import { PostgresDriver, UpgradeMode } from "../postgres/driver";
 import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
@@ -170,7 +170,7 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
   }
   const existing = await e.z.get(nlDataset);
   if (existing) {
-    if (existing.user["understudy:owner"] !== i.owner) {
+    if (existing.user[OWNER_PROPERTY] !== i.owner) {
       throw new Error(`promote: ${nlDataset} already exists and was not created by this promotion. Rename or destroy it, or set newLive.dataset; nothing was done`);
     }
     const dir = existing.mountpoint && newDataDirOf(existing.mountpoint, i);
@@ -216,8 +216,8 @@ async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefin
           throw new Error(`stop live: ${errorMessage(err)}. Live ${st.running ? "kept running" : "was started again"}; nothing else was done`);
         }
         try {
-          await timed("final snapshot", () => e.z.snapshot(finalSnapshot, { "understudy:owner": i.owner }));
-          await timed("clone", () => e.z.clone(finalSnapshot, nl.dataset, { "understudy:owner": i.owner }));
+          await timed("final snapshot", () => e.z.snapshot(finalSnapshot, { [OWNER_PROPERTY]: i.owner }));
+          await timed("clone", () => e.z.clone(finalSnapshot, nl.dataset, { [OWNER_PROPERTY]: i.owner }));
           cloneMade = true;
           const mnt = await mountpointOf(e.z, nl.dataset);
           const plan: PgPlan = {

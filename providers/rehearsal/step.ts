@@ -2,9 +2,9 @@ import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { ConnectionArgs } from "../host/connection";
-import { openHost, withHost } from "../host";
+import { withHost } from "../host";
 import type { Host } from "../host/types";
-import { ZfsDriver } from "../zfs/driver";
+import { OWNER_PROPERTY, ZfsDriver } from "../zfs/driver";
 import { validateSnapshotShortName } from "../zfs/names";
 import { PostgresDriver, UpgradeMode } from "../postgres/driver";
 import { errorMessage, hostIdentity, isUnknown, progress } from "../common";
@@ -309,107 +309,106 @@ export const rehearsalStepProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async create(i: StepInputs) {
-    const host = openHost(i.connection);
-    const z = new ZfsDriver(host);
-    const pg = new PostgresDriver(host, { osUser: i.pg.osUser });
-    const label = i.label;
-    const log = (m: string) => progress(label, m);
-    const c: Ctx = { host, z, pg, i, log, detail: [] };
-    const snapName = `${i.clone.dataset}@${stepSnapshotName(i.index, i.name)}`;
-    const marker = `${i.clone.mountpoint}/${MARKER}`;
-    const startedAt = new Date();
-    let prevSnapshot = i.prev?.snapshot;
-    try {
-      // Where this step starts from: the previous step's snapshot (or, for the first step, one taken now).
-      if (!prevSnapshot) {
-        prevSnapshot = `${i.clone.dataset}@s00-cloned`;
-        if (!(await z.exists(prevSnapshot))) await z.snapshot(prevSnapshot, { "understudy:owner": i.clone.owner });
-      }
-      // The clone must be exactly at the previous step's snapshot. `understudy:head` on the clone
-      // names the last step snapshot reached; a marker file means a step was cut off mid-way.
-      const interrupted = (await host.run(["test", "-e", marker], { okExitCodes: [0, 1] })).exitCode === 0;
-      const leftover = await z.exists(snapName);
-      const head = (await z.getProperty(i.clone.dataset, HEAD_PROPERTY)) ?? "-";
-      const atPrev = head === prevSnapshot || (head === "-" && !i.prev);
-      if (interrupted || leftover || !atPrev) {
-        log(
-          `${interrupted ? "an earlier attempt of this step did not finish" : `the clone is at ${head === "-" ? "an unknown state" : head}`}: ` +
-            `rolling ${i.clone.dataset} back to ${prevSnapshot}`,
-        );
-        await stopAll(c);
-        await z.rollback(prevSnapshot, i.clone.owner);
-        if (i.prev?.serverAfter === "new") await startNew(c);
-      }
-      await host.writeFile(marker, `${label} started ${startedAt.toISOString()}\n`, "0644");
-      log(`step ${i.index} (${i.kind}) started`);
-      const extra = await runStep(c);
-      const after = serverAfter(i.kind, i.prev?.serverAfter ?? "none");
-      if (after === "new") await pg.adminQuery(newServer(i), "CHECKPOINT");
-      await host.run(["rm", "-f", marker]);
-      await z.snapshot(snapName, { "understudy:owner": i.clone.owner });
-      await z.set(i.clone.dataset, { [HEAD_PROPERTY]: snapName });
-      const finishedAt = new Date();
-      const record: StepRecord = {
-        index: i.index,
-        name: i.name,
-        kind: i.kind,
-        status: "ok",
-        startedAt: startedAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        durationMs: finishedAt.getTime() - startedAt.getTime(),
-        snapshot: snapName,
-        cutover: i.cutover,
-        detail: c.detail.join("; "),
-      };
-      log(`step ${i.index} done in ${record.durationMs} ms; snapshot ${snapName}`);
-      const outs: StepOutputs = { ...i, ...extra, record, snapshot: snapName, serverAfter: after, finishedAt: record.finishedAt };
-      if (i.kind === "verify") {
-        const report = buildReport(i, [...i.history, record], extra.checks ?? [], "passed");
-        outs.report = report;
-        outs.reportFiles = writeReport(i.reportDir, report);
-        log(`report: ${outs.reportFiles.markdown}`);
-      }
-      return { id: snapName, outs };
-    } catch (e) {
-      const finishedAt = new Date();
-      const reason = errorMessage(e);
-      const record: StepRecord = {
-        index: i.index,
-        name: i.name,
-        kind: i.kind,
-        status: "failed",
-        startedAt: startedAt.toISOString(),
-        finishedAt: finishedAt.toISOString(),
-        durationMs: finishedAt.getTime() - startedAt.getTime(),
-        cutover: i.cutover,
-        detail: reason.split("\n")[0],
-        logTail: reason.split("\n").slice(-30).join("\n"),
-      };
-      const lastGood = i.history[i.history.length - 1];
-      const report = buildReport(i, [...i.history, record], (e as { checks?: CheckRecord[] }).checks ?? [], "failed", {
-        step: i.name,
-        at: record.startedAt,
-        reason: reason.split("\n")[0],
-        lastGoodStep: lastGood?.name ?? "clone",
-        lastGoodSnapshot: prevSnapshot,
-        lastGoodAt: i.prev?.finishedAt ?? lastGood?.finishedAt,
-      });
-      let files: { json: string; markdown: string } | undefined;
+    return await withHost(i.connection, async (host) => {
+      const z = new ZfsDriver(host);
+      const pg = new PostgresDriver(host, { osUser: i.pg.osUser });
+      const label = i.label;
+      const log = (m: string) => progress(label, m);
+      const c: Ctx = { host, z, pg, i, log, detail: [] };
+      const snapName = `${i.clone.dataset}@${stepSnapshotName(i.index, i.name)}`;
+      const marker = `${i.clone.mountpoint}/${MARKER}`;
+      const startedAt = new Date();
+      let prevSnapshot = i.prev?.snapshot;
       try {
-        files = writeReport(i.reportDir, report);
-      } catch {
-        /* the error below still says everything */
+        // Where this step starts from: the previous step's snapshot (or, for the first step, one taken now).
+        if (!prevSnapshot) {
+          prevSnapshot = `${i.clone.dataset}@s00-cloned`;
+          if (!(await z.exists(prevSnapshot))) await z.snapshot(prevSnapshot, { [OWNER_PROPERTY]: i.clone.owner });
+        }
+        // The clone must be exactly at the previous step's snapshot. `understudy:head` on the clone
+        // names the last step snapshot reached; a marker file means a step was cut off mid-way.
+        const interrupted = (await host.run(["test", "-e", marker], { okExitCodes: [0, 1] })).exitCode === 0;
+        const leftover = await z.exists(snapName);
+        const head = (await z.getProperty(i.clone.dataset, HEAD_PROPERTY)) ?? "-";
+        const atPrev = head === prevSnapshot || (head === "-" && !i.prev);
+        if (interrupted || leftover || !atPrev) {
+          log(
+            `${interrupted ? "an earlier attempt of this step did not finish" : `the clone is at ${head === "-" ? "an unknown state" : head}`}: ` +
+              `rolling ${i.clone.dataset} back to ${prevSnapshot}`,
+          );
+          await stopAll(c);
+          await z.rollback(prevSnapshot, i.clone.owner);
+          if (i.prev?.serverAfter === "new") await startNew(c);
+        }
+        await host.writeFile(marker, `${label} started ${startedAt.toISOString()}\n`, "0644");
+        log(`step ${i.index} (${i.kind}) started`);
+        const extra = await runStep(c);
+        const after = serverAfter(i.kind, i.prev?.serverAfter ?? "none");
+        if (after === "new") await pg.adminQuery(newServer(i), "CHECKPOINT");
+        await host.run(["rm", "-f", marker]);
+        await z.snapshot(snapName, { [OWNER_PROPERTY]: i.clone.owner });
+        await z.set(i.clone.dataset, { [HEAD_PROPERTY]: snapName });
+        const finishedAt = new Date();
+        const record: StepRecord = {
+          index: i.index,
+          name: i.name,
+          kind: i.kind,
+          status: "ok",
+          startedAt: startedAt.toISOString(),
+          finishedAt: finishedAt.toISOString(),
+          durationMs: finishedAt.getTime() - startedAt.getTime(),
+          snapshot: snapName,
+          cutover: i.cutover,
+          detail: c.detail.join("; "),
+        };
+        log(`step ${i.index} done in ${record.durationMs} ms; snapshot ${snapName}`);
+        const outs: StepOutputs = { ...i, ...extra, record, snapshot: snapName, serverAfter: after, finishedAt: record.finishedAt };
+        if (i.kind === "verify") {
+          const report = buildReport(i, [...i.history, record], extra.checks ?? [], "passed");
+          outs.report = report;
+          outs.reportFiles = writeReport(i.reportDir, report);
+          log(`report: ${outs.reportFiles.markdown}`);
+        }
+        return { id: snapName, outs };
+      } catch (e) {
+        const finishedAt = new Date();
+        const reason = errorMessage(e);
+        const record: StepRecord = {
+          index: i.index,
+          name: i.name,
+          kind: i.kind,
+          status: "failed",
+          startedAt: startedAt.toISOString(),
+          finishedAt: finishedAt.toISOString(),
+          durationMs: finishedAt.getTime() - startedAt.getTime(),
+          cutover: i.cutover,
+          detail: reason.split("\n")[0],
+          logTail: reason.split("\n").slice(-30).join("\n"),
+        };
+        const lastGood = i.history[i.history.length - 1];
+        const report = buildReport(i, [...i.history, record], (e as { checks?: CheckRecord[] }).checks ?? [], "failed", {
+          step: i.name,
+          at: record.startedAt,
+          reason: reason.split("\n")[0],
+          lastGoodStep: lastGood?.name ?? "clone",
+          lastGoodSnapshot: prevSnapshot,
+          lastGoodAt: i.prev?.finishedAt ?? lastGood?.finishedAt,
+        });
+        let files: { json: string; markdown: string } | undefined;
+        try {
+          files = writeReport(i.reportDir, report);
+        } catch {
+          /* the error below still says everything */
+        }
+        throw new Error(
+          `rehearsal step ${i.index} "${i.name}" failed on ${hostIdentity(i.connection)} after ${record.durationMs} ms:\n${reason}\n` +
+            `Last good state: snapshot ${prevSnapshot ?? "(none)"}${i.prev ? ` after step "${i.prev.name}" (${i.prev.finishedAt})` : ""}. ` +
+            `Left behind: clone ${i.clone.dataset} in the failed state (the source was not touched). ` +
+            `Fix the cause and run \`pulumi up\` again to resume from that snapshot, or \`pulumi destroy\` to discard the clone.` +
+            (files ? `\nReport: ${files.markdown}` : ""),
+        );
       }
-      throw new Error(
-        `rehearsal step ${i.index} "${i.name}" failed on ${hostIdentity(i.connection)} after ${record.durationMs} ms:\n${reason}\n` +
-          `Last good state: snapshot ${prevSnapshot ?? "(none)"}${i.prev ? ` after step "${i.prev.name}" (${i.prev.finishedAt})` : ""}. ` +
-          `Left behind: clone ${i.clone.dataset} in the failed state (the source was not touched). ` +
-          `Fix the cause and run \`pulumi up\` again to resume from that snapshot, or \`pulumi destroy\` to discard the clone.` +
-          (files ? `\nReport: ${files.markdown}` : ""),
-      );
-    } finally {
-      await host.close();
-    }
+    });
   },
 
   async read(id: string, props: StepOutputs) {
