@@ -58,7 +58,8 @@ export const zfsScheduleProvider: pulumi.dynamic.ResourceProvider = {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     failures.push(...checkConnection(news.connection));
     if (!isUnknown(news.dataset)) failures.push(...failure("dataset", () => validateDataset(news.dataset, "dataset")));
-    if (!isUnknown(news)) {
+    // The schedule's own fields, even while the connection is not known yet (preview).
+    if (!isUnknown(spec(news))) {
       // Name the field the validator named (its messages start with "field: ").
       const f = failure("schedule", () => validateSchedule(spec(news))).map((x) => ({ property: x.reason.split(":")[0] || "schedule", reason: x.reason }));
       if (failures.length === 0) failures.push(...f);
