@@ -1,0 +1,43 @@
+/**
+ * Opens a {@link Storage} from its {@link StorageSpec}. Implementations are loaded by name
+ * when first used (dynamic providers must not capture them at module load: AWS SDK, ssh2).
+ * Spec kinds are part of the state format: never rename one, only add.
+ */
+import type { Host } from "../host/types";
+import { InputError } from "../errors";
+import type { Storage, StorageSpec } from "./types";
+
+export * from "./types";
+
+/** What each backend module exports. */
+export interface StorageModule {
+  /** Checks the spec's own fields (no I/O); returns it normalized or throws InputError naming `field.*`. */
+  validateSpec(spec: StorageSpec, field: string): StorageSpec;
+  createStorage(spec: StorageSpec, host: Host): Storage;
+}
+
+const backends: Record<string, () => StorageModule> = {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  zfs: () => require("../zfs/storage") as StorageModule,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  ebs: () => require("../ebs/storage") as StorageModule,
+};
+
+function moduleFor(spec: unknown, field: string): StorageModule {
+  const kind = spec && typeof spec === "object" ? (spec as StorageSpec).kind : undefined;
+  const load = typeof kind === "string" ? backends[kind] : undefined;
+  if (!load) throw new InputError(`${field}.kind`, `${JSON.stringify(kind)} is not a storage backend (known: ${Object.keys(backends).join(", ")})`);
+  return load();
+}
+
+/** Validate a spec without opening anything. */
+export function validateStorageSpec(spec: unknown, field = "storage"): StorageSpec {
+  return moduleFor(spec, field).validateSpec(spec as StorageSpec, field);
+}
+
+/** The storage a spec names, on `host` (where commands run and clones are mounted). */
+export function openStorage(spec: StorageSpec | undefined, host: Host): Storage {
+  const s = spec ?? { kind: "zfs" };
+  const m = moduleFor(s, "storage");
+  return m.createStorage(m.validateSpec(s, "storage"), host);
+}
