@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "./host/connection";
 import { resolveConnection } from "./host/connection";
+import { InputError } from "./errors";
 
 /** What the engine sends for a value not known yet during preview. */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -20,13 +21,19 @@ export function progress(label: string, message: string): void {
   console.error(`[understudy] ${label}: ${message}`);
 }
 
-/** Run a validation; turn its error into a check failure on `property`. */
-export function failure(property: string, fn: () => unknown): pulumi.dynamic.CheckFailure[] {
+/**
+ * Run a validation; turn its {@link InputError} into a check failure. The failure is on the
+ * input `property` when given, else on the top-level input the error's field names (the
+ * reason keeps the whole dotted field). Anything that is not an InputError is a bug and is
+ * re-thrown.
+ */
+export function failure(property: string | undefined, fn: () => unknown): pulumi.dynamic.CheckFailure[] {
   try {
     fn();
     return [];
   } catch (e) {
-    return [{ property, reason: (e as Error).message }];
+    if (!InputError.is(e)) throw e;
+    return [{ property: property ?? e.field.split(/[.[]/)[0], reason: e.message }];
   }
 }
 

@@ -7,6 +7,8 @@
  * a `[section]` or a `%include`, so no input can add a line to pgbouncer's configuration.
  */
 import { z } from "zod";
+import { InputError } from "../errors";
+import { validateListenPort, validateOsUser as sharedOsUser, validatePath, validatePortNumber } from "../validate";
 
 /** Where instances live unless `configDir` says otherwise: `<baseDir>/<name>/`. */
 export const DEFAULT_BASE_DIR = "/var/lib/understudy/pgbouncer";
@@ -18,12 +20,20 @@ export const DEFAULT_BINARY = "/usr/sbin/pgbouncer";
 const MAX_SOCKET_PATH = 107;
 
 /** A bad input. Names the field and says why; thrown before anything runs. */
-export class PgBouncerConfigError extends Error {
-  readonly field: string;
+export class PgBouncerConfigError extends InputError {
   constructor(field: string, message: string) {
-    super(`${field}: ${message}`);
+    super(field, message);
     this.name = "PgBouncerConfigError";
-    this.field = field;
+  }
+}
+
+/** The shared rule (providers/validate.ts), thrown as this module's error type. */
+function bouncer<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof InputError && !(e instanceof PgBouncerConfigError)) throw new PgBouncerConfigError(e.field, e.reason);
+    throw e;
   }
 }
 
@@ -53,35 +63,19 @@ export function validateInstanceName(value: unknown, field = "name"): string {
   return value;
 }
 
-/**
- * An absolute path of letters, digits and `_ . - /` (no spaces, quotes, newlines, `..`
- * or `.` components, no doubled or trailing slash), at most 200 characters.
- */
+/** An absolute path: the shared rule (letters, digits and `_ . + @ -` components), as PostgreSQL's paths. */
 export function validateAbsolutePath(value: unknown, field: string): string {
-  if (typeof value !== "string") throw new PgBouncerConfigError(field, `${show(value)} must be a string`);
-  if (!value.startsWith("/")) throw new PgBouncerConfigError(field, `${show(value)} must be an absolute path (start with /)`);
-  if (value.length > 200) throw new PgBouncerConfigError(field, `${show(value)} is longer than 200 characters`);
-  if (!/^[A-Za-z0-9_./-]+$/.test(value)) {
-    throw new PgBouncerConfigError(
-      field,
-      `${show(value)} contains ${firstBad(value, /[A-Za-z0-9_./-]/)}; paths may only use letters, digits and _ . - /`,
-    );
-  }
-  if (value === "/") throw new PgBouncerConfigError(field, `"/" is not allowed`);
-  const parts = value.slice(1).split("/");
-  for (const p of parts) {
-    if (p === "") throw new PgBouncerConfigError(field, `${show(value)} has an empty component (doubled or trailing /)`);
-    if (p === "." || p === "..") throw new PgBouncerConfigError(field, `${show(value)} has a "${p}" component`);
-  }
-  return value;
+  return bouncer(() => validatePath(value, field));
 }
 
-/** A TCP port, an integer 1..65535. */
+/** A port PgBouncer connects to: an integer 1..65535. */
 export function validatePort(value: unknown, field = "port"): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 65535) {
-    throw new PgBouncerConfigError(field, `${show(value)} is not a valid port (an integer 1..65535)`);
-  }
-  return value;
+  return bouncer(() => validatePortNumber(value, field));
+}
+
+/** The port PgBouncer listens on: 1024..65535, the same rule as every server Understudy starts. */
+export function validateListenPortNumber(value: unknown, field = "listenPort"): number {
+  return bouncer(() => validateListenPort(value, field));
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
@@ -153,12 +147,9 @@ export function validateUserName(value: unknown, field = "user"): string {
   return value;
 }
 
-/** An OS account name (what `runuser -u` takes). */
+/** An OS account name (what `runuser -u` takes): the shared rule. */
 export function validateOsUser(value: unknown, field = "osUser"): string {
-  if (typeof value !== "string" || !/^[a-z_][a-z0-9_-]{0,31}$/.test(value)) {
-    throw new PgBouncerConfigError(field, `${show(value)} is not a valid OS user name`);
-  }
-  return value;
+  return bouncer(() => sharedOsUser(value, field));
 }
 
 /**
@@ -404,7 +395,7 @@ export function resolveConfig(input: PgBouncerEndpointConfig): ResolvedPgBouncer
     throw new PgBouncerConfigError("configDir", `${show(configDir)} is too close to / (use at least two levels, e.g. /srv/pgbouncer)`);
   }
   const listenAddr = c.listenAddr === undefined ? "127.0.0.1" : validateListenAddr(c.listenAddr, "listenAddr");
-  const listenPort = validatePort(c.listenPort, "listenPort");
+  const listenPort = validateListenPortNumber(c.listenPort, "listenPort");
   let unixSocketDir: string | null;
   if (c.unixSocketDir === null) unixSocketDir = null;
   else if (c.unixSocketDir === undefined) unixSocketDir = configDir;

@@ -42,6 +42,8 @@ import {
 import { LazyStream } from "./tunnel";
 import { canForward } from "../host/types";
 import { setTimeout as sleep } from "node:timers/promises";
+import { InputError } from "../errors";
+import { validateTimeoutMs } from "../validate";
 
 export * from "./pgbouncer-config";
 
@@ -183,10 +185,12 @@ function msg(e: unknown): string {
 }
 
 function validateTimeout(v: unknown, field: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 3_600_000) {
-    throw new PgBouncerConfigError(field, `${JSON.stringify(v)} is not a timeout in milliseconds (an integer 1..3600000)`);
+  try {
+    return validateTimeoutMs(v, field, { min: 1, max: 3_600_000 });
+  } catch (e) {
+    if (e instanceof InputError) throw new PgBouncerConfigError(e.field, e.reason);
+    throw e;
   }
-  return v;
 }
 
 const NOT_PAUSED = /is not paused|not paused/i;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { InputError } from "../errors";
 
 /**
  * How to reach a host over SSH. Same field names and defaults as `@pulumi/command`'s
@@ -92,9 +93,9 @@ export function resolveConnection(conn: ConnectionArgs, field = "connection"): R
     const issue = parsed.error.issues[0];
     const where = [field, ...issue.path].join(".");
     if (issue.code === "unrecognized_keys") {
-      throw new Error(`${where}: unknown field(s) ${issue.keys.join(", ")} (known: ${Object.keys(fields).join(", ")}, proxy)`);
+      throw new InputError(where, `unknown field(s) ${issue.keys.join(", ")} (known: ${Object.keys(fields).join(", ")}, proxy)`);
     }
-    throw new Error(`${where}: ${issue.message}`);
+    throw new InputError(where, issue.message);
   }
   const c = parsed.data;
   // @pulumi/command's connectionArgsProvideDefaults, for the connection and its proxy.

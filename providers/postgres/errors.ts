@@ -4,13 +4,13 @@
  * without reading the provider's code.
  */
 
+import { InputError } from "../errors";
+
 /** An input was rejected before anything ran on any host. `field` names it (e.g. `postgres.port`). */
-export class PostgresInputError extends Error {
-  readonly field: string;
+export class PostgresInputError extends InputError {
   constructor(field: string, message: string) {
-    super(`${field}: ${message}`);
+    super(field, message);
     this.name = "PostgresInputError";
-    this.field = field;
   }
 }
 

@@ -9,6 +9,7 @@ import { PostgresInputError } from "../postgres/errors";
 import { validateOsUser, validatePath, validatePort, validateSocketDir, validateVersion } from "../postgres/validate";
 import { errorMessage, failure, hostIdentity, isUnknown, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
+import { InputError } from "../errors";
 
 /**
  * What an {@link UpgradeRehearsal} needs from the host, checked before anything is
@@ -54,7 +55,7 @@ function configField(field: string): string {
 function asProblem(e: unknown, side: "from" | "to"): string {
   if (e instanceof PostgresInputError) {
     const field = configField(e.field);
-    const what = e.message.slice(e.field.length + 2).replace("or set binDir", `or set ${side === "to" ? "toBinDir" : "source.binDir"}`);
+    const what = e.reason.replace("or set binDir", `or set ${side === "to" ? "toBinDir" : "source.binDir"}`);
     return `${field}: ${what}`;
   }
   return `${side === "to" ? "to" : "source.version"}: ${errorMessage(e)}`;
@@ -158,7 +159,7 @@ function staticChecks(news: PreflightInputs): pulumi.dynamic.CheckFailure[] {
         for (const p of news.ports) {
           validatePort(p.port, p.field);
           const other = seen.get(p.port);
-          if (other) throw new Error(`${p.field}: port ${p.port} is also ${other}; the rehearsal needs distinct ports`);
+          if (other) throw new InputError(p.field, `port ${p.port} is also ${other}; the rehearsal needs distinct ports`);
           seen.set(p.port, p.field);
         }
       }),

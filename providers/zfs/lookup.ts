@@ -4,6 +4,7 @@ import { withHost } from "../host";
 import { ZfsDriver } from "./driver";
 import { newestSnapshotBefore } from "./schedule";
 import { validateDataset } from "./names";
+import { InputError } from "../errors";
 
 export interface LookupSnapshotArgs {
   connection?: ConnectionArgs;
@@ -33,7 +34,7 @@ export interface LookupSnapshotResult {
 export async function lookupSnapshot(args: LookupSnapshotArgs): Promise<LookupSnapshotResult> {
   validateDataset(args.dataset, "dataset");
   const before = args.before === undefined ? undefined : new Date(args.before);
-  if (before && Number.isNaN(before.getTime())) throw new Error(`before: ${JSON.stringify(args.before)} is not a date`);
+  if (before && Number.isNaN(before.getTime())) throw new InputError("before", `${JSON.stringify(args.before)} is not a date`);
   return await withHost(args.connection, async (h) => {
     const found = await newestSnapshotBefore(new ZfsDriver(h), args.dataset, before, args.prefix);
     if (!found) {

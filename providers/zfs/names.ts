@@ -1,4 +1,6 @@
 import { isArgv } from "../host/types";
+import { InputError } from "../errors";
+import { validateOsUser, validatePath } from "../validate";
 /**
  * ZFS naming rules, checked before any command runs. We accept the subset that both
  * zfs-fuse and OpenZFS 2.x accept: components of letters, digits and `_ - . :`; no
@@ -10,9 +12,9 @@ const COMPONENT = /^[A-Za-z0-9_.:-]+$/;
 const RESERVED_POOL = /^(mirror|raidz\d?|draid\d?|spare|log|cache|special|dedup)/;
 export const MAX_NAME = 255;
 
-export class ZfsNameError extends Error {
+export class ZfsNameError extends InputError {
   constructor(field: string, value: unknown, why: string) {
-    super(`${field}: ${JSON.stringify(value)} is not a valid ZFS name: ${why}`);
+    super(field, `${JSON.stringify(value)} is not a valid ZFS name: ${why}`);
     this.name = "ZfsNameError";
   }
 }
@@ -61,7 +63,7 @@ export function validateSnapshot(value: unknown, field = "snapshot"): string {
 /** A user property `module:name` (lower case, as ZFS requires). */
 export function validateUserProperty(value: unknown, field = "property"): string {
   if (typeof value !== "string" || !/^[a-z0-9_.-]+:[a-z0-9_.:-]+$/.test(value) || value.length > 255) {
-    throw new Error(`${field}: ${JSON.stringify(value)} is not a valid ZFS user property (lower-case "module:name")`);
+    throw new InputError(field, `${JSON.stringify(value)} is not a valid ZFS user property (lower-case "module:name")`);
   }
   return value;
 }
@@ -76,23 +78,16 @@ const NATIVE_SETTABLE = new Set([
 export function validatePropertyName(value: unknown, field = "properties"): string {
   if (typeof value === "string" && NATIVE_SETTABLE.has(value)) return value;
   if (typeof value === "string" && value.includes(":")) return validateUserProperty(value, field);
-  throw new Error(
-    `${field}: ${JSON.stringify(value)} is not a property Understudy sets (native: ${[...NATIVE_SETTABLE].join(", ")}; or a user property module:name)`,
-  );
+  throw new InputError(field, `${JSON.stringify(value)} is not a property Understudy sets (native: ${[...NATIVE_SETTABLE].join(", ")}; or a user property module:name)`);
 }
 
 /** Property values go into argv as `name=value`: printable, no newline, bounded. */
 export function validatePropertyValue(name: string, value: unknown, field = "properties"): string {
-  if (typeof value !== "string") throw new Error(`${field}.${name}: value must be a string`);
+  if (typeof value !== "string") throw new InputError(`${field}.${name}`, "value must be a string");
   if (value.length > 1024 || /[\0\n\r]/.test(value)) {
-    throw new Error(`${field}.${name}: value must be one printable line of at most 1024 characters`);
+    throw new InputError(`${field}.${name}`, "value must be one printable line of at most 1024 characters");
   }
-  if (name === "mountpoint" && !(value === "none" || value === "legacy" || /^\/[A-Za-z0-9_.:\/-]*$/.test(value))) {
-    throw new Error(`${field}.mountpoint: ${JSON.stringify(value)} must be an absolute path (letters, digits, _ . : / -), "none" or "legacy"`);
-  }
-  if (name === "mountpoint" && /(^|\/)\.\.(\/|$)/.test(value)) {
-    throw new Error(`${field}.mountpoint: ${JSON.stringify(value)} must not contain ".."`);
-  }
+  if (name === "mountpoint" && !(value === "none" || value === "legacy")) validatePath(value, `${field}.mountpoint`, "mountpoint");
   return value;
 }
 
@@ -107,9 +102,7 @@ export function splitSnapshot(name: string): { dataset: string; snap: string } {
  * (no shell) and the OS user to run it as.
  */
 export function validateHook(hook: unknown, user: unknown): void {
-  if (hook !== undefined && !isArgv(hook)) throw new Error("hook: must be a non-empty argv array of single-line strings");
-  if (user !== undefined && (typeof user !== "string" || !/^[a-z_][a-z0-9_-]{0,31}$/.test(user))) {
-    throw new Error(`hookUser: ${JSON.stringify(user)} is not a user name`);
-  }
+  if (hook !== undefined && !isArgv(hook)) throw new InputError("hook", "must be a non-empty argv array of single-line strings");
+  if (user !== undefined) validateOsUser(user, "hookUser");
 }
 

@@ -13,6 +13,7 @@ import {
 } from "./names";
 import { errorMessage, failure, hostIdentity, isUnknown, ownerId, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
+import { InputError } from "../errors";
 
 // ---------------------------------------------------------------------------------------
 // Shared provider plumbing. These functions are captured by value into the stack's state
@@ -33,9 +34,9 @@ function withDriver<T>(connection: ConnectionArgs | undefined, fn: (z: ZfsDriver
 function checkProperties(props: unknown, userOnly: boolean): pulumi.dynamic.CheckFailure[] {
   if (props === undefined || props === null || isUnknown(props)) return [];
   return failure("properties", () => {
-    if (typeof props !== "object" || Array.isArray(props)) throw new Error("properties must be a map of name to string");
+    if (typeof props !== "object" || Array.isArray(props)) throw new InputError("properties", "must be a map of name to string");
     for (const [k, v] of Object.entries(props as Record<string, unknown>)) {
-      if (k === OWNER_PROPERTY) throw new Error(`properties: ${OWNER_PROPERTY} is managed by Understudy`);
+      if (k === OWNER_PROPERTY) throw new InputError(`properties.${k}`, "is managed by Understudy");
       if (userOnly) validateUserProperty(k, "properties");
       else validatePropertyName(k, "properties");
       validatePropertyValue(k, v, "properties");

@@ -60,8 +60,8 @@ export const zfsScheduleProvider: pulumi.dynamic.ResourceProvider = {
     if (!isUnknown(news.dataset)) failures.push(...failure("dataset", () => validateDataset(news.dataset, "dataset")));
     // The schedule's own fields, even while the connection is not known yet (preview).
     if (!isUnknown(spec(news))) {
-      // Name the field the validator named (its messages start with "field: ").
-      const f = failure("schedule", () => validateSchedule(spec(news))).map((x) => ({ property: x.reason.split(":")[0] || "schedule", reason: x.reason }));
+      // On the field the validator named (every, prefix, keep.hourly, ...).
+      const f = failure(undefined, () => validateSchedule(spec(news)));
       if (failures.length === 0) failures.push(...f);
     }
     return { inputs: news, failures };

@@ -2,6 +2,7 @@ import type { Host } from "../host/types";
 import { quoteArg } from "../host/quote";
 import { validateDataset, validateHook, validateSnapshotShortName } from "./names";
 import { OWNER_PROPERTY, ZfsDriver, DatasetInfo } from "./driver";
+import { InputError } from "../errors";
 
 /**
  * Periodic snapshots installed on the host itself, so they keep running without Pulumi:
@@ -32,30 +33,30 @@ export const LOG_DIR = "/var/log/understudy";
 
 export function cronExpression(every: string, field = "every"): string {
   const m = /^(\d+)(m|h|d)$/.exec(every);
-  if (!m) throw new Error(`${field}: ${JSON.stringify(every)} must look like 15m, 1h or 1d`);
+  if (!m) throw new InputError(field, `${JSON.stringify(every)} must look like 15m, 1h or 1d`);
   const n = Number(m[1]);
   if (m[2] === "m") {
-    if (n < 1 || n > 59 || 60 % n !== 0) throw new Error(`${field}: minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)`);
+    if (n < 1 || n > 59 || 60 % n !== 0) throw new InputError(field, `minutes must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)`);
     return n === 1 ? "* * * * *" : `*/${n} * * * *`;
   }
   if (m[2] === "h") {
-    if (n < 1 || n > 23 || 24 % n !== 0) throw new Error(`${field}: hours must divide 24 (1, 2, 3, 4, 6, 8, 12)`);
+    if (n < 1 || n > 23 || 24 % n !== 0) throw new InputError(field, `hours must divide 24 (1, 2, 3, 4, 6, 8, 12)`);
     return n === 1 ? "0 * * * *" : `0 */${n} * * *`;
   }
-  if (n !== 1) throw new Error(`${field}: only 1d is supported for days`);
+  if (n !== 1) throw new InputError(field, `only 1d is supported for days`);
   return "0 0 * * *";
 }
 
 export function validateSchedule(s: ScheduleSpec): ScheduleSpec {
-  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(s.id)) throw new Error(`id: ${JSON.stringify(s.id)} must be lower-case letters, digits and -`);
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(s.id)) throw new InputError("id", `${JSON.stringify(s.id)} must be lower-case letters, digits and -`);
   validateDataset(s.dataset, "dataset");
   cronExpression(s.every);
   validateSnapshotShortName(s.prefix + "-20260101-000000", "prefix");
   for (const k of ["hourly", "daily"] as const) {
     const v = s.keep[k];
-    if (!Number.isInteger(v) || v < 0 || v > 10000) throw new Error(`keep.${k}: must be an integer from 0 to 10000`);
+    if (!Number.isInteger(v) || v < 0 || v > 10000) throw new InputError(`keep.${k}`, "must be an integer from 0 to 10000");
   }
-  if (s.keep.hourly + s.keep.daily === 0) throw new Error("keep: keep at least one snapshot (hourly or daily > 0)");
+  if (s.keep.hourly + s.keep.daily === 0) throw new InputError("keep", "keep at least one snapshot (hourly or daily > 0)");
   validateHook(s.hook || undefined, s.hookUser);
   return s;
 }
