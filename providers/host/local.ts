@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import * as os from "node:os";
+import { recordCommand } from "./record";
 import {
   checkEnvNames,
   DEFAULT_TIMEOUT_MS,
@@ -7,7 +8,7 @@ import {
   HostCommandError,
   RunOptions,
   RunResult,
-  switchUserArgv,
+  asUser,
 } from "./types";
 
 /** Runs commands on this machine with `spawn` (no shell). */
@@ -17,6 +18,7 @@ export class LocalHost implements Host {
   async run(argv: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
     if (argv.length === 0) throw new Error("empty command");
     checkEnvNames(opts.env);
+    recordCommand(this.description, argv, opts.redact);
     const started = Date.now();
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const ok = opts.okExitCodes ?? [0];
@@ -25,13 +27,20 @@ export class LocalHost implements Host {
         cwd: opts.cwd,
         env: { ...process.env, ...(opts.env ?? {}) },
         stdio: ["pipe", "pipe", "pipe"],
+        // Its own process group, so that a timeout ends everything it started (runuser and
+        // the command under it, pg_upgrade's servers...), not just the first process.
+        detached: true,
       });
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       let timedOut = false;
       const timer = setTimeout(() => {
         timedOut = true;
-        child.kill("SIGKILL");
+        try {
+          if (child.pid) process.kill(-child.pid, "SIGKILL");
+        } catch {
+          child.kill("SIGKILL");
+        }
       }, timeoutMs);
       child.stdout.on("data", (d: Buffer) => out.push(d));
       child.stderr.on("data", (d: Buffer) => err.push(d));
@@ -79,7 +88,8 @@ export class LocalHost implements Host {
   }
 
   async runAs(user: string, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    return await this.run(switchUserArgv(os.userInfo().username, user, argv), opts);
+    const r = asUser(os.userInfo().username, user, argv, opts);
+    return await this.run(r.argv, r.opts);
   }
 
   async writeFile(path: string, content: string, mode = "0644"): Promise<void> {

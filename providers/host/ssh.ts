@@ -9,9 +9,10 @@ import {
   redactText,
   RunOptions,
   RunResult,
-  switchUserArgv,
+  asUser,
 } from "./types";
 import { writeFileVia } from "./local";
+import { recordCommand } from "./record";
 import { applyRuntimeOverrides, describeConnection, ResolvedConnection } from "./connection";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -233,6 +234,7 @@ export class SshHost implements Host {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!(timeoutMs > 0 && Number.isFinite(timeoutMs))) throw new Error(`timeoutMs must be a positive number, got ${timeoutMs}`);
     const command = quoteArgv(remoteArgv(argv, opts, timeoutMs));
+    recordCommand(this.description, argv, [...(opts.redact ?? []), ...this.secrets]);
     const client = await this.connect();
     const redact = [...(opts.redact ?? []), ...this.secrets];
     const ok = opts.okExitCodes ?? [0];
@@ -301,7 +303,8 @@ export class SshHost implements Host {
 
   async runAs(user: string, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
     // async: an invalid user name rejects the promise instead of throwing synchronously.
-    return await this.run(switchUserArgv(this.conn.user, user, argv), opts);
+    const r = asUser(this.conn.user, user, argv, opts);
+    return await this.run(r.argv, r.opts);
   }
 
   async writeFile(path: string, content: string, mode = "0644"): Promise<void> {

@@ -31,7 +31,12 @@ export interface Host {
   readonly description: string;
   /** Run one command, argv only. Rejects with {@link HostCommandError} on a bad exit code. */
   run(argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
-  /** Run a command as another OS user (runuser when we are root, `sudo -n` otherwise). */
+  /**
+   * Run a command as another OS user: directly when it is the login user, `runuser` when we
+   * are root, `sudo -n` otherwise (`runAs("root", ...)` is how privileged commands run for a
+   * non-root login). `opts.env` is applied AFTER the switch (`... -- env K=V cmd`): sudo
+   * resets the environment, and a PGHOST dropped on the way would send a command to live.
+   */
   runAs(user: string, argv: readonly string[], opts?: RunOptions): Promise<RunResult>;
   /** Write a file on the host (atomically: temp file + rename) with the given octal mode. */
   writeFile(path: string, content: string, mode?: string): Promise<void>;
@@ -116,6 +121,19 @@ export function checkEnvNames(env: Record<string, string> | undefined): void {
   for (const k of Object.keys(env ?? {})) {
     if (!ENV_NAME.test(k)) throw new Error(`invalid environment variable name ${JSON.stringify(k)}`);
   }
+}
+
+/**
+ * The argv and options that run `argv` as `user` with `opts.env` set for that user: the
+ * switch (runuser / sudo) first, then `env K=V ...`, then the command. Used by every host's
+ * `runAs`, so that the environment survives `sudo -n` (which resets it).
+ */
+export function asUser(loginUser: string, user: string, argv: readonly string[], opts: RunOptions = {}): { argv: string[]; opts: RunOptions } {
+  checkEnvNames(opts.env);
+  const entries = Object.entries(opts.env ?? {});
+  const inner = entries.length ? ["env", ...entries.map(([k, v]) => `${k}=${v}`), ...argv] : [...argv];
+  const { env: _env, ...rest } = opts;
+  return { argv: switchUserArgv(loginUser, user, inner), opts: rest };
 }
 
 /** argv prefix that switches to `user`, given who we are logged in as. */
