@@ -2,10 +2,20 @@ import type * as pulumi from "@pulumi/pulumi";
 import { plain } from "./common";
 
 /**
- * Resolves a resource kind to its implementation at run time (see shim.ts). Kinds are part
- * of the state format: never rename one, only add.
+ * Resolves a resource kind to its implementation at run time (see shim.ts). This file's
+ * path, `pulumi-understudy/dist/providers/dispatch.js`, is stored in every stack's state:
+ * it is pinned by an explicit `exports` entry in package.json and must never move. Kinds
+ * are part of the state format too: never rename one, only add.
+ *
+ * State written by an earlier release is brought to the current shape by the kind's
+ * `migrate` before any method sees it (olds in check/diff/update, props in read/delete).
  */
-const registry: Record<string, () => pulumi.dynamic.ResourceProvider> = {
+export interface UnderstudyProvider extends pulumi.dynamic.ResourceProvider {
+  /** Stored outputs of any earlier release -> the current shape. Must be idempotent. */
+  migrate?(props: Record<string, unknown>): Record<string, unknown>;
+}
+
+const registry: Record<string, () => UnderstudyProvider> = {
   ZfsSnapshot: () => require("./zfs/resources").zfsSnapshotProvider,
   ZfsClone: () => require("./zfs/resources").zfsCloneProvider,
   ZfsSnapshotSchedule: () => require("./zfs/schedule-resource").zfsScheduleProvider,
@@ -16,13 +26,30 @@ const registry: Record<string, () => pulumi.dynamic.ResourceProvider> = {
   CutOver: () => require("./promotion/cutover").cutOverProvider,
 };
 
-export async function dispatch(kind: string, method: keyof pulumi.dynamic.ResourceProvider, args: unknown[]): Promise<unknown> {
+/** Which argument of each method holds stored state (to migrate). */
+const STORED_ARG: Partial<Record<keyof pulumi.dynamic.ResourceProvider, number>> = { check: 0, diff: 1, update: 1, read: 1, delete: 1 };
+
+/** The kinds this release knows (for tests: every kind has a declared diff and a migration test). */
+export function kinds(): string[] {
+  return Object.keys(registry);
+}
+
+export function providerOf(kind: string): UnderstudyProvider {
   const load = registry[kind];
   if (!load) throw new Error(`pulumi-understudy: unknown resource kind ${JSON.stringify(kind)} (state written by a newer version?)`);
-  const impl = load() as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  return load();
+}
+
+export async function dispatch(kind: string, method: keyof pulumi.dynamic.ResourceProvider, args: unknown[]): Promise<unknown> {
+  const impl = providerOf(kind) as unknown as Record<string, unknown> & UnderstudyProvider;
   const fn = impl[method];
   if (typeof fn !== "function") throw new Error(`pulumi-understudy: ${kind} has no ${String(method)}`);
-  const result = await fn.apply(impl, args);
+  const at = STORED_ARG[method];
+  const callArgs = [...args];
+  if (at !== undefined && impl.migrate && callArgs[at] && typeof callArgs[at] === "object") {
+    callArgs[at] = impl.migrate(callArgs[at] as Record<string, unknown>);
+  }
+  const result = await (fn as (...a: unknown[]) => Promise<unknown>).apply(impl, callArgs);
   // The engine stores results as protobuf Structs, which reject nested `undefined`s: send
   // plain JSON data only.
   return result === undefined ? undefined : plain(result);

@@ -18,8 +18,8 @@ export const MAX_MAJOR = 18;
 export const MAX_PATH = 1024;
 /** sun_path is 108 bytes: `<dir>/.s.PGSQL.<port>` must fit in 107 characters. */
 export const MAX_SOCKET_DIR = 107 - "/.s.PGSQL.65535".length;
-const PATH_CHAR = /[A-Za-z0-9_.+@-]/;
-const PATH_COMPONENT = /^[A-Za-z0-9_.+@-]+$/;
+const PATH_CHAR = /[A-Za-z0-9_.-]/;
+const PATH_COMPONENT = /^[A-Za-z0-9_.-]+$/;
 
 export function show(v: unknown): string {
   if (typeof v === "string") return JSON.stringify(v.length > 80 ? v.slice(0, 80) + "…" : v);
@@ -60,7 +60,7 @@ export function validatePortNumber(value: unknown, field = "port"): number {
 }
 
 /**
- * An absolute path made of letters, digits and `_ . + @ -` components; no `.`/`..`
+ * An absolute path made of letters, digits and `_ . -` components; no `.`/`..`
  * components, no doubled or trailing slash, not `/` itself.
  */
 export function validatePath(value: unknown, field: string, what = "path"): string {
@@ -74,7 +74,7 @@ export function validatePath(value: unknown, field: string, what = "path"): stri
     if (p === "." || p === "..") throw new InputError(field, `${show(value)} must not contain "${p}" components`);
     if (!PATH_COMPONENT.test(p)) {
       const bad = [...p].find((ch) => !PATH_CHAR.test(ch)) ?? "?";
-      throw new InputError(field, `${show(value)} contains ${JSON.stringify(bad)}; a ${what} may only use letters, digits and _ . + @ - (it is passed through shells and ini files)`);
+      throw new InputError(field, `${show(value)} contains ${JSON.stringify(bad)}; a ${what} may only use letters, digits and _ . - (it is passed through shells and ini files)`);
     }
   }
   return value;

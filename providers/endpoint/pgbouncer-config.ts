@@ -63,7 +63,7 @@ export function validateInstanceName(value: unknown, field = "name"): string {
   return value;
 }
 
-/** An absolute path: the shared rule (letters, digits and `_ . + @ -` components), as PostgreSQL's paths. */
+/** An absolute path: the shared rule (letters, digits and `_ . -` components), as PostgreSQL's paths. */
 export function validateAbsolutePath(value: unknown, field: string): string {
   return bouncer(() => validatePath(value, field));
 }

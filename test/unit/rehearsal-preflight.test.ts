@@ -207,7 +207,7 @@ describe("preflight check (before anything runs, also in preview)", () => {
     expect(f.map((x) => x.reason)).toEqual([
       "to: 16.1 is not a major version: since PostgreSQL 10 the major is one number (use 16)",
       'toBinDir: "relative/bin" must be an absolute path',
-      'postgres.socketDir: "/tmp/x y" contains " "; a socket directory may only use letters, digits and _ . + @ - (it is passed through shells and ini files)',
+      'postgres.socketDir: "/tmp/x y" contains " "; a socket directory may only use letters, digits and _ . - (it is passed through shells and ini files)',
       "postgres.port: 80 is not a port in 1024..65535",
       'clone.dataset: "tank/x;y" is not a valid ZFS name: dataset component contains ";"; only letters, digits and _ - . : are allowed',
     ]);
