@@ -37,10 +37,7 @@ export function failure(property: string | undefined, fn: () => unknown): pulumi
   }
 }
 
-/** A name part safe in ZFS dataset names, file names and ids: at most 80 characters of `[A-Za-z0-9_.:-]`. */
-export function sanitize(s: string): string {
-  return s.replace(/[^A-Za-z0-9_.:-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 80) || "x";
-}
+export { sanitize } from "./names";
 
 /** Check failures for a `connection` input: none when it is absent or not known yet (preview). */
 export function checkConnection(connection: unknown): pulumi.dynamic.CheckFailure[] {

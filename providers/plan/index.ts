@@ -1,0 +1,4 @@
+export * from "./defaults";
+export * from "./steps";
+export * from "./rehearsal";
+export * from "./promotion";

@@ -1,0 +1,139 @@
+/**
+ * A promotion's arguments resolved once, on top of the rehearsal's plan: the endpoint, the
+ * new live, how live is started and stopped. Every field is checked with the rules of
+ * every place it will reach (PostgreSQL, PgBouncer, the storage), so that nothing a preview
+ * accepts can fail for a malformed value after live is stopped.
+ */
+import { InputError, InputErrors, collectInputError } from "../errors";
+import { validateArgv, validateListenPort, validatePgName, validateSocketDir, validateTimeoutMs } from "../validate";
+import { validateListen } from "../postgres/validate";
+import { validateEntryName, validateInstanceName, validateListenAddr, validateTarget } from "../endpoint/pgbouncer-config";
+import { DEFAULTS } from "./defaults";
+import type { RehearsalPlan, VolumeIdCheck } from "./rehearsal";
+
+export type PoolMode = "transaction" | "session" | "statement";
+export type AuthType = "trust" | "md5" | "scram-sha-256";
+
+export interface EndpointPlan {
+  /** PgBouncer instance name (its config directory). */
+  name: string;
+  listenPort: number;
+  listenAddr: string;
+  /** The database clients use (also its PgBouncer entry name). */
+  database: string;
+  poolMode: PoolMode;
+  authType: AuthType;
+  /** How long PAUSE may wait for transactions in flight. */
+  pauseTimeoutMs: number;
+  retainOnDelete: boolean;
+}
+
+export interface PromotionPlan {
+  name: string;
+  endpoint: EndpointPlan;
+  /** The new live: a clone of live's final snapshot, upgraded. */
+  newLive: { dataset: string; port: number; socketDir: string; listen: string };
+  /** argv that start / stop live (default: pg_ctl with the options live was started with). */
+  live: { startCommand?: string[]; stopCommand?: string[] };
+}
+
+export interface PromotionArgsPlain {
+  endpoint: {
+    name: string;
+    listenPort: number;
+    listenAddr?: string;
+    database: string;
+    poolMode?: PoolMode;
+    authType?: AuthType;
+    pauseTimeoutMs?: number;
+    retainOnDelete?: boolean;
+  };
+  newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string };
+  liveStartCommand?: string[];
+  liveStopCommand?: string[];
+}
+
+/** Names a derived volume next to another (the storage's naming rule; injected). */
+export type SiblingVolume = (of: string, name: string) => string;
+
+export function checkPromotionPlan(p: PromotionPlan, r: RehearsalPlan, volumeId?: VolumeIdCheck): InputError[] {
+  const errors: InputError[] = [];
+  const check = (fn: () => unknown) => collectInputError(errors, fn);
+  const e = p.endpoint;
+  check(() => validateInstanceName(e.name, "endpoint.name"));
+  check(() => validateListenPort(e.listenPort, "endpoint.listenPort"));
+  check(() => validateListenAddr(e.listenAddr, "endpoint.listenAddr"));
+  check(() => validateEntryName(e.database, "endpoint.database"));
+  // The cut-over also reads live's sequences in that database with psql.
+  check(() => validatePgName(e.database, "endpoint.database", "database name"));
+  if (!["transaction", "session", "statement"].includes(e.poolMode)) errors.push(new InputError("endpoint.poolMode", `${JSON.stringify(e.poolMode)} is not transaction, session or statement`));
+  if (!["trust", "md5", "scram-sha-256"].includes(e.authType)) errors.push(new InputError("endpoint.authType", `${JSON.stringify(e.authType)} is not trust, md5 or scram-sha-256`));
+  check(() => validateTimeoutMs(e.pauseTimeoutMs, "endpoint.pauseTimeoutMs", { min: 1, max: 3_600_000 }));
+  if (typeof e.retainOnDelete !== "boolean") errors.push(new InputError("endpoint.retainOnDelete", "must be true or false"));
+  if (volumeId) check(() => volumeId(p.newLive.dataset, "newLive.dataset"));
+  check(() => validateListenPort(p.newLive.port, "newLive.port"));
+  check(() => validateSocketDir(p.newLive.socketDir, "newLive.socketDir"));
+  check(() => validateListen(p.newLive.listen, "newLive.listen"));
+  // The new live is a PgBouncer target too: its socket directory and port must pass PgBouncer's rules now, not after live is stopped.
+  check(() => validateTarget({ host: p.newLive.socketDir, port: p.newLive.port, dbname: e.database }, "newLive"));
+  check(() => validateTarget({ host: r.source.socketDir, port: r.source.port, dbname: e.database }, "source"));
+  // pg_upgrade's private servers during the replay use newLive.port+2 and +3 (tempPort = port+1).
+  const used = new Map<number, string>([
+    [r.source.port, "source.port (live)"],
+    [e.listenPort, "endpoint.listenPort"],
+  ]);
+  for (const [field, port] of [
+    ["newLive.port", p.newLive.port],
+    ["newLive.port+1 (a private server during the replay)", p.newLive.port + 1],
+    ["newLive.port+2 (pg_upgrade's old server)", p.newLive.port + 2],
+    ["newLive.port+3 (pg_upgrade's new server)", p.newLive.port + 3],
+  ] as Array<[string, number]>) {
+    check(() => {
+      validateListenPort(port, field);
+      const other = used.get(port);
+      if (other) throw new InputError(field, `port ${port} is also ${other}`);
+      used.set(port, field);
+    });
+  }
+  if (p.newLive.dataset === r.source.dataset || p.newLive.dataset === r.clone.dataset) {
+    errors.push(new InputError("newLive.dataset", "must differ from the source and from the rehearsal's clone"));
+  }
+  if (p.live.startCommand !== undefined) check(() => validateArgv(p.live.startCommand, "liveStartCommand"));
+  if (p.live.stopCommand !== undefined) check(() => validateArgv(p.live.stopCommand, "liveStopCommand"));
+  return errors;
+}
+
+export function resolvePromotionPlan(
+  name: string,
+  args: PromotionArgsPlain,
+  rehearsal: RehearsalPlan,
+  opts: { sibling: SiblingVolume; volumeId?: VolumeIdCheck; sanitize: (s: string) => string },
+): PromotionPlan {
+  const ep = args.endpoint ?? ({} as PromotionArgsPlain["endpoint"]);
+  const plan: PromotionPlan = {
+    name,
+    endpoint: {
+      name: ep.name,
+      listenPort: ep.listenPort,
+      listenAddr: ep.listenAddr ?? DEFAULTS.endpointListenAddr,
+      database: ep.database,
+      poolMode: ep.poolMode ?? DEFAULTS.poolMode,
+      authType: ep.authType ?? DEFAULTS.authType,
+      pauseTimeoutMs: ep.pauseTimeoutMs ?? DEFAULTS.pauseTimeoutMs,
+      retainOnDelete: ep.retainOnDelete ?? DEFAULTS.retainEndpoint,
+    },
+    newLive: {
+      dataset: args.newLive?.dataset ?? (typeof rehearsal.clone.dataset === "string" ? opts.sibling(rehearsal.clone.dataset, `${opts.sanitize(name)}-live-pg${rehearsal.to}`) : ""),
+      port: args.newLive?.port ?? rehearsal.postgres.port + DEFAULTS.newLivePortOffset,
+      socketDir: args.newLive?.socketDir ?? rehearsal.source.socketDir,
+      listen: args.newLive?.listen ?? rehearsal.postgres.listen,
+    },
+    live: {
+      ...(args.liveStartCommand !== undefined ? { startCommand: args.liveStartCommand } : {}),
+      ...(args.liveStopCommand !== undefined ? { stopCommand: args.liveStopCommand } : {}),
+    },
+  };
+  const errors = checkPromotionPlan(plan, rehearsal, opts.volumeId);
+  if (errors.length) throw new InputErrors(errors, `invalid arguments for ${name} (nothing was run)`);
+  return plan;
+}
