@@ -56,9 +56,7 @@ export function hostIdentity(c: ConnectionArgs | undefined | null): string {
   return `${c.user ?? "root"}@${c.host}:${c.port ?? 22}`;
 }
 
-export function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
+export { errorMessage } from "./errors";
 
 /** Outputs as the engine can store them: nested `undefined` values dropped (protobuf Structs reject them). */
 export function plain<T>(value: T): T {

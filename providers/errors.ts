@@ -45,3 +45,8 @@ export function collectInputError(into: InputError[], fn: () => unknown): void {
     else throw e;
   }
 }
+
+/** The message of anything thrown. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -121,6 +121,14 @@ export interface Storage {
   /** Syntax only, no I/O: a short snapshot name valid on this backend. */
   validateSnapshotName(name: unknown, field: string): string;
 
+  /**
+   * Ids for clones of `sources` (the primary, holding PGDATA, first) when the primary's
+   * clone is `target`: `target` itself, then the others named next to it. No I/O.
+   */
+  cloneTargets(target: string, sources: string[]): string[];
+  /** An id for a new volume called `name` next to `of` (e.g. the new live next to the rehearsal's clone). No I/O. */
+  siblingVolume(of: string, name: string): string;
+
   /** A volume (source or clone), or undefined when it does not exist. */
   volume(id: string): Promise<VolumeInfo | undefined>;
   /**

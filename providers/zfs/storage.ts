@@ -36,6 +36,25 @@ export function validateSpec(spec: StorageSpec, field: string): ZfsStorageSpec {
   return spec as ZfsStorageSpec;
 }
 
+/** ZFS naming of a clone set: the primary at `target`, each other member at `<target>-<its last component>`. */
+export function zfsCloneTargets(target: string, sources: string[]): string[] {
+  const used = new Set<string>([target]);
+  return sources.map((src, i) => {
+    if (i === 0) return target;
+    const base = `${target}-${src.split("/").pop()}`;
+    let name = base;
+    for (let n = 2; used.has(name); n++) name = `${base}${n}`;
+    used.add(name);
+    return name;
+  });
+}
+
+/** `<parent of of>/<name>`. */
+export function zfsSibling(of: string, name: string): string {
+  const parent = of.split("/").slice(0, -1).join("/");
+  return parent ? `${parent}/${name}` : name;
+}
+
 export function createStorage(spec: StorageSpec, host: Host): Storage {
   return new ZfsStorage(host, validateSpec(spec, "storage"));
 }
@@ -77,6 +96,14 @@ export class ZfsStorage implements Storage {
 
   get description(): string {
     return `zfs on ${this.host.description}`;
+  }
+
+  cloneTargets(target: string, sources: string[]): string[] {
+    return zfsCloneTargets(target, sources);
+  }
+
+  siblingVolume(of: string, name: string): string {
+    return zfsSibling(of, name);
   }
 
   validateVolumeId(id: unknown, field: string): string {

@@ -1,0 +1,353 @@
+/**
+ * The cut-over as phases, each with its undo (./phases.ts), for the `replay` method:
+ * clients held (PAUSE) -> live's sequences read -> live stopped cleanly -> a final snapshot
+ * set of live -> cloned -> the rehearsed cut-over steps replayed on the clone -> verified ->
+ * the endpoint switched -> clients resumed -> statistics. Any failure undoes what ran, in
+ * reverse: the endpoint back, live started again the way it was, all before clients resume;
+ * the half-made clone and its snapshot removed afterwards. And the roll-back (promoted ->
+ * old live) as phases too.
+ *
+ * No Pulumi here. Everything the phases touch is an interface (storage, live, the new
+ * server, the endpoint, the replay), so the unit tests run every phase's failure on fakes.
+ */
+import { errorMessage } from "../errors";
+import type { DatabaseTarget } from "../endpoint/pgbouncer-config";
+import type { PgPlan, RehearsalPlan } from "../plan/rehearsal";
+import type { PromotionPlan } from "../plan/promotion";
+import { pgPlanFor } from "../plan/rehearsal";
+import type { PlannedStep } from "../plan/steps";
+import type { SnapshotSet, Storage } from "../storage/types";
+import type { LiveServer } from "./live";
+import { runPhases, type Hold, type JournalEvent, type Phase, type PhaseRun, type PhaseTiming } from "./phases";
+import { serverAfter, type ServerState } from "./steps";
+
+/** What clients connect to, as the cut-over uses it (PgBouncer; a DNS record on AWS). */
+export interface EndpointSwitch {
+  readonly description: string;
+  /** Where `database` points now; undefined when the endpoint has no such entry. */
+  current(database: string): Promise<DatabaseTarget | undefined>;
+  /** Hold clients of `database` while `fn` runs; always resume; a failure in `fn` puts the old target back first. */
+  hold(
+    database: string,
+    fn: (ctl: { retarget(target: DatabaseTarget): Promise<unknown> }) => Promise<void>,
+    opts: { pauseTimeoutMs: number },
+  ): Promise<{ pauseWindowMs: number; phases: { pauseMs: number; resumeMs: number } }>;
+}
+
+/** The upgraded server the cut-over creates (real: PostgresDriver on the clone; fakes in tests). */
+export interface NewServer {
+  /** Before anything is held: its port is free and its binaries are there. */
+  checkReady(): Promise<void>;
+  running(dataDir: string): Promise<boolean>;
+  stop(dataDir: string): Promise<void>;
+  start(dataDir: string): Promise<void>;
+  sequences(database: string): Promise<string[][]>;
+  /** The first field of the first row of `sql` in `database`. */
+  value(sql: string, database: string): Promise<string | undefined>;
+  /** vacuumdb --analyze-in-stages on a running server. */
+  analyze(dataDir: string): Promise<void>;
+}
+
+/** Runs one replayed step on the new live (real: runStep). Returns update_extensions.sql when pg_upgrade wrote one. */
+export type Replay = (step: PlannedStep, pg: PgPlan, state: { server: ServerState; updateExtensionsSql?: string }) => Promise<{ updateExtensionsSql?: string }>;
+
+export interface CutoverEnv {
+  storage: Storage;
+  live: LiveServer;
+  server: NewServer;
+  endpoint: EndpointSwitch;
+  replay: Replay;
+  log(message: string): void;
+  journal?(e: JournalEvent): Promise<void> | void;
+}
+
+export interface CutoverSpec {
+  /** Owner mark of everything the promotion creates (final snapshot, new live). */
+  owner: string;
+  /** Safe stack name for snapshot names. */
+  stack: string;
+  rehearsal: RehearsalPlan;
+  promotion: PromotionPlan;
+  /** The rehearsal that proved the plan: must be `passed`. */
+  rehearsalStatus: string;
+  /** Live's volumes, the one holding PGDATA first. */
+  liveVolumes: string[];
+  /** State left by the last promotion of this resource (for the next generation's name). */
+  prior?: { state: string };
+}
+
+export interface PromoteResult {
+  finalSnapshot: string;
+  newLiveVolumes: string[];
+  newLiveDataDir: string;
+  pauseWindowMs: number;
+  phases: PhaseTiming[];
+}
+
+/** Value written on a new-live clone whose promotion failed and whose removal failed too: the next promotion removes it. */
+export const FAILED_ATTEMPT = "failed-attempt";
+
+const target = (socketDir: string, port: number, dbname: string): DatabaseTarget => ({ host: socketDir, port, dbname });
+
+export function liveTarget(s: CutoverSpec): DatabaseTarget {
+  return target(s.rehearsal.source.socketDir, s.rehearsal.source.port, s.promotion.endpoint.database);
+}
+
+export function newLiveTarget(s: CutoverSpec): DatabaseTarget {
+  return target(s.promotion.newLive.socketDir, s.promotion.newLive.port, s.promotion.endpoint.database);
+}
+
+/** The steps a promotion replays while clients wait: the rehearsal's cut-over steps, without recover/verify. */
+export function replayedSteps(steps: PlannedStep[]): PlannedStep[] {
+  return steps.filter((x) => x.cutover && x.kind !== "recover" && x.kind !== "verify");
+}
+
+/** `20261202-182711-123` (UTC, with milliseconds: two attempts in one second get two names). */
+function stamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").replace(".", "-").replace("Z", "");
+}
+
+/**
+ * The new live's primary volume id for this promotion. A rolled-back new live holds the
+ * writes made while it served: it is kept, and this promotion takes the next generation's
+ * name. A volume left by a failed attempt (marked so) is that generation's name again.
+ */
+async function newLivePrimary(env: CutoverEnv, s: CutoverSpec): Promise<string> {
+  let id = s.promotion.newLive.dataset;
+  for (let n = 2; s.prior?.state === "rolled-back"; n++) {
+    const v = await env.storage.volume(id);
+    if (!v || v.marks.promotion === FAILED_ATTEMPT) break;
+    id = env.storage.siblingVolume(s.promotion.newLive.dataset, `${s.promotion.newLive.dataset.split("/").pop()}-${n}`);
+  }
+  return id;
+}
+
+export interface PromoteState {
+  spec: CutoverSpec;
+  finalSnapshot: string;
+  newVolumes: string[];
+  pg?: PgPlan;
+  seqBefore?: string[][];
+  server: ServerState;
+  updateExtensionsSql?: string;
+  switched: boolean;
+  retarget?: (t: DatabaseTarget) => Promise<unknown>;
+}
+
+/** Remove what a failed attempt left on the new live's volumes (ours only; a volume holding writes is never ours to remove). */
+async function removeFailedAttempt(env: CutoverEnv, s: CutoverSpec, volumes: string[]): Promise<void> {
+  const primary = await env.storage.volume(volumes[0]);
+  if (!primary) return;
+  if (primary.owner !== s.owner) {
+    throw new Error(`${volumes[0]} already exists and was not created by this promotion. Rename or destroy it, or set newLive.dataset; nothing was done`);
+  }
+  const pg = pgPlanFor(s.rehearsal, primary.mountpoint ?? "/nonexistent", { ...s.promotion.newLive, tempPort: s.promotion.newLive.port + 1, database: s.promotion.endpoint.database });
+  if (primary.mountpoint && (await env.server.running(pg.newDataDir))) {
+    throw new Error(`a server is running on ${volumes[0]} (${pg.newDataDir}); nothing was done`);
+  }
+  env.log(`removing ${volumes.join(", ")} left by a failed promotion attempt`);
+  for (const v of [...volumes].reverse()) await env.storage.destroyVolume(v, s.owner);
+  // ... and live's final snapshot it was cloned from (ours, and nothing else uses it).
+  const origin = primary.origin ?? "";
+  const at = origin.lastIndexOf("@");
+  const name = at >= 0 ? origin.slice(at + 1) : "";
+  if (name.startsWith(`understudy-final-${s.stack}-`)) {
+    await env.storage.destroySnapshotSet(s.liveVolumes, name, s.owner).catch((e) => env.log(`left ${name} in place: ${errorMessage(e)}`));
+  }
+}
+
+/** The `replay` cut-over's phases (exported for the unit tests, which fail each in turn). */
+export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<PromoteState>> {
+  const s = st.spec;
+  const db = s.promotion.endpoint.database;
+  const steps = replayedSteps(s.rehearsal.steps);
+  const phases: Array<Phase<PromoteState>> = [
+    {
+      name: "read live sequences",
+      held: true,
+      run: async () => {
+        st.seqBefore = await env.live.sequences(db);
+        // Read before the stop: how live was started, to start it the same way if anything fails.
+        await env.live.rememberStart();
+      },
+    },
+    {
+      name: "stop live cleanly",
+      held: true,
+      run: async () => env.live.stop(),
+      undo: async () => {
+        // Whatever state the stop left, live must serve again before clients resume.
+        if (!(await env.live.running())) await env.live.start();
+      },
+    },
+    {
+      name: "final snapshot",
+      held: true,
+      run: async () => {
+        await env.storage.snapshot(s.liveVolumes, st.finalSnapshot, s.owner);
+      },
+      undo: async () => {
+        // A half-made clone that could not be removed (marked for the next attempt) still
+        // depends on it: then both stay, and the next promotion removes both.
+        for (const v of st.newVolumes) {
+          if (await env.storage.volume(v)) {
+            env.log(`kept ${st.finalSnapshot}: ${v} (marked ${FAILED_ATTEMPT}) was cloned from it`);
+            return;
+          }
+        }
+        await env.storage.destroySnapshotSet(s.liveVolumes, st.finalSnapshot, s.owner);
+      },
+      undoAfterResume: true,
+    },
+    {
+      name: "clone",
+      held: true,
+      run: async () => {
+        const set = (await env.storage.findSnapshotSet(s.liveVolumes, st.finalSnapshot)) as SnapshotSet;
+        const made = await env.storage.clone(set, s.liveVolumes.map((src, i) => ({ source: src, target: st.newVolumes[i] })), s.owner);
+        const mnt = made[0].mountpoint;
+        if (!mnt) throw new Error(`the clone ${made[0].id} is not mounted`);
+        st.pg = pgPlanFor(s.rehearsal, mnt, { ...s.promotion.newLive, tempPort: s.promotion.newLive.port + 1, database: db });
+      },
+      undo: async () => {
+        if (st.pg && (await env.server.running(st.pg.newDataDir).catch(() => false))) await env.server.stop(st.pg.newDataDir);
+        try {
+          for (const v of [...st.newVolumes].reverse()) await env.storage.destroyVolume(v, s.owner);
+        } catch (e) {
+          // Marked, so that the next promotion removes it (an unmarked one may hold writes and is kept).
+          await env.storage.setMark(st.newVolumes[0], "promotion", FAILED_ATTEMPT).catch(() => undefined);
+          throw new Error(`could not remove the half-made clone ${st.newVolumes.join(", ")} (marked ${FAILED_ATTEMPT}; the next promotion removes it): ${errorMessage(e)}`);
+        }
+      },
+      undoAfterResume: true,
+    },
+    ...steps.map(
+      (step): Phase<PromoteState> => ({
+        name: `replay ${step.name}`,
+        held: true,
+        run: async () => {
+          const r = await env.replay(step, st.pg!, { server: st.server, updateExtensionsSql: st.updateExtensionsSql });
+          if (step.kind === "upgrade") st.updateExtensionsSql = r.updateExtensionsSql;
+          st.server = serverAfter(step.kind, st.server);
+        },
+      }),
+    ),
+    {
+      name: "verify",
+      held: true,
+      run: async () => {
+        if (st.server !== "new") throw new Error("the replayed plan did not start the new server");
+        const seqAfter = await env.server.sequences(db);
+        if (JSON.stringify(seqAfter) !== JSON.stringify(st.seqBefore)) {
+          throw new Error(`sequences differ between live and the upgraded clone: ${JSON.stringify(st.seqBefore).slice(0, 200)} vs ${JSON.stringify(seqAfter).slice(0, 200)}`);
+        }
+        for (const a of s.rehearsal.checks.assertions) {
+          const v = await env.server.value(a.sql, a.database ?? db);
+          if (v !== "t" && v !== "true") throw new Error(`assertion "${a.name}" returned ${v ?? "no row"}`);
+        }
+      },
+    },
+    {
+      name: "switch endpoint",
+      held: true,
+      run: async () => {
+        await st.retarget!(newLiveTarget(s));
+        st.switched = true;
+      },
+      undo: async () => {
+        if (st.retarget) await st.retarget(liveTarget(s));
+        st.switched = false;
+      },
+    },
+    {
+      name: "analyze (after resume)",
+      optional: true,
+      run: async () => env.server.analyze(st.pg!.newDataDir),
+    },
+  ];
+  return phases;
+}
+
+function holdFor(env: CutoverEnv, st: { retarget?: (t: DatabaseTarget) => Promise<unknown> }, database: string, pauseTimeoutMs: number): Hold {
+  return async (fn) => {
+    const r = await env.endpoint.hold(
+      database,
+      async (ctl) => {
+        st.retarget = (t) => ctl.retarget(t);
+        await fn();
+      },
+      { pauseTimeoutMs },
+    );
+    return { pauseWindowMs: r.pauseWindowMs, pauseMs: r.phases.pauseMs, resumeMs: r.phases.resumeMs };
+  };
+}
+
+/** Promote: everything checked first (nothing held), then the phases. `wrap` lets tests fail a phase. */
+export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<Phase<PromoteState>>) => Array<Phase<PromoteState>> = (p) => p): Promise<PromoteResult> {
+  if (s.rehearsalStatus !== "passed") {
+    throw new Error(`the rehearsal ${s.rehearsal.name} has not passed (status: ${s.rehearsalStatus}); nothing was done`);
+  }
+  const primary = await newLivePrimary(env, s);
+  const newVolumes = env.storage.cloneTargets(primary, s.liveVolumes);
+  await removeFailedAttempt(env, s, newVolumes);
+  await env.server.checkReady();
+  const db = s.promotion.endpoint.database;
+  if (!(await env.endpoint.current(db))) throw new Error(`${env.endpoint.description} has no database ${db}; nothing was done`);
+
+  const st: PromoteState = { spec: s, finalSnapshot: `understudy-final-${s.stack}-${stamp()}`, newVolumes, server: "none", switched: false };
+  const run: PhaseRun = await runPhases(wrap(replayPhases(env, st)), st, {
+    hold: holdFor(env, st, db, s.promotion.endpoint.pauseTimeoutMs),
+    log: env.log,
+    journal: env.journal,
+  });
+  return {
+    finalSnapshot: st.finalSnapshot,
+    newLiveVolumes: newVolumes,
+    newLiveDataDir: st.pg!.newDataDir,
+    pauseWindowMs: run.hold?.pauseWindowMs ?? 0,
+    phases: [
+      { phase: "PAUSE (in-flight transactions finish)", ms: run.hold?.pauseMs ?? 0, held: true, status: "ok" },
+      ...run.phases.filter((p) => p.held),
+      { phase: "RESUME", ms: run.hold?.resumeMs ?? 0, held: true, status: "ok" },
+      ...run.phases.filter((p) => !p.held),
+    ],
+  };
+}
+
+/** Roll back a promotion: clients back on the old live; the new live stopped and kept (it holds the writes made while it served). */
+export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: string): Promise<{ pauseWindowMs: number; phases: PhaseTiming[] }> {
+  const db = s.promotion.endpoint.database;
+  const st: { retarget?: (t: DatabaseTarget) => Promise<unknown> } = {};
+  const phases: Array<Phase<typeof st>> = [
+    {
+      name: "stop new live cleanly",
+      held: true,
+      run: async () => env.server.stop(newLiveDataDir),
+      undo: async () => {
+        if (!(await env.server.running(newLiveDataDir))) await env.server.start(newLiveDataDir);
+      },
+    },
+    {
+      name: "start old live",
+      held: true,
+      run: async () => {
+        if (!(await env.live.running())) await env.live.start();
+      },
+      undo: async () => {
+        if (await env.live.running()) await env.live.stop();
+      },
+    },
+    {
+      name: "switch endpoint",
+      held: true,
+      run: async () => {
+        await st.retarget!(liveTarget(s));
+      },
+      undo: async () => {
+        await st.retarget?.(newLiveTarget(s));
+      },
+    },
+  ];
+  const run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.promotion.endpoint.pauseTimeoutMs), log: env.log, journal: env.journal });
+  return { pauseWindowMs: run.hold?.pauseWindowMs ?? 0, phases: run.phases };
+}

@@ -1,0 +1,113 @@
+/**
+ * Live, as the cut-over handles it: read (sequences), stopped cleanly, started again the way
+ * it was started. Until a promotion, nothing in Understudy calls anything here but reads.
+ * Privileged file work (a log directory) runs as root through `host.runAs("root", ...)`, so
+ * a non-root SSH login with `sudo -n` can restart live exactly when it must.
+ */
+import type { Host } from "../host/types";
+import type { PostgresDriver } from "../postgres/driver";
+import { isCleanShutdown } from "../postgres/parse";
+import type { SourcePlan } from "../plan/rehearsal";
+
+export const SEQUENCES_SQL = `SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1`;
+
+/** What the cut-over phases need from live (the real one below; fakes in unit tests). */
+export interface LiveServer {
+  readonly description: string;
+  running(): Promise<boolean>;
+  /** Read how live was started (before stopping it), so that it can be started the same way. */
+  rememberStart(): Promise<void>;
+  /** Stop cleanly; throws when pg_controldata does not say `shut down`. */
+  stop(): Promise<void>;
+  /** Start as it was started and wait until it answers. */
+  start(): Promise<void>;
+  sequences(database: string): Promise<string[][]>;
+}
+
+export interface LiveSpec {
+  source: SourcePlan;
+  /** Live's data directory on the host. */
+  dataDir: string;
+  startCommand?: string[];
+  stopCommand?: string[];
+  /** Where a pg_ctl-started live logs (default /var/log/understudy/live-<stack>.log). */
+  logFile: string;
+}
+
+export class PgLiveServer implements LiveServer {
+  private startOptions?: string;
+
+  constructor(
+    private readonly host: Host,
+    private readonly pg: PostgresDriver,
+    private readonly spec: LiveSpec,
+  ) {}
+
+  get description(): string {
+    return `PostgreSQL ${this.spec.source.version} on ${this.spec.dataDir} (port ${this.spec.source.port})`;
+  }
+
+  private get install() {
+    return { version: this.spec.source.version, binDir: this.spec.source.binDir, field: "source" };
+  }
+
+  private get server() {
+    return { version: this.spec.source.version, binDir: this.spec.source.binDir, socketDir: this.spec.source.socketDir, port: this.spec.source.port };
+  }
+
+  async running(): Promise<boolean> {
+    return (await this.pg.status(this.spec.dataDir, this.install).catch(() => ({ running: false }))).running;
+  }
+
+  /** The options live was started with, from its postmaster.opts (written by postgres itself). */
+  async rememberStart(): Promise<void> {
+    const s = this.spec.source;
+    const r = await this.host.runAs(s.osUser, ["cat", "--", `${this.spec.dataDir}/postmaster.opts`], { okExitCodes: [0, 1] });
+    const text = r.exitCode === 0 ? r.stdout.trim() : "";
+    const args = [...text.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
+    if (!text || args.length === 0 || /[$`\\\n]/.test(text)) {
+      this.startOptions = `-p ${s.port} -k ${s.socketDir}`;
+      return;
+    }
+    const out: string[] = [];
+    // The binary's path comes first, unquoted; the quoted words are the options. -D names
+    // the data directory (pg_ctl passes its own).
+    for (let k = 0; k < args.length; k++) {
+      if (args[k] === "-D") {
+        k++;
+        continue;
+      }
+      out.push(`"${args[k]}"`);
+    }
+    this.startOptions = out.join(" ");
+  }
+
+  async stop(): Promise<void> {
+    let state: string | undefined;
+    if (this.spec.stopCommand) await this.host.run(this.spec.stopCommand, { timeoutMs: 30 * 60_000 });
+    else state = (await this.pg.stop(this.spec.dataDir, this.install, { mode: "fast", timeoutMs: 30 * 60_000 })).state;
+    // stop() reads pg_controldata already; a stop command of the user's does not.
+    state ??= (await this.pg.controlData(this.spec.dataDir, this.install)).state;
+    if (!isCleanShutdown(state)) throw new Error(`live did not shut down cleanly (pg_controldata: ${state})`);
+  }
+
+  async start(): Promise<void> {
+    const s = this.spec.source;
+    if (this.spec.startCommand) {
+      await this.host.run(this.spec.startCommand, { timeoutMs: 30 * 60_000 });
+    } else {
+      if (this.startOptions === undefined) await this.rememberStart();
+      const dir = this.spec.logFile.slice(0, this.spec.logFile.lastIndexOf("/")) || "/";
+      await this.host.runAs("root", ["install", "-d", "-m", "0750", "-o", s.osUser, "--", dir]);
+      await this.host.runAs(s.osUser, [`${s.binDir}/pg_ctl`, "start", "-w", "-t", "3600", "-D", this.spec.dataDir, "-l", this.spec.logFile, "-o", this.startOptions!], {
+        timeoutMs: 3700_000,
+        cwd: "/",
+      });
+    }
+    await this.pg.adminQuery(this.server, "SELECT 1");
+  }
+
+  async sequences(database: string): Promise<string[][]> {
+    return await this.pg.adminQuery(this.server, SEQUENCES_SQL, { database });
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The rehearsal's steps, with no Pulumi in them: each takes the plan's parameters and a
+ * host, and runs on a clone set through the {@link Storage} interface. The rehearsal's
+ * resources call {@link executeStep} (resume from the last good snapshot set, run, snapshot
+ * the clone set); the cut-over replays {@link runStep} for its steps on the new live.
+ */
+import type { Host } from "../host/types";
+import type { Storage } from "../storage/types";
+import type { PostgresDriver } from "../postgres/driver";
+import type { PgPlan } from "../plan/rehearsal";
+import type { PlannedStep, StepKind } from "../plan/steps";
+import type { CheckRecord } from "../rehearsal/report";
+import { assertions, collect, compare, type Snapshot, type VerifySpec } from "../rehearsal/verify";
+
+export type ServerState = "none" | "new";
+
+/** Whether the upgraded server runs after a step of `kind`, given whether it ran before. */
+export function serverAfter(kind: StepKind, prev: ServerState): ServerState {
+  if (kind === "start") return "new";
+  if (kind === "recover" || kind === "check" || kind === "upgrade") return "none";
+  return prev;
+}
+
+export interface RunnerEnv {
+  host: Host;
+  storage: Storage;
+  pg: PostgresDriver;
+  log: (message: string) => void;
+}
+
+/** The clone a rehearsal runs on: its volumes (the one holding PGDATA first), where that one is mounted, and its owner. */
+export interface CloneSet {
+  volumes: string[];
+  mountpoint: string;
+  owner: string;
+}
+
+export interface StepRun {
+  step: PlannedStep;
+  /** 1-based position in the plan (part of the snapshot name). */
+  index: number;
+  pg: PgPlan;
+  /** Whether the upgraded server runs before this step. */
+  prevServer: ServerState;
+  verify?: VerifySpec;
+  baseline?: Snapshot;
+  updateExtensionsSql?: string;
+}
+
+export interface StepResult {
+  detail: string[];
+  baseline?: Snapshot;
+  updateExtensionsSql?: string;
+  checks?: CheckRecord[];
+}
+
+/** A verification that found differences: carries the checks for the report. */
+export class VerificationError extends Error {
+  constructor(
+    message: string,
+    readonly checks: CheckRecord[],
+  ) {
+    super(message);
+    this.name = "VerificationError";
+  }
+}
+
+const oldInstall = (p: PgPlan) => ({ version: p.from, binDir: p.fromBinDir, field: "from" });
+const newInstall = (p: PgPlan) => ({ version: p.to, binDir: p.toBinDir, field: "to" });
+const newServer = (p: PgPlan) => ({ version: p.to, binDir: p.toBinDir, socketDir: p.socketDir, port: p.port });
+/** pg_upgrade's private servers use tempPort+1 (old) and tempPort+2 (new): the same for --check and the upgrade. */
+const upgradeOptions = (p: PgPlan, log: (m: string) => void) => ({ mode: p.mode, oldPort: p.tempPort + 1, newPort: p.tempPort + 2, onProgress: log });
+
+/** Stop whatever runs on the clone (the upgraded server, an old one a killed pg_upgrade left behind). */
+export async function stopAll(env: RunnerEnv, p: PgPlan): Promise<void> {
+  for (const [dir, inst] of [[p.newDataDir, newInstall(p)], [p.oldDataDir, oldInstall(p)]] as const) {
+    const r = await env.pg.stopIfPresent(dir, inst, { mode: "fast" });
+    if (r?.wasRunning) env.log(`stopped the server on ${dir}`);
+  }
+}
+
+export async function startNew(env: RunnerEnv, p: PgPlan): Promise<void> {
+  const st = await env.pg.status(p.newDataDir, newInstall(p));
+  if (st.running) return;
+  await env.pg.start(p.newDataDir, newInstall(p), { port: p.port, socketDir: p.socketDir, listen: p.listen, onProgress: env.log });
+}
+
+/** Run one step's work on a clone (no snapshot, no resume logic). */
+export async function runStep(env: RunnerEnv, r: StepRun): Promise<StepResult> {
+  const { pg } = env;
+  const p = r.pg;
+  const s = r.step;
+  const out: StepResult = { detail: [] };
+  switch (s.kind) {
+    case "recover": {
+      const rec = await pg.recoverCrashConsistent(p.oldDataDir, oldInstall(p), p.tempPort, { onProgress: env.log });
+      out.detail.push(`crash recovery ${rec.recoveryMs} ms, clean stop ${rec.stopMs} ms (state: ${rec.stateBefore} -> ${rec.stateAfter})`);
+      if (rec.removedStalePid) out.detail.push(`removed the postmaster.pid copied from the source (pid ${rec.removedStalePid.pid})`);
+      if (r.verify) {
+        env.log("measuring the baseline (the source as of the snapshot) with the old version");
+        const inst = await pg.resolveInstall(oldInstall(p), ["pg_ctl", "psql"]);
+        const run = await pg.withPrivateServer("baseline", p.oldDataDir, inst, p.tempPort, { onProgress: env.log }, async (srv) =>
+          collect((sql, db) => pg.adminQuery(srv, sql, { database: db }), r.verify!),
+        );
+        out.baseline = run.result;
+        out.detail.push(`baseline: ${Object.keys(run.result.rowCounts).length} tables, ${Object.keys(run.result.sequences).length} sequences in ${run.result.databases.length} databases`);
+      }
+      return out;
+    }
+    case "check": {
+      const c = await pg.upgradeCheck(p.oldDataDir, p.newDataDir, oldInstall(p), newInstall(p), upgradeOptions(p, env.log));
+      out.detail.push(`pg_upgrade --check passed${c.initializedNew ? " (new cluster initialized)" : ""}`);
+      return out;
+    }
+    case "upgrade": {
+      const u = await pg.upgrade(p.oldDataDir, p.newDataDir, oldInstall(p), newInstall(p), upgradeOptions(p, env.log));
+      out.detail.push(`pg_upgrade --${u.mode}: ${u.durationMs} ms`);
+      out.updateExtensionsSql = u.updateExtensionsSql;
+      return out;
+    }
+    case "start": {
+      await startNew(env, p);
+      out.detail.push(`PostgreSQL ${p.to} running on port ${p.port} (socket ${p.socketDir}${p.listen ? `, listen ${p.listen}` : ""})`);
+      return out;
+    }
+    case "post-upgrade": {
+      const u = await pg.postUpgrade(p.newDataDir, newInstall(p), {
+        server: { port: p.port, socketDir: p.socketDir },
+        updateExtensionsSql: r.updateExtensionsSql,
+        analyze: "none",
+        onProgress: env.log,
+      });
+      out.detail.push(u.extensionsUpdated ? `extensions updated in ${u.extensionsMs} ms` : "no extension needed an update");
+      return out;
+    }
+    case "analyze": {
+      const a = await pg.postUpgrade(p.newDataDir, newInstall(p), { server: { port: p.port, socketDir: p.socketDir }, analyze: "in-stages", onProgress: env.log });
+      out.detail.push(`vacuumdb --analyze-in-stages: ${a.analyzeMs} ms`);
+      return out;
+    }
+    case "sql":
+    case "command": {
+      const db = s.database ?? p.database;
+      const exec = async (srv: { version: number; binDir?: string; socketDir: string; port: number }) => {
+        if (s.kind === "sql") {
+          const rows = await pg.adminQuery(srv, s.sql!, { database: db, timeoutMs: s.timeoutMs });
+          out.detail.push(`SQL ran on ${db}${rows.length ? `; last row: ${rows[rows.length - 1].join(" | ")}` : ""}`);
+        } else {
+          // The environment is applied after the switch to the OS user (host.runAs): sudo cannot drop it.
+          const res = await env.host.runAs(p.osUser, s.command!, {
+            env: { PGHOST: srv.socketDir, PGPORT: String(srv.port), PGDATABASE: db, PGUSER: pg.superuser },
+            timeoutMs: s.timeoutMs ?? 30 * 60_000,
+          });
+          const tail = (res.stdout + res.stderr).trim().split("\n").slice(-5).join("\n");
+          out.detail.push(`command exited 0${tail ? `: ${tail}` : ""}`);
+        }
+      };
+      if (r.prevServer === "new") {
+        await exec(newServer(p));
+      } else {
+        // Before the upgrade: on the old version, privately, stopped cleanly afterwards.
+        const inst = await pg.resolveInstall(oldInstall(p), ["pg_ctl", "psql"]);
+        await pg.withPrivateServer(s.name, p.oldDataDir, inst, p.tempPort, { onProgress: env.log }, async (srv) =>
+          exec({ version: p.from, binDir: p.fromBinDir, socketDir: srv.socketDir, port: srv.port }),
+        );
+      }
+      return out;
+    }
+    case "verify": {
+      if (!r.baseline || !r.verify) throw new Error("no baseline to verify against (the recover step measures it)");
+      const srv = newServer(p);
+      const after = await collect((sql, db) => pg.adminQuery(srv, sql, { database: db }), r.verify);
+      const checks = [...compare(r.baseline, after), ...(await assertions((sql, db) => pg.adminQuery(srv, sql, { database: db }), r.verify, p.database))];
+      out.checks = checks;
+      const failed = checks.filter((x) => x.status === "fail");
+      out.detail.push(`${checks.length - failed.length} of ${checks.length} checks passed`);
+      if (failed.length) {
+        const list = failed.slice(0, 10).map((x) => `${x.name}: expected ${x.expected}, got ${x.actual}`).join("; ");
+        throw new VerificationError(`${failed.length} verification check(s) failed: ${list}`, checks);
+      }
+      return out;
+    }
+  }
+}
+
+const pad = (n: number) => String(n).padStart(2, "0");
+
+/** The short name of the snapshot set taken after step `index`. */
+export function stepSnapshotName(storage: Pick<Storage, "validateSnapshotName">, index: number, name: string): string {
+  return storage.validateSnapshotName(`s${pad(index)}-${name}`, "steps.name");
+}
+
+/** The set taken of the clone right after it was made: where the first step starts. */
+export const CLONED_SNAPSHOT = "s00-cloned";
+const MARKER = ".understudy-step-in-progress";
+
+/** The previous step, as the next one needs it. */
+export interface PrevStep {
+  /** Short name of its snapshot set. */
+  snapshot: string;
+  serverAfter: ServerState;
+}
+
+export interface ExecutedStep extends StepResult {
+  snapshot: string;
+  serverAfter: ServerState;
+}
+
+/**
+ * One rehearsal step on a clone set: bring the clone to the previous step's snapshot set
+ * (roll back when a marker file says a step was cut off, when this step's snapshot exists
+ * from an earlier attempt, or when the clone's `head` mark names another state), run the
+ * step, then snapshot the set and mark it as the clone's head.
+ */
+export async function executeStep(env: RunnerEnv, clone: CloneSet, r: StepRun, prev: PrevStep | undefined): Promise<ExecutedStep> {
+  const { storage, host } = env;
+  const snapName = stepSnapshotName(storage, r.index, r.step.name);
+  const primary = clone.volumes[0];
+  const marker = `${clone.mountpoint}/${MARKER}`;
+  let prevSnapshot = prev?.snapshot;
+  if (!prevSnapshot) {
+    prevSnapshot = CLONED_SNAPSHOT;
+    if (!(await storage.findSnapshotSet(clone.volumes, prevSnapshot))) await storage.snapshot(clone.volumes, prevSnapshot, clone.owner);
+  }
+  const interrupted = (await host.runAs("root", ["test", "-e", marker], { okExitCodes: [0, 1] })).exitCode === 0;
+  const leftover = (await storage.findSnapshotSet(clone.volumes, snapName).catch(() => undefined)) !== undefined;
+  // The head mark names the set the clone's content corresponds to (0.1.0 stored `dataset@name`).
+  const rawHead = await storage.getMark(primary, "head");
+  const head = rawHead?.includes("@") ? rawHead.slice(rawHead.indexOf("@") + 1) : rawHead;
+  const atPrev = head === prevSnapshot || (head === undefined && !prev);
+  if (interrupted || leftover || !atPrev) {
+    env.log(
+      `${interrupted ? "an earlier attempt of this step did not finish" : `the clone is at ${head ?? "an unknown state"}`}: rolling ${clone.volumes.join(", ")} back to ${prevSnapshot}`,
+    );
+    await stopAll(env, r.pg);
+    await storage.rollback(clone.volumes, prevSnapshot, clone.owner);
+    if (prev?.serverAfter === "new") await startNew(env, r.pg);
+  }
+  // As root: the clone's mount directory belongs to root (a non-root login goes through sudo -n).
+  await host.runAs("root", ["sh", "-c", 'umask 022 && cat > "$1"', "sh", marker], { input: `step ${r.index} ${r.step.name} started ${new Date().toISOString()}\n` });
+  env.log(`step ${r.index} (${r.step.kind}) started`);
+  const result = await runStep(env, r);
+  const after = serverAfter(r.step.kind, r.prevServer);
+  if (after === "new") await env.pg.adminQuery(newServer(r.pg), "CHECKPOINT");
+  await host.runAs("root", ["rm", "-f", "--", marker]);
+  await storage.snapshot(clone.volumes, snapName, clone.owner);
+  await storage.setMark(primary, "head", snapName);
+  return { ...result, snapshot: snapName, serverAfter: after };
+}

@@ -1,0 +1,278 @@
+/**
+ * The cut-over's phases on fakes (no PostgreSQL, no PgBouncer, no ZFS here: the integration
+ * tests run the real ones). Each phase is failed in turn — before it does anything and after
+ * it did all of it — and every time: the undo of everything that ran happened in reverse,
+ * live serves again, the endpoint points at live, clients are resumed, nothing the attempt
+ * made is left (or it is marked for the next attempt), and the error names the phase.
+ */
+import { beforeEach, describe, expect, it } from "vitest";
+import { MemoryStorage } from "../harness/memory-storage";
+import { storageContract } from "../contract/storage-contract";
+import { promote, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type Phase, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
+import { PhaseError } from "../../providers/runner/phases";
+import type { LiveServer } from "../../providers/runner/live";
+import type { DatabaseTarget } from "../../providers/endpoint/pgbouncer-config";
+import { resolveRehearsalPlan, resolvePromotionPlan } from "../../providers/plan";
+
+storageContract(
+  "in-memory (the fake the phase tests use)",
+  async () => {
+    const s = new MemoryStorage();
+    return {
+      storage: s,
+      makeSource: async (n) => (s.addSource(`live/${n}`), `live/${n}`),
+      target: (n) => `clones/${n}`,
+      writeFile: async (v, f, c) => void (s.vols.get(v)!.files[f] = c),
+      readFile: async (v, f) => s.vols.get(v)?.files[f],
+      pathIn: async (v) => `${s.vols.get(v)!.mountpoint}/x`,
+      cleanup: async () => undefined,
+    };
+  },
+  { data: true, badIds: ["/x", "A b", "x;y", "-x"] },
+);
+
+const SEQ = [["public.s", "42"]];
+
+class FakeLive implements LiveServer {
+  readonly description = "fake live";
+  up = true;
+  starts = 0;
+  failStop?: "before" | "after";
+  failStart = false;
+  async running() {
+    return this.up;
+  }
+  async rememberStart() {}
+  async stop() {
+    if (this.failStop === "before") throw new Error("stop refused");
+    this.up = false;
+    if (this.failStop === "after") throw new Error("live did not shut down cleanly");
+  }
+  async start() {
+    if (this.failStart) throw new Error("cannot start live");
+    this.up = true;
+    this.starts++;
+  }
+  async sequences() {
+    return SEQ;
+  }
+}
+
+class FakeServer implements NewServer {
+  readonly up = new Set<string>();
+  seq = SEQ;
+  async checkReady() {}
+  async running(d: string) {
+    return this.up.has(d);
+  }
+  async stop(d: string) {
+    this.up.delete(d);
+  }
+  async start(d: string) {
+    this.up.add(d);
+  }
+  async sequences() {
+    return this.seq;
+  }
+  async value() {
+    return "t";
+  }
+  async analyze() {}
+}
+
+/** A PgBouncer-like hold: PAUSE, run, restore the old target on failure, RESUME. */
+class FakeEndpoint {
+  readonly description = "fake bouncer";
+  targetNow: DatabaseTarget;
+  paused = false;
+  pauses = 0;
+  liveStoppedWhileResumed = false;
+  constructor(
+    t: DatabaseTarget,
+    private readonly live: FakeLive,
+  ) {
+    this.targetNow = t;
+  }
+  async current() {
+    return this.targetNow;
+  }
+  async hold(_db: string, fn: (ctl: { retarget(t: DatabaseTarget): Promise<unknown> }) => Promise<void>) {
+    const before = this.targetNow;
+    this.paused = true;
+    this.pauses++;
+    try {
+      await fn({ retarget: async (t) => void (this.targetNow = t) });
+    } catch (e) {
+      this.targetNow = before;
+      throw e;
+    } finally {
+      // Clients resume here: live must serve by now unless we promoted.
+      if (!this.live.up && this.targetNow === before) this.liveStoppedWhileResumed = true;
+      this.paused = false;
+    }
+    return { pauseWindowMs: 5, phases: { pauseMs: 1, resumeMs: 1 } };
+  }
+}
+
+const rehearsal = resolveRehearsalPlan("r", {
+  source: { dataset: "live/data", version: 13, port: 5432 },
+  clone: { dataset: "clones/r" },
+  to: 15,
+  postgres: { port: 55432, database: "app" },
+  steps: [{ name: "fix", sql: "SELECT 1", phase: "before-upgrade" }],
+  checks: { assertions: [{ name: "a", sql: "SELECT true" }] },
+});
+const promotion = resolvePromotionPlan("go", { endpoint: { name: "app", listenPort: 6432, database: "app" } }, rehearsal, {
+  sibling: (of, n) => [...of.split("/").slice(0, -1), n].join("/"),
+  sanitize: (s) => s,
+});
+const OWNER = "p/s/Promotion/go";
+
+describe("replay cut-over phases (fakes)", () => {
+  let storage: MemoryStorage;
+  let live: FakeLive;
+  let server: FakeServer;
+  let endpoint: FakeEndpoint;
+  let replayed: string[];
+  let failReplay: string | undefined;
+  let env: CutoverEnv;
+  const spec = (over: Partial<CutoverSpec> = {}): CutoverSpec => ({ owner: OWNER, stack: "s", rehearsal, promotion, rehearsalStatus: "passed", liveVolumes: ["live/data", "live/wal"], ...over });
+
+  beforeEach(() => {
+    storage = new MemoryStorage();
+    storage.addSource("live/data", { PG_VERSION: "13" });
+    storage.addSource("live/wal", { seg: "1" });
+    live = new FakeLive();
+    server = new FakeServer();
+    endpoint = new FakeEndpoint({ host: "/var/run/postgresql", port: 5432, dbname: "app" }, live);
+    replayed = [];
+    failReplay = undefined;
+    env = {
+      storage,
+      live,
+      server,
+      endpoint,
+      log: () => undefined,
+      replay: async (step, pg) => {
+        if (failReplay === step.name) throw new Error(`replay of ${step.name} failed`);
+        replayed.push(step.name);
+        if (step.kind === "start") await server.start(pg.newDataDir);
+        return {};
+      },
+    };
+  });
+
+  it("replays the rehearsal's cut-over steps, in order", () => {
+    expect(replayedSteps(rehearsal.steps).map((s) => s.name)).toEqual(["fix", "upgrade", "start", "post-upgrade"]);
+  });
+
+  it("succeeds: clients end on the new live, live stopped and kept, a final snapshot of every live volume, phases timed", async () => {
+    const r = await promote(env, spec());
+    expect(endpoint.targetNow).toEqual({ host: "/var/run/postgresql", port: 55442, dbname: "app" });
+    expect(endpoint.paused).toBe(false);
+    expect(live.up).toBe(false);
+    expect(storage.vols.has("live/data")).toBe(true);
+    expect(r.newLiveVolumes).toEqual(["clones/go-live-pg15", "clones/go-live-pg15-wal"]);
+    expect(await storage.findSnapshotSet(["live/data", "live/wal"], r.finalSnapshot)).toBeDefined();
+    expect(replayed).toEqual(["fix", "upgrade", "start", "post-upgrade"]);
+    expect(r.phases.map((p) => p.phase)).toEqual([
+      "PAUSE (in-flight transactions finish)",
+      "read live sequences",
+      "stop live cleanly",
+      "final snapshot",
+      "clone",
+      "replay fix",
+      "replay upgrade",
+      "replay start",
+      "replay post-upgrade",
+      "verify",
+      "switch endpoint",
+      "RESUME",
+      "analyze (after resume)",
+    ]);
+  });
+
+  const names = ["read live sequences", "stop live cleanly", "final snapshot", "clone", "replay fix", "replay upgrade", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
+  for (const when of ["before", "after"] as const) {
+    for (const name of names) {
+      it(`a failure ${when} "${name}" undoes what ran; live serves, clients resume on live, nothing is left`, async () => {
+        const wrap = (phases: Array<Phase<PromoteState>>) =>
+          phases.map((p) =>
+            p.name !== name
+              ? p
+              : {
+                  ...p,
+                  run: async (c: PromoteState) => {
+                    if (when === "before") throw new Error(`injected before ${name}`);
+                    await p.run(c);
+                    throw new Error(`injected after ${name}`);
+                  },
+                },
+          );
+        const e = await promote(env, spec(), wrap).then(() => undefined, (x: unknown) => x);
+        expect(e).toBeInstanceOf(PhaseError);
+        expect((e as PhaseError).phase).toBe(name);
+        expect((e as Error).message).toContain(`phase "${name}" failed: injected ${when} ${name}`);
+        expect(live.up).toBe(true);
+        expect(endpoint.targetNow).toEqual({ host: "/var/run/postgresql", port: 5432, dbname: "app" });
+        expect(endpoint.paused).toBe(false);
+        expect(endpoint.liveStoppedWhileResumed).toBe(false);
+        expect([...storage.vols.keys()].sort()).toEqual(["live/data", "live/wal"]);
+        expect([...storage.snaps.keys()]).toEqual([]);
+        expect(server.up.size).toBe(0);
+        expect((e as PhaseError).undoFailures).toEqual([]);
+      });
+    }
+  }
+
+  it("live that stopped uncleanly is started again before clients resume", async () => {
+    live.failStop = "after";
+    const e = (await promote(env, spec()).catch((x) => x)) as PhaseError;
+    expect(e.phase).toBe("stop live cleanly");
+    expect(live.up).toBe(true);
+    expect(live.starts).toBe(1);
+    expect(endpoint.liveStoppedWhileResumed).toBe(false);
+  });
+
+  it("a clone that cannot be removed is marked for the next attempt, and the error says so", async () => {
+    failReplay = "upgrade";
+    storage.failNext = { method: "destroyVolume", error: new Error("dataset is busy") };
+    const e = (await promote(env, spec()).catch((x) => x)) as PhaseError;
+    expect(e.undoFailures.map((u) => u.phase)).toEqual(["clone"]);
+    expect(e.message).toMatch(/UNDO FAILED: clone: could not remove the half-made clone .*marked failed-attempt/);
+    expect(await storage.getMark("clones/go-live-pg15", "promotion")).toBe(FAILED_ATTEMPT);
+    expect(live.up).toBe(true);
+    // The next attempt removes it and succeeds.
+    failReplay = undefined;
+    const r = await promote(env, spec());
+    expect(r.newLiveVolumes[0]).toBe("clones/go-live-pg15");
+    expect(endpoint.targetNow.port).toBe(55442);
+  });
+
+  it("refuses before holding anyone: a rehearsal that did not pass, a new-live volume that is not ours, an endpoint without the database", async () => {
+    await expect(promote(env, spec({ rehearsalStatus: "failed" }))).rejects.toThrow(/has not passed.*nothing was done/);
+    storage.addSource("clones/go-live-pg15");
+    await expect(promote(env, spec())).rejects.toThrow(/not created by this promotion.*nothing was done/);
+    expect(endpoint.pauses).toBe(0);
+    expect(live.up).toBe(true);
+  });
+
+  it("roll-back: clients back on live; the new live stopped and kept; a failure puts the new live back", async () => {
+    const r = await promote(env, spec());
+    const newDir = r.newLiveDataDir;
+    live.failStart = true;
+    const e = (await rollBack(env, spec({ prior: { state: "promoted" } }), newDir).catch((x) => x)) as PhaseError;
+    expect(e.phase).toBe("start old live");
+    expect(server.up.has(newDir)).toBe(true);
+    expect(endpoint.targetNow.port).toBe(55442);
+    live.failStart = false;
+    await rollBack(env, spec({ prior: { state: "promoted" } }), newDir);
+    expect(live.up).toBe(true);
+    expect(server.up.has(newDir)).toBe(false);
+    expect(endpoint.targetNow.port).toBe(5432);
+    expect(storage.vols.has("clones/go-live-pg15")).toBe(true);
+    // The next promotion takes the next generation's name: the rolled-back one holds writes.
+    const again = await promote(env, spec({ prior: { state: "rolled-back" } }));
+    expect(again.newLiveVolumes[0]).toBe("clones/go-live-pg15-2");
+  });
+});
