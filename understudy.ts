@@ -12,6 +12,12 @@ export { SnapshotSchedule, SnapshotScheduleArgs } from "./components/snapshot-sc
 export { PostgresServer, PostgresServerArgs } from "./providers/postgres/server-resource";
 export { DatabaseClone, DatabaseCloneArgs, PostgresSourceArgs } from "./components/database-clone";
 export { UpgradeRehearsal, UpgradeRehearsalArgs, UserStep, ChecksArgs, planSteps } from "./components/upgrade-rehearsal";
+export { ZfsStorage, ZfsStorageArgs } from "./components/storage/zfs";
+export type { StorageBackend } from "./components/storage/types";
+export type { Storage, StorageSpec, SnapshotSet, VolumeInfo } from "./providers/storage/types";
+export type { RehearsalPlan, PromotionPlan } from "./providers/plan";
+export { DEFAULTS } from "./providers/plan/defaults";
+export { InputError } from "./providers/errors";
 export { RehearsalStep } from "./providers/rehearsal/step";
 export type { RehearsalReport, StepRecord, CheckRecord } from "./providers/rehearsal/report";
 export { renderMarkdown } from "./providers/rehearsal/report";

@@ -4,6 +4,9 @@ import { PgBouncerEndpointResource } from "../providers/endpoint/resource";
 import { CutOver } from "../providers/promotion/cutover";
 import { UpgradeRehearsal } from "./upgrade-rehearsal";
 import { ownerId, sanitize } from "../providers/common";
+import { resolvePromotionPlan } from "../providers/plan/promotion";
+import { UNKNOWN_ID } from "../providers/plan/rehearsal";
+import { checked } from "./errors";
 
 export interface PromotionArgs {
   /** The rehearsal whose plan is replayed. Promotion only proceeds when it passed. */
@@ -66,65 +69,75 @@ export class Promotion extends pulumi.ComponentResource {
 
   constructor(name: string, args: PromotionArgs, opts?: pulumi.ComponentResourceOptions) {
     super("understudy:index:Promotion", name, {}, opts);
-    const plan = args.rehearsal.plan;
-    const src = plan.args.source;
-    const ep = args.endpoint;
-    const liveSocket = src.socketDir ?? "/var/run/postgresql";
-    const livePort = src.port ?? 5432;
-    const newPort = args.newLive?.port ?? plan.args.postgres.port + 10;
+    const r = args.rehearsal;
+    const storage = r.storage;
+    const rp = r.planNow;
+    // The promotion's own arguments, resolved and checked with every rule they will meet
+    // (PostgreSQL, PgBouncer, storage) before anything is declared.
+    const known = (v: unknown): v is string => typeof v === "string";
+    const plan = checked(name, () =>
+      resolvePromotionPlan(
+        name,
+        {
+          endpoint: args.endpoint,
+          newLive: { ...args.newLive, dataset: known(args.newLive?.dataset) ? args.newLive.dataset : undefined },
+          liveStartCommand: args.liveStartCommand,
+          liveStopCommand: args.liveStopCommand,
+        },
+        rp,
+        {
+          sibling: (of, n) => (of === UNKNOWN_ID ? of : storage.siblingVolume(of, n)),
+          volumeId: (id, field) => (id === UNKNOWN_ID ? (id as string) : storage.validateVolumeId(id as string, field)),
+          sanitize,
+        },
+      ),
+    );
+    const ep = plan.endpoint;
     // PgBouncer's trust still requires the user in its userlist: default to the OS user.
-    const defaultUsers = (ep.authType ?? "scram-sha-256") === "trust" ? [{ name: src.osUser ?? "postgres" }] : undefined;
-    const config = pulumi.output(ep.users ?? defaultUsers).apply((users) => ({
+    const defaultUsers = ep.authType === "trust" ? [{ name: rp.source.osUser }] : undefined;
+    const config = pulumi.output(args.endpoint.users ?? defaultUsers).apply((users) => ({
       name: ep.name,
       listenPort: ep.listenPort,
-      listenAddr: ep.listenAddr ?? "127.0.0.1",
-      poolMode: ep.poolMode ?? "transaction",
-      authType: ep.authType ?? "scram-sha-256",
+      listenAddr: ep.listenAddr,
+      poolMode: ep.poolMode,
+      authType: ep.authType,
       ...(users ? { users } : {}),
-      databases: { [ep.database]: { host: liveSocket, port: livePort, dbname: ep.database } },
+      databases: { [ep.database]: { host: rp.source.socketDir, port: rp.source.port, dbname: ep.database } },
     }));
-    const endpoint = new PgBouncerEndpointResource(
-      `${name}-endpoint`,
-      { connection: plan.args.connection, config },
-      { parent: this, retainOnDelete: ep.retainOnDelete ?? true },
-    );
+    const endpoint = new PgBouncerEndpointResource(`${name}-endpoint`, { connection: storage.connection, config }, { parent: this, retainOnDelete: ep.retainOnDelete });
     const newLiveDataset =
-      args.newLive?.dataset ??
-      pulumi.output(plan.args.clone.dataset).apply((d) => `${d.split("/").slice(0, -1).join("/")}/${sanitize(name)}-live-pg${plan.args.to}`);
+      args.newLive?.dataset ?? r.plan.apply((p) => storage.siblingVolume(p.clone.dataset, `${sanitize(name)}-live-pg${rp.to}`));
     const cut = new CutOver(
       `${name}-cutover`,
       {
-        connection: plan.args.connection,
+        connection: storage.connection,
+        storage: storage.spec,
         label: name,
         owner: ownerId("Promotion", name),
         stack: sanitize(pulumi.getStack()),
         promote: args.promote,
         endpoint: config,
         database: ep.database,
-        pauseTimeoutMs: ep.pauseTimeoutMs ?? 10_000,
-        live: pulumi.output(src.dataset).apply((dataset) => ({
-          dataset,
-          pgdata: src.pgdata ?? "main",
-          version: src.version,
-          binDir: src.binDir,
-          osUser: src.osUser ?? "postgres",
-          port: livePort,
-          socketDir: liveSocket,
-          startCommand: args.liveStartCommand,
-          stopCommand: args.liveStopCommand,
+        pauseTimeoutMs: ep.pauseTimeoutMs,
+        live: pulumi.all([r.plan, r.sourceVolumes]).apply(([p, volumes]) => ({
+          dataset: p.source.dataset,
+          pgdata: p.source.pgdata,
+          version: p.source.version,
+          binDir: p.source.binDir,
+          osUser: p.source.osUser,
+          port: p.source.port,
+          socketDir: p.source.socketDir,
+          ...(plan.live.startCommand ? { startCommand: plan.live.startCommand } : {}),
+          ...(plan.live.stopCommand ? { stopCommand: plan.live.stopCommand } : {}),
+          volumes,
         })),
-        newLive: pulumi.output(newLiveDataset).apply((dataset) => ({
-          dataset,
-          port: newPort,
-          socketDir: args.newLive?.socketDir ?? liveSocket,
-          listen: args.newLive?.listen ?? plan.args.postgres.listen ?? "",
-        })),
-        to: plan.args.to,
-        toBinDir: plan.args.toBinDir,
-        mode: plan.args.mode ?? "link",
-        steps: plan.steps,
-        assertions: plan.args.checks?.assertions ?? [],
-        rehearsal: args.rehearsal.report.apply((r) => ({ name: r.rehearsal, status: r.status, predictedCutoverMs: r.predictedCutover.totalMs })),
+        newLive: pulumi.output(newLiveDataset).apply((dataset) => ({ ...plan.newLive, dataset })),
+        to: rp.to,
+        toBinDir: rp.toBinDir,
+        mode: rp.mode,
+        steps: rp.steps,
+        assertions: rp.checks.assertions,
+        rehearsal: r.report.apply((x) => ({ name: x.rehearsal, status: x.status, predictedCutoverMs: x.predictedCutover.totalMs })),
       },
       { parent: this, dependsOn: [endpoint] },
     );

@@ -1,11 +1,17 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../providers/host/connection";
-import { ZfsSnapshotSchedule } from "../providers/zfs/schedule-resource";
+import type { StorageBackend } from "./storage/types";
+import { ZfsStorage } from "./storage/zfs";
 
 export interface SnapshotScheduleArgs {
-  /** Where the dataset lives. Omit for this machine; SSH connection shaped like `@pulumi/command`'s. */
+  /** Where the dataset lives. Omit for this machine; SSH connection shaped like `@pulumi/command`'s. Ignored when `storage` is given. */
   connection?: pulumi.Input<ConnectionArgs>;
-  /** The dataset to snapshot, e.g. the live database's `tank/pg13`. It is only ever snapshotted. */
+  /**
+   * The storage: ZFS (a cron entry on the host) or EBS (a DLM policy).
+   * @default `new ZfsStorage({ connection })`
+   */
+  storage?: StorageBackend;
+  /** The volume to snapshot, e.g. the live database's `tank/pg13`. It is only ever snapshotted. */
   dataset: pulumi.Input<string>;
   /** How often: `15m`, `1h` (default), `6h`, `1d`. */
   every?: pulumi.Input<string>;
@@ -43,8 +49,8 @@ export interface SnapshotScheduleArgs {
 export class SnapshotSchedule extends pulumi.ComponentResource {
   /** The cron expression installed. */
   readonly cron: pulumi.Output<string>;
-  /** Where the schedule logs each run on the host. */
-  readonly logPath: pulumi.Output<string>;
+  /** Where the schedule logs each run on the host (ZFS). */
+  readonly logPath: pulumi.Output<string | undefined>;
   /** Snapshot name prefix (pass to `lookupSnapshot`). */
   readonly prefix: pulumi.Output<string>;
   /** The owner mark on the snapshots it takes. */
@@ -52,18 +58,16 @@ export class SnapshotSchedule extends pulumi.ComponentResource {
 
   constructor(name: string, args: SnapshotScheduleArgs, opts?: pulumi.ComponentResourceOptions) {
     super("understudy:index:SnapshotSchedule", name, {}, opts);
-    const keep = pulumi.output(args.keep ?? {});
-    const sched = new ZfsSnapshotSchedule(
+    const storage = args.storage ?? new ZfsStorage({ connection: args.connection });
+    const sched = storage.schedule(
       name,
       {
-        connection: args.connection,
-        dataset: args.dataset,
+        volumes: pulumi.output(args.dataset).apply((d) => [d]),
         every: args.every,
         prefix: args.prefix,
-        keepHourly: keep.apply((k) => k.hourly ?? 24),
-        keepDaily: keep.apply((k) => k.daily ?? 7),
+        keep: args.keep,
         hook: args.hook,
-        hookUser: args.hook ? (args.hookUser ?? "postgres") : args.hookUser,
+        hookUser: args.hookUser,
         pruneOnDelete: args.pruneOnDelete,
       },
       { parent: this },

@@ -26,6 +26,15 @@ export interface DiffSpec {
   connection?: string | null;
   /** Default true: the old one goes first (ZFS names, ports and directories are reused). */
   deleteBeforeReplace?: boolean;
+  /** Stored outputs that mean "not as declared any more" (refresh saw a server stopped): an update puts it back. */
+  drift?: (olds: Record<string, unknown>) => boolean;
+}
+
+/** `a.b.c` inside an object (keys in lists may be dotted paths into an input). */
+function at(obj: Record<string, unknown>, path: string): unknown {
+  let v: unknown = obj;
+  for (const k of path.split(".")) v = v && typeof v === "object" ? (v as Record<string, unknown>)[k] : undefined;
+  return v;
 }
 
 /** Sorted keys, `undefined`/`null` dropped: two values that mean the same compare equal. */
@@ -50,7 +59,7 @@ function normalize(v: unknown): unknown {
 /** Every input key the spec classifies. */
 export function declaredKeys(spec: DiffSpec): Set<string> {
   const conn = spec.connection === undefined ? "connection" : spec.connection;
-  return new Set([...spec.replace, ...spec.update, ...(spec.ignore ?? []), ...(conn ? [conn] : [])]);
+  return new Set([...spec.replace, ...spec.update, ...(spec.ignore ?? []), ...(conn ? [conn] : [])].map((k) => k.split(".")[0]));
 }
 
 /** The engine's diff for a kind, from its declaration. `olds` are the stored outputs (a superset of the old inputs). */
@@ -61,7 +70,7 @@ export function declaredDiff(spec: DiffSpec) {
   return (olds: Record<string, unknown>, news: Record<string, unknown>): pulumi.dynamic.DiffResult => {
     const replaces: string[] = [];
     let changes = false;
-    const differs = (k: string) => isUnknown(news[k]) || canonical(olds[k]) !== canonical(news[k]);
+    const differs = (k: string) => isUnknown(at(news, k)) || canonical(at(olds, k)) !== canonical(at(news, k));
     for (const k of spec.replace) if (differs(k)) replaces.push(k);
     for (const k of spec.update) if (differs(k)) changes = true;
     // Not declared: replace (the safe default). Keys only in the stored outputs are outputs, not inputs.
@@ -76,6 +85,7 @@ export function declaredDiff(spec: DiffSpec) {
       else if (hostIdentity(o) !== hostIdentity(n)) replaces.push(conn);
       else if (canonical(o) !== canonical(n)) changes = true;
     }
+    if (spec.drift?.(olds)) changes = true;
     return { changes: changes || replaces.length > 0, replaces, deleteBeforeReplace: spec.deleteBeforeReplace ?? true };
   };
 }

@@ -132,7 +132,7 @@ export function validateArgv(value: unknown, field: string): string[] {
 /** A name of ours that becomes part of snapshot names, file names and ids: 1-40 of `[A-Za-z0-9_-]`. */
 export function validateShortName(value: unknown, field: string): string {
   if (typeof value !== "string" || !/^[A-Za-z0-9_-]{1,40}$/.test(value)) {
-    throw new InputError(field, `${show(value)} must be 1-40 letters, digits, - or _`);
+    throw new InputError(field, "must be 1-40 letters, digits, - or _");
   }
   return value;
 }

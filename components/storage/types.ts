@@ -70,6 +70,10 @@ export interface StorageBackend {
 
   /** Syntax of a volume id (no I/O): for checks before anything is declared. Throws InputError(field). */
   validateVolumeId(id: string, field: string): string;
+  /** The owner mark that {@link cloneSet} called `name` gives its clones (known before anything runs, for the preflight). */
+  cloneOwner(name: string): string;
+  /** An id for a new volume called `name` next to volume `of` (e.g. a promotion's new live next to the rehearsal's clone). */
+  siblingVolume(of: string, name: string): string;
 
   /** Take a snapshot set now. `name` is the Pulumi resource name prefix; keep it stable (it is in URNs). */
   snapshotSet(name: string, args: SnapshotSetArgs, opts: pulumi.CustomResourceOptions): DeclaredSnapshotSet;

@@ -3,6 +3,7 @@ import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
 import { errorMessage, hostIdentity, isUnknown, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
+import { declaredDiff, type DiffSpec } from "../diff";
 import { PgBouncerEndpoint } from "./pgbouncer";
 import { resolveConfig } from "./pgbouncer-config";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "./pgbouncer-config";
@@ -29,6 +30,10 @@ async function ensure(i: Inputs): Promise<Outputs> {
   });
 }
 
+/** Another instance name is another PgBouncer; the rest of its configuration changes in place (ensure() applies it); a stopped one is started. */
+export const ENDPOINT_DIFF: DiffSpec = { replace: ["config.name"], update: ["config"], ignore: ["label"], drift: (o) => o.pid === 0 };
+const diff = declaredDiff(ENDPOINT_DIFF);
+
 export const pgBouncerEndpointProvider: pulumi.dynamic.ResourceProvider = {
   async check(_o: Inputs, n: Inputs) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
@@ -43,11 +48,7 @@ export const pgBouncerEndpointProvider: pulumi.dynamic.ResourceProvider = {
     return { inputs: n, failures };
   },
   async diff(_id: string, o: Outputs, n: Inputs) {
-    const replaces: string[] = [];
-    if (o.config.name !== n.config.name) replaces.push("name");
-    if (hostIdentity(o.connection) !== hostIdentity(n.connection)) replaces.push("connection");
-    const changed = JSON.stringify(o.config) !== JSON.stringify(n.config) || JSON.stringify(o.connection ?? null) !== JSON.stringify(n.connection ?? null);
-    return { changes: replaces.length > 0 || changed || o.pid === 0, replaces, deleteBeforeReplace: true };
+    return diff(o as unknown as Record<string, unknown>, n as unknown as Record<string, unknown>);
   },
   async create(i: Inputs) {
     const outs = await ensure(i);

@@ -9,7 +9,7 @@ import { validateArgv, validateListenPort, validatePgName, validateSocketDir, va
 import { validateListen } from "../postgres/validate";
 import { validateEntryName, validateInstanceName, validateListenAddr, validateTarget } from "../endpoint/pgbouncer-config";
 import { DEFAULTS } from "./defaults";
-import type { RehearsalPlan, VolumeIdCheck } from "./rehearsal";
+import { UNKNOWN_ID, type RehearsalPlan, type VolumeIdCheck } from "./rehearsal";
 
 export type PoolMode = "transaction" | "session" | "statement";
 export type AuthType = "trust" | "md5" | "scram-sha-256";
@@ -56,7 +56,8 @@ export interface PromotionArgsPlain {
 /** Names a derived volume next to another (the storage's naming rule; injected). */
 export type SiblingVolume = (of: string, name: string) => string;
 
-export function checkPromotionPlan(p: PromotionPlan, r: RehearsalPlan, volumeId?: VolumeIdCheck): InputError[] {
+/** Every rule on a promotion plan. `r`: the parts of the rehearsal's plan it must agree with. */
+export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "source"> & { clone?: { dataset: string } }, volumeId?: VolumeIdCheck): InputError[] {
   const errors: InputError[] = [];
   const check = (fn: () => unknown) => collectInputError(errors, fn);
   const e = p.endpoint;
@@ -95,7 +96,7 @@ export function checkPromotionPlan(p: PromotionPlan, r: RehearsalPlan, volumeId?
       used.set(port, field);
     });
   }
-  if (p.newLive.dataset === r.source.dataset || p.newLive.dataset === r.clone.dataset) {
+  if (p.newLive.dataset !== UNKNOWN_ID && (p.newLive.dataset === r.source.dataset || p.newLive.dataset === r.clone?.dataset)) {
     errors.push(new InputError("newLive.dataset", "must differ from the source and from the rehearsal's clone"));
   }
   if (p.live.startCommand !== undefined) check(() => validateArgv(p.live.startCommand, "liveStartCommand"));

@@ -89,6 +89,9 @@ export interface RehearsalArgsPlain {
   reportDir?: string;
 }
 
+/** Stands for a volume id that is an output of another resource while the program runs (its syntax is checked by the resources' `check`). */
+export const UNKNOWN_ID = "<unknown>";
+
 /** Volume-id syntax of the chosen storage (ZFS dataset names, EBS ids): injected, so this module names no backend. */
 export type VolumeIdCheck = (id: unknown, field: string) => string;
 

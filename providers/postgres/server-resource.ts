@@ -3,6 +3,7 @@ import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
 import { failure, hostIdentity, isUnknown, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
+import { declaredDiff, type DiffSpec } from "../diff";
 import { PostgresDriver } from "./driver";
 import { validateDataDir, validateListen, validatePort, validateSocketDir, validateVersion } from "./validate";
 
@@ -43,6 +44,15 @@ async function start(i: Inputs): Promise<Outputs> {
   });
 }
 
+/** Any setting of the server is another server (stopped, started anew); a refresh that saw it stopped makes `up` start it. */
+export const SERVER_DIFF: DiffSpec = {
+  replace: ["dataDir", "version", "binDir", "osUser", "port", "socketDir", "listen"],
+  update: [],
+  ignore: ["label"],
+  drift: (o) => o.pid === 0,
+};
+const diff = declaredDiff(SERVER_DIFF);
+
 export const postgresServerProvider: pulumi.dynamic.ResourceProvider = {
   async check(_o: Inputs, n: Inputs) {
     const f: pulumi.dynamic.CheckFailure[] = [];
@@ -55,12 +65,7 @@ export const postgresServerProvider: pulumi.dynamic.ResourceProvider = {
     return { inputs: n, failures: f };
   },
   async diff(_id: string, o: Outputs, n: Inputs) {
-    const keys: Array<keyof Inputs> = ["dataDir", "version", "binDir", "osUser", "port", "socketDir", "listen"];
-    const replaces = keys.filter((k) => JSON.stringify(o[k] ?? null) !== JSON.stringify(n[k] ?? null)) as string[];
-    if (hostIdentity(o.connection) !== hostIdentity(n.connection)) replaces.push("connection");
-    const creds = JSON.stringify(o.connection ?? null) !== JSON.stringify(n.connection ?? null);
-    const stopped = o.pid === 0; // refresh saw it stopped: update starts it
-    return { changes: replaces.length > 0 || creds || stopped, replaces, deleteBeforeReplace: true };
+    return diff(o as unknown as Record<string, unknown>, n as unknown as Record<string, unknown>);
   },
   async create(i: Inputs) {
     const outs = await start(i);

@@ -1,18 +1,33 @@
+/**
+ * The promotion itself as a Pulumi resource: a thin shell around the cut-over phases
+ * (providers/runner/cutover.ts). `promote: false -> true` promotes, `true -> false` rolls
+ * back, delete hands over (never stops or destroys anything).
+ */
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
 import type { Host } from "../host/types";
-import { OWNER_PROPERTY, ZfsDriver } from "../zfs/driver";
-import { PostgresDriver, UpgradeMode } from "../postgres/driver";
+import { PostgresDriver } from "../postgres/driver";
 import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
-import { errorMessage, hostIdentity, isUnknown, progress, sanitize } from "../common";
-import { isCleanShutdown } from "../postgres/parse";
+import { checkConnection, hostIdentity, isUnknown, progress } from "../common";
+import { InputError, collectInputError } from "../errors";
 import { UnderstudyResource } from "../shim";
-import { runStep, serverAfter, ServerState, StepInputs, PgPlan, PlannedStep } from "../rehearsal/step";
+import { declaredDiff, type DiffSpec } from "../diff";
+import type { UnderstudyProvider } from "../dispatch";
+import { openStorage, validateStorageSpec, type StorageSpec } from "../storage";
+import { debianBinDir } from "../plan/defaults";
+import { validatePlannedSteps, type PlannedStep } from "../plan/steps";
+import type { UpgradeMode } from "../plan/rehearsal";
+import { checkPromotionPlan, type PromotionPlan } from "../plan/promotion";
+import { resolveConfig } from "../endpoint/pgbouncer-config";
+import { validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
+import { PgLiveServer } from "../runner/live";
+import { liveTarget, newLiveTarget, promote, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Replay } from "../runner/cutover";
+import { runStep } from "../runner/steps";
+import type { PhaseTiming } from "../runner/phases";
+
 export type { PlannedStep };
-import type { VerifySpec } from "../rehearsal/verify";
-import { isArgv } from "../host/types";
 
 /** The live server that a promotion stops cleanly and keeps, intact, for roll-back. */
 export interface LiveSpec {
@@ -26,8 +41,9 @@ export interface LiveSpec {
   /** argv that starts / stops live (e.g. `["systemctl", "start", "postgresql@13-main"]`); default: pg_ctl with the options live was started with (postmaster.opts). */
   startCommand?: string[];
   stopCommand?: string[];
+  /** Every volume of live's cluster, the one holding PGDATA first (absent in 0.1.0 state: `[dataset]`). */
+  volumes?: string[];
 }
-
 
 export interface CutOverInputs {
   connection?: ConnectionArgs;
@@ -35,6 +51,8 @@ export interface CutOverInputs {
   owner: string;
   stack: string;
   promote: boolean;
+  /** The storage backend (absent in 0.1.0 state: ZFS). */
+  storage?: StorageSpec;
   endpoint: PgBouncerEndpointConfig;
   database: string;
   pauseTimeoutMs: number;
@@ -44,14 +62,9 @@ export interface CutOverInputs {
   toBinDir?: string;
   mode: UpgradeMode;
   steps: PlannedStep[];
-  assertions: VerifySpec["assertions"];
+  assertions: Array<{ name: string; sql: string; database?: string }>;
   /** The rehearsal that proved the plan: its status must be `passed`. */
   rehearsal: { name: string; status: string; predictedCutoverMs: number };
-}
-
-export interface PhaseTiming {
-  phase: string;
-  ms: number;
 }
 
 export interface CutOverOutputs extends CutOverInputs {
@@ -61,374 +74,247 @@ export interface CutOverOutputs extends CutOverInputs {
   rolledBackAt?: string;
   finalSnapshot?: string;
   newLiveDataset?: string;
+  newLiveVolumes?: string[];
   newLiveDataDir?: string;
   pauseWindowMs?: number;
-  phases?: PhaseTiming[];
+  phases?: Array<{ phase: string; ms: number }>;
   events: Array<{ at: string; what: string }>;
 }
 
-const liveTarget = (i: CutOverInputs): DatabaseTarget => ({ host: i.live.socketDir, port: i.live.port, dbname: i.database });
-const newTarget = (i: CutOverInputs): DatabaseTarget => ({ host: i.newLive.socketDir, port: i.newLive.port, dbname: i.database });
-const liveInstall = (i: CutOverInputs) => ({ version: i.live.version, binDir: i.live.binDir, field: "source" });
-const newInstall = (i: CutOverInputs) => ({ version: i.to, binDir: i.toBinDir, field: "to" });
-const binOf = (i: CutOverInputs) => i.live.binDir ?? `/usr/lib/postgresql/${i.live.version}/bin`;
+/** Nothing here is ever replaced: promote flips are updates (promote / roll back); the rest is remembered for the next flip. */
+export const CUTOVER_DIFF: DiffSpec = {
+  replace: [],
+  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal"],
+};
 
-interface Env {
-  host: Host;
-  z: ZfsDriver;
-  pg: PostgresDriver;
-  ep: PgBouncerEndpoint;
-  log: (m: string) => void;
+/** 0.1.0 state -> this shape. */
+export function migrateCutOver(p: Record<string, unknown>): Record<string, unknown> {
+  const o = { ...p } as unknown as CutOverOutputs;
+  if (o.live && !o.live.volumes) o.live = { ...o.live, volumes: [o.live.dataset] };
+  // 0.1.0 stored the bin directories as given (absent: Debian's); they are resolved now.
+  if (o.live && !o.live.binDir) o.live = { ...o.live, binDir: debianBinDir(o.live.version) };
+  if (o.to && !o.toBinDir) o.toBinDir = debianBinDir(o.to);
+  if (!o.storage) o.storage = { kind: "zfs" };
+  if (o.newLiveDataset && !o.newLiveVolumes) o.newLiveVolumes = [o.newLiveDataset];
+  return o as unknown as Record<string, unknown>;
 }
 
-async function mountpointOf(z: ZfsDriver, dataset: string): Promise<string> {
-  const info = await z.get(dataset);
-  if (!info) throw new Error(`dataset ${dataset} does not exist on ${z.host.description}`);
-  if (!info.mountpoint || !info.mountpoint.startsWith("/")) throw new Error(`dataset ${dataset} has no mountpoint`);
-  return info.mountpoint;
-}
-
-/** The options live was started with, from its postmaster.opts (written by postgres itself). */
-async function liveStartOptions(e: Env, i: CutOverInputs, dataDir: string): Promise<string> {
-  const r = await e.host.runAs(i.live.osUser, ["cat", "--", `${dataDir}/postmaster.opts`], { okExitCodes: [0, 1] });
-  const text = r.exitCode === 0 ? r.stdout.trim() : "";
-  const args = [...text.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
-  if (!text || args.length === 0 || /[$`\\\n]/.test(text)) {
-    return `-p ${i.live.port} -k ${i.live.socketDir}`;
-  }
-  const out: string[] = [];
-  for (let k = 0; k < args.length; k++) {
-    if (args[k] === "-D") {
-      k++;
-      continue;
-    }
-    out.push(`"${args[k]}"`);
-  }
-  return out.join(" ");
-}
-
-/** The upgraded cluster's directory on a clone mounted at `mnt`: the rehearsal's rule (UpgradeRehearsal). */
-const newDataDirOf = (mnt: string, i: CutOverInputs) => `${mnt}/${sanitize(i.live.pgdata)}.pg${i.to}`;
-
-async function stopLive(e: Env, i: CutOverInputs, dataDir: string): Promise<void> {
-  let state: string | undefined;
-  if (i.live.stopCommand) await e.host.run(i.live.stopCommand, { timeoutMs: 30 * 60_000 });
-  else state = (await e.pg.stop(dataDir, liveInstall(i), { mode: "fast", timeoutMs: 30 * 60_000 })).state;
-  // stop() reads pg_controldata already; a stop command of the user's does not.
-  state ??= (await e.pg.controlData(dataDir, liveInstall(i))).state;
-  if (!isCleanShutdown(state)) throw new Error(`live did not shut down cleanly (pg_controldata: ${state})`);
-}
-
-async function startLive(e: Env, i: CutOverInputs, dataDir: string, opts: string): Promise<void> {
-  if (i.live.startCommand) {
-    await e.host.run(i.live.startCommand, { timeoutMs: 30 * 60_000 });
-  } else {
-    await e.host.run(["mkdir", "-p", "/var/log/understudy"]);
-    await e.host.run(["chown", i.live.osUser, "/var/log/understudy"]);
-    await e.host.runAs(
-      i.live.osUser,
-      [`${binOf(i)}/pg_ctl`, "start", "-w", "-t", "3600", "-D", dataDir, "-l", `/var/log/understudy/live-${i.stack}.log`, "-o", opts],
-      { timeoutMs: 3700_000, cwd: "/" },
-    );
-  }
-  await e.pg.adminQuery({ version: i.live.version, binDir: i.live.binDir, socketDir: i.live.socketDir, port: i.live.port }, "SELECT 1");
-}
-
-/** ZFS user property on a new-live clone whose promotion failed: the next promotion removes it (an unmarked one may hold writes and is kept). */
-const ATTEMPT_PROPERTY = "understudy:promotion";
-const FAILED_ATTEMPT = "failed-attempt";
-
-const SEQUENCES = `SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1`;
-
-async function promote(e: Env, i: CutOverInputs, prior: CutOverOutputs | undefined): Promise<CutOverOutputs> {
-  if (i.rehearsal.status !== "passed") {
-    throw new Error(`promote: the rehearsal ${i.rehearsal.name} has not passed (status: ${i.rehearsal.status}); nothing was done`);
-  }
-  const events: CutOverOutputs["events"] = [...(prior?.events ?? [])];
-  const phases: PhaseTiming[] = [];
-  let phaseNow = "";
-  const timed = async <T>(phase: string, fn: () => Promise<T>): Promise<T> => {
-    const t = Date.now();
-    phaseNow = phase;
-    e.log(`${phase}...`);
-    const v = await fn();
-    phases.push({ phase, ms: Date.now() - t });
-    return v;
-  };
-  const liveMnt = await mountpointOf(e.z, i.live.dataset);
-  const liveDir = `${liveMnt}/${i.live.pgdata}`;
-
-  // Preconditions, before any client is held.
-  // The new live of a promotion that was rolled back holds the writes made while it served:
-  // it is kept, and this promotion gets the next generation's name. A clone left by a failed
-  // attempt (marked so) is that generation's name again: it is removed below.
-  let nlDataset = i.newLive.dataset;
-  for (let n = 2; prior?.state === "rolled-back"; n++) {
-    const mark = await e.z.getProperty(nlDataset, ATTEMPT_PROPERTY);
-    if (mark === undefined || mark === FAILED_ATTEMPT) break;
-    nlDataset = `${i.newLive.dataset}-${n}`;
-  }
-  const existing = await e.z.get(nlDataset);
-  if (existing) {
-    if (existing.user[OWNER_PROPERTY] !== i.owner) {
-      throw new Error(`promote: ${nlDataset} already exists and was not created by this promotion. Rename or destroy it, or set newLive.dataset; nothing was done`);
-    }
-    const dir = existing.mountpoint && newDataDirOf(existing.mountpoint, i);
-    if (dir && (await e.pg.status(dir, newInstall(i)).catch(() => ({ running: false }))).running) {
-      throw new Error(`promote: a server is running on ${nlDataset}; nothing was done`);
-    }
-    e.log(`removing ${nlDataset} left by a failed promotion attempt`);
-    await e.z.destroy(nlDataset, i.owner);
-    // ... and the final snapshot of live it was cloned from (ours, and nothing else uses it).
-    if (existing.origin && existing.origin.startsWith(`${i.live.dataset}@understudy-final-`)) {
-      await e.z.destroy(existing.origin, i.owner).catch((err) => e.log(`left ${existing.origin} in place: ${errorMessage(err)}`));
-    }
-  }
-  const nl = { ...i.newLive, dataset: nlDataset };
-  await e.pg.assertPortFree(i.newLive.port, "newLive.port");
-  await e.pg.resolveInstall(newInstall(i), ["pg_ctl", "pg_upgrade", "initdb", "psql"]);
-  const current = await e.ep.target(i.database);
-  if (!current) throw new Error(`promote: PgBouncer ${i.endpoint.name} has no database ${i.database}`);
-
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
-  const finalSnapshot = `${i.live.dataset}@understudy-final-${i.stack}-${stamp}`;
-  let newDataDir = "";
-  let cloneMade = false;
-  let failedPhase: string | undefined;
-  let liveRestarted = false;
-  const liveServer = { version: i.live.version, binDir: i.live.binDir, socketDir: i.live.socketDir, port: i.live.port };
-
-  let held: Awaited<ReturnType<typeof e.ep.hold<void>>>;
-  try {
-    held = await e.ep.hold(
-      i.database,
-      async (ctx) => {
-        e.log(`clients held on ${i.database} (PAUSE) after ${ctx.elapsedMs()} ms`);
-        const seqBefore = await timed("read live sequences", () => e.pg.adminQuery(liveServer, SEQUENCES, { database: i.database }));
-        // Read before the stop: how live was started, to start it the same way if anything fails.
-        const opts = await liveStartOptions(e, i, liveDir);
-        try {
-          await timed("stop live cleanly", () => stopLive(e, i, liveDir));
-        } catch (err) {
-          // Whatever state the stop left, live must serve again before clients resume.
-          const st = await e.pg.status(liveDir, liveInstall(i)).catch(() => ({ running: false }));
-          if (!st.running) await startLive(e, i, liveDir, opts);
-          throw new Error(`stop live: ${errorMessage(err)}. Live ${st.running ? "kept running" : "was started again"}; nothing else was done`);
-        }
-        try {
-          await timed("final snapshot", () => e.z.snapshot(finalSnapshot, { [OWNER_PROPERTY]: i.owner }));
-          await timed("clone", () => e.z.clone(finalSnapshot, nl.dataset, { [OWNER_PROPERTY]: i.owner }));
-          cloneMade = true;
-          const mnt = await mountpointOf(e.z, nl.dataset);
-          const plan: PgPlan = {
-            from: i.live.version,
-            to: i.to,
-            fromBinDir: i.live.binDir,
-            toBinDir: i.toBinDir,
-            osUser: i.live.osUser,
-            oldDataDir: `${mnt}/${i.live.pgdata}`,
-            newDataDir: newDataDirOf(mnt, i),
-            port: i.newLive.port,
-            tempPort: i.newLive.port + 1,
-            socketDir: i.newLive.socketDir,
-            listen: i.newLive.listen,
-            mode: i.mode,
-            database: i.database,
-          };
-          newDataDir = plan.newDataDir;
-          let server: ServerState = "none";
-          let updateExtensionsSql: string | undefined;
-          for (const [n, s] of i.steps.filter((x) => x.cutover && x.kind !== "recover" && x.kind !== "verify").entries()) {
-            const si: StepInputs = {
-              connection: i.connection,
-              label: i.label,
-              rehearsal: i.rehearsal.name,
-              index: n + 1,
-              name: s.name,
-              kind: s.kind,
-              cutover: true,
-              clone: { dataset: nl.dataset, mountpoint: mnt, owner: i.owner },
-              source: { dataset: i.live.dataset, snapshot: finalSnapshot },
-              pg: plan,
-              sql: s.sql,
-              command: s.command,
-              database: s.database,
-              timeoutMs: s.timeoutMs,
-              prev: { snapshot: finalSnapshot, serverAfter: server, finishedAt: "", name: "" },
-              history: [],
-              updateExtensionsSql,
-              reportDir: "",
-            };
-            const extra = await timed(`replay ${s.name}`, () => runStep({ host: e.host, z: e.z, pg: e.pg, i: si, log: e.log, detail: [] }));
-            if (s.kind === "upgrade") updateExtensionsSql = extra.updateExtensionsSqlOut;
-            server = serverAfter(s.kind, server);
-          }
-          if (server !== "new") throw new Error("the replayed plan did not start the new server");
-          const newServer = { version: i.to, binDir: i.toBinDir, socketDir: i.newLive.socketDir, port: i.newLive.port };
-          await timed("verify", async () => {
-            const seqAfter = await e.pg.adminQuery(newServer, SEQUENCES, { database: i.database });
-            if (JSON.stringify(seqAfter) !== JSON.stringify(seqBefore)) {
-              throw new Error(`verify: sequences differ between live and the upgraded clone: ${JSON.stringify(seqBefore).slice(0, 200)} vs ${JSON.stringify(seqAfter).slice(0, 200)}`);
-            }
-            for (const a of i.assertions) {
-              const v = (await e.pg.adminQuery(newServer, a.sql, { database: a.database ?? i.database }))[0]?.[0];
-              if (v !== "t" && v !== "true") throw new Error(`verify: assertion "${a.name}" returned ${v ?? "no row"}`);
-            }
-          });
-          await timed("switch endpoint", () => ctx.retarget(newTarget(i)));
-        } catch (err) {
-          failedPhase = phaseNow;
-          e.log(`cut-over failed at "${failedPhase}": ${errorMessage(err).split("\n")[0]}; restoring live`);
-          try {
-            if (newDataDir) await e.pg.stopIfPresent(newDataDir, newInstall(i), { mode: "fast" });
-          } catch (stopErr) {
-            e.log(`could not stop the half-upgraded clone: ${errorMessage(stopErr)}`);
-          }
-          try {
-            await startLive(e, i, liveDir, opts);
-          } catch (startErr) {
-            throw new Error(`${failedPhase}: ${errorMessage(err)}; then restarting live FAILED: ${errorMessage(startErr)}`);
-          }
-          liveRestarted = true;
-          e.log("live restarted; clients resume on it");
-          throw new Error(`${failedPhase}: ${errorMessage(err)}`);
-        }
-      },
-      { pauseTimeoutMs: i.pauseTimeoutMs },
-    );
-  } catch (err) {
-    // Outside the pause: mark the half-made clone so that the next promotion removes it.
-    if (cloneMade) await e.z.set(nl.dataset, { [ATTEMPT_PROPERTY]: FAILED_ATTEMPT }).catch((m) => e.log(`could not mark ${nl.dataset}: ${errorMessage(m)}`));
-    const clients = (err as { clients?: string }).clients;
-    if (failedPhase === undefined) throw err;
-    const left = cloneMade ? ` Left behind: ${nl.dataset} (the half-made clone, stopped; the next promotion removes it) and ${finalSnapshot}.` : "";
-    if (liveRestarted && clients === "old-target") {
-      throw new Error(
-        `promote failed at phase "${failedPhase}"; nothing was switched: clients are on the old live (PostgreSQL ${i.live.version} on ${i.live.dataset}, port ${i.live.port}, restarted) and PgBouncer resumed them there.${left}\nDetails: ${errorMessage(err)}`,
-      );
-    }
-    throw new Error(`promote failed at phase "${failedPhase}".${left}\n${errorMessage(err)}`);
-  }
-  events.push({ at: new Date().toISOString(), what: `promoted: ${i.database} now served by PostgreSQL ${i.to} on ${nl.dataset}` });
-  e.log(`promoted: clients resumed on PostgreSQL ${i.to} (${nl.dataset}, port ${nl.port}); pause window ${held.pauseWindowMs} ms`);
-  // After clients resume: statistics, in stages (queries work meanwhile).
-  let analyzed: PhaseTiming | undefined;
-  try {
-    const t = Date.now();
-    await e.pg.postUpgrade(newDataDir, newInstall(i), { server: { port: i.newLive.port, socketDir: i.newLive.socketDir }, analyze: "in-stages" });
-    analyzed = { phase: "analyze (after resume)", ms: Date.now() - t };
-  } catch (err) {
-    e.log(`warning: vacuumdb --analyze-in-stages failed after promotion (run it by hand): ${errorMessage(err)}`);
-  }
+export function specOf(i: CutOverInputs, prior?: CutOverOutputs): CutoverSpec {
   return {
-    ...i,
-    state: "promoted",
-    target: newTarget(i),
-    promotedAt: new Date().toISOString(),
-    finalSnapshot,
-    newLiveDataset: nl.dataset,
-    newLiveDataDir: newDataDir,
-    pauseWindowMs: held.pauseWindowMs,
-    phases: [
-      { phase: "PAUSE (in-flight transactions finish)", ms: held.phases.pauseMs },
-      ...phases,
-      { phase: "RESUME", ms: held.phases.resumeMs },
-      ...(analyzed ? [analyzed] : []),
-    ],
-    events,
-  };
-}
-
-async function rollBack(e: Env, i: CutOverInputs, prior: CutOverOutputs): Promise<CutOverOutputs> {
-  const liveDir = `${await mountpointOf(e.z, i.live.dataset)}/${i.live.pgdata}`;
-  const newDir = prior.newLiveDataDir!;
-  const phases: PhaseTiming[] = [];
-  const held = await e.ep.hold(
-    i.database,
-    async (ctx) => {
-      let t = Date.now();
-      await e.pg.stop(newDir, newInstall(i), { mode: "fast" });
-      phases.push({ phase: "stop new live cleanly", ms: Date.now() - t });
-      try {
-        t = Date.now();
-        await startLive(e, i, liveDir, await liveStartOptions(e, i, liveDir));
-        phases.push({ phase: "start old live", ms: Date.now() - t });
-        t = Date.now();
-        await ctx.retarget(liveTarget(i));
-        phases.push({ phase: "switch endpoint", ms: Date.now() - t });
-      } catch (err) {
-        e.log(`roll-back failed (${errorMessage(err)}); restarting the new live`);
-        await e.pg.start(newDir, newInstall(i), { port: i.newLive.port, socketDir: i.newLive.socketDir, listen: i.newLive.listen, isolate: false });
-        throw err;
-      }
+    owner: i.owner,
+    stack: i.stack,
+    rehearsal: { name: i.rehearsal.name, status: i.rehearsal.status },
+    source: {
+      dataset: i.live.dataset,
+      pgdata: i.live.pgdata,
+      version: i.live.version,
+      binDir: i.live.binDir ?? debianBinDir(i.live.version),
+      port: i.live.port,
+      socketDir: i.live.socketDir,
+      osUser: i.live.osUser,
+      checkpoint: true,
     },
-    { pauseTimeoutMs: i.pauseTimeoutMs },
-  );
-  const at = new Date().toISOString();
-  e.log(
-    `rolled back: clients resumed on PostgreSQL ${i.live.version} (${i.live.dataset}); pause window ${held.pauseWindowMs} ms. ` +
-      `Writes made on the new live since ${prior.promotedAt} stay in ${prior.newLiveDataset} (stopped), they were not copied back.`,
-  );
-  return {
-    ...i,
-    state: "rolled-back",
-    target: liveTarget(i),
-    promotedAt: prior.promotedAt,
-    rolledBackAt: at,
-    finalSnapshot: prior.finalSnapshot,
-    newLiveDataset: prior.newLiveDataset,
-    newLiveDataDir: prior.newLiveDataDir,
-    pauseWindowMs: held.pauseWindowMs,
-    phases,
-    events: [...prior.events, { at, what: `rolled back to PostgreSQL ${i.live.version}; ${prior.newLiveDataset} kept, stopped` }],
+    liveVolumes: i.live.volumes ?? [i.live.dataset],
+    to: i.to,
+    toBinDir: i.toBinDir ?? debianBinDir(i.to),
+    mode: i.mode,
+    steps: i.steps,
+    assertions: i.assertions,
+    database: i.database,
+    pauseTimeoutMs: i.pauseTimeoutMs,
+    newLive: i.newLive,
+    ...(prior ? { prior: { state: prior.state } } : {}),
   };
 }
 
-async function withEnv<T>(i: CutOverInputs, fn: (e: Env) => Promise<T>): Promise<T> {
-  return await withHost(i.connection, (host) =>
-    fn({
-      host,
-      z: new ZfsDriver(host),
-      pg: new PostgresDriver(host, { osUser: i.live.osUser }),
-      ep: new PgBouncerEndpoint(host, i.endpoint),
-      log: (m) => progress(i.label, m),
-    }),
+/**
+ * Every rule on the inputs, the same as the Promotion component applies, so that nothing a
+ * preview accepts fails later for its form. `known(x)` tells whether a value is known yet
+ * (in a preview, outputs of other resources are not): unknown parts are checked at `up`.
+ */
+export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = () => true): InputError[] {
+  const errors: InputError[] = [];
+  const check = (v: unknown, fn: () => unknown) => {
+    if (known(v)) collectInputError(errors, fn);
+  };
+  check(n.promote, () => {
+    if (typeof n.promote !== "boolean") throw new InputError("promote", "must be true or false");
+  });
+  if (n.storage !== undefined) check(n.storage, () => validateStorageSpec(n.storage, "storage"));
+  check(n.live, () => validateRelativePath(n.live.pgdata, "source.pgdata"));
+  check(n.live, () => validateVersion(n.live.version, "source.version"));
+  if (n.live?.binDir !== undefined) check(n.live, () => validatePath(n.live.binDir, "source.binDir", "bin directory"));
+  check(n.live, () => validateOsUser(n.live.osUser, "source.osUser"));
+  check(n.live, () => validateListenPort(n.live.port, "source.port"));
+  check(n.live, () => validateSocketDir(n.live.socketDir, "source.socketDir"));
+  check(n.to, () => validateVersion(n.to, "to"));
+  if (n.toBinDir !== undefined) check(n.toBinDir, () => validatePath(n.toBinDir, "toBinDir", "bin directory"));
+  check(n.steps, () => validatePlannedSteps(n.steps, "steps"));
+  check(n.endpoint, () => resolveConfig(n.endpoint));
+  if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs)) return errors;
+  const plan: PromotionPlan = {
+    name: n.label,
+    endpoint: {
+      name: n.endpoint.name,
+      listenPort: n.endpoint.listenPort,
+      listenAddr: n.endpoint.listenAddr ?? "127.0.0.1",
+      database: n.database,
+      poolMode: n.endpoint.poolMode ?? "transaction",
+      authType: n.endpoint.authType ?? "scram-sha-256",
+      pauseTimeoutMs: n.pauseTimeoutMs,
+      retainOnDelete: true,
+    },
+    newLive: n.newLive,
+    live: { ...(n.live.startCommand !== undefined ? { startCommand: n.live.startCommand } : {}), ...(n.live.stopCommand !== undefined ? { stopCommand: n.live.stopCommand } : {}) },
+  };
+  errors.push(...checkPromotionPlan(plan, { source: specOf(n).source }));
+  return errors;
+}
+
+/** The upgraded server on the new live, through the PostgreSQL driver. */
+function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer {
+  const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
+  const srv = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
+  return {
+    async checkReady() {
+      // Every port the replay listens on, before anyone is held: newLive.port, a private
+      // server on +1, pg_upgrade's on +2 and +3.
+      for (const [off, field] of [[0, "newLive.port"], [1, "newLive.port+1"], [2, "newLive.port+2 (pg_upgrade)"], [3, "newLive.port+3 (pg_upgrade)"]] as const) {
+        await pg.assertPortFree(s.newLive.port + off, field);
+      }
+      await pg.resolveInstall(inst, ["pg_ctl", "pg_upgrade", "initdb", "psql", "vacuumdb"]);
+      await pg.resolveInstall({ version: s.source.version, binDir: s.source.binDir, field: "source" }, ["pg_ctl", "psql", "pg_controldata"]);
+    },
+    running: async (dir) => (await pg.status(dir, inst).catch(() => ({ running: false }))).running,
+    stop: async (dir) => void (await pg.stop(dir, inst, { mode: "fast" })),
+    start: async (dir) => void (await pg.start(dir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false })),
+    sequences: async (db) => pg.adminQuery(srv, "SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1", { database: db }),
+    value: async (sql, db) => (await pg.adminQuery(srv, sql, { database: db }))[0]?.[0],
+    analyze: async (dir) => void (await pg.postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" })),
+  };
+}
+
+async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverSpec) => Promise<T>, prior?: CutOverOutputs): Promise<T> {
+  return await withHost(i.connection, async (host) => {
+    const pg = new PostgresDriver(host, { osUser: i.live.osUser });
+    const storage = openStorage(i.storage, host);
+    const spec = specOf(i, prior);
+    const log = (m: string) => progress(i.label, m);
+    const primary = await storage.volume(spec.liveVolumes[0]);
+    if (!primary?.mountpoint) throw new Error(`live's volume ${spec.liveVolumes[0]} does not exist or is not mounted on ${host.description}; nothing was done`);
+    const live = new PgLiveServer(host, pg, {
+      source: spec.source,
+      dataDir: `${primary.mountpoint}/${i.live.pgdata}`,
+      startCommand: i.live.startCommand,
+      stopCommand: i.live.stopCommand,
+      logFile: `/var/log/understudy/live-${i.stack}.log`,
+    });
+    const bouncer = new PgBouncerEndpoint(host, i.endpoint);
+    const replay: Replay = async (step, pgPlan, state) => {
+      const r = await runStep(
+        { host, storage, pg, log },
+        { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql },
+      );
+      return { updateExtensionsSql: r.updateExtensionsSql };
+    };
+    const env: CutoverEnv = {
+      storage,
+      live,
+      server: newServerOf(host, pg, spec),
+      endpoint: {
+        description: `PgBouncer ${i.endpoint.name} on ${host.description}`,
+        current: (db) => bouncer.target(db),
+        hold: async (db, f, o) => await bouncer.hold(db, (ctx) => f({ retarget: (t) => ctx.retarget(t) }), o),
+      },
+      replay,
+      log,
+    };
+    return await fn(env, spec);
+  });
+}
+
+const diff = declaredDiff(CUTOVER_DIFF);
+
+function timings(p: PhaseTiming[]): Array<{ phase: string; ms: number }> {
+  return p.map((x) => ({ phase: x.phase, ms: x.ms }));
+}
+
+async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): Promise<CutOverOutputs> {
+  return await withEnv(
+    i,
+    async (env, spec) => {
+      const r = await promote(env, spec);
+      const at = new Date().toISOString();
+      env.log(`promoted: clients resumed on PostgreSQL ${i.to} (${r.newLiveVolumes[0]}, port ${i.newLive.port}); pause window ${r.pauseWindowMs} ms`);
+      return {
+        ...i,
+        state: "promoted",
+        target: newLiveTarget(spec),
+        promotedAt: at,
+        finalSnapshot: `${spec.liveVolumes[0]}@${r.finalSnapshot}`,
+        newLiveDataset: r.newLiveVolumes[0],
+        newLiveVolumes: r.newLiveVolumes,
+        newLiveDataDir: r.newLiveDataDir,
+        pauseWindowMs: r.pauseWindowMs,
+        phases: timings(r.phases),
+        events: [...(prior?.events ?? []), { at, what: `promoted: ${i.database} now served by PostgreSQL ${i.to} on ${r.newLiveVolumes[0]}` }],
+      };
+    },
+    prior,
   );
 }
 
-export const cutOverProvider: pulumi.dynamic.ResourceProvider = {
+async function doRollBack(i: CutOverInputs, prior: CutOverOutputs): Promise<CutOverOutputs> {
+  return await withEnv(
+    i,
+    async (env, spec) => {
+      const r = await rollBack(env, spec, prior.newLiveDataDir!);
+      const at = new Date().toISOString();
+      env.log(
+        `rolled back: clients resumed on PostgreSQL ${i.live.version} (${i.live.dataset}); pause window ${r.pauseWindowMs} ms. ` +
+          `Writes made on the new live since ${prior.promotedAt} stay in ${prior.newLiveDataset} (stopped), they were not copied back.`,
+      );
+      return {
+        ...i,
+        state: "rolled-back",
+        target: liveTarget(spec),
+        promotedAt: prior.promotedAt,
+        rolledBackAt: at,
+        finalSnapshot: prior.finalSnapshot,
+        newLiveDataset: prior.newLiveDataset,
+        newLiveVolumes: prior.newLiveVolumes,
+        newLiveDataDir: prior.newLiveDataDir,
+        pauseWindowMs: r.pauseWindowMs,
+        phases: timings(r.phases),
+        events: [...prior.events, { at, what: `rolled back to PostgreSQL ${i.live.version}; ${prior.newLiveDataset} kept, stopped` }],
+      };
+    },
+    prior,
+  );
+}
+
+export const cutOverProvider: UnderstudyProvider = {
+  migrate: migrateCutOver,
+
   async check(_o: CutOverInputs, n: CutOverInputs) {
-    const failures: pulumi.dynamic.CheckFailure[] = [];
-    if (!isUnknown(n.promote) && typeof n.promote !== "boolean") failures.push({ property: "promote", reason: "promote: must be true or false" });
-    for (const k of ["startCommand", "stopCommand"] as const) {
-      const v = n.live?.[k];
-      if (v !== undefined && !isUnknown(v) && !isArgv(v)) {
-        failures.push({ property: k, reason: `source.${k}: must be a non-empty argv array` });
-      }
-    }
-    if (!isUnknown(n.newLive?.port) && !isUnknown(n.live?.port) && n.newLive?.port === n.live?.port) {
-      failures.push({ property: "newLive", reason: "newLive.port: must differ from the live port (PgBouncer must see a new target)" });
-    }
+    const failures: pulumi.dynamic.CheckFailure[] = [...checkConnection(n.connection)];
+    // Everything it will use, checked now (also in preview): after live is stopped is too late.
+    for (const e of checkCutOver(n, (v) => !isUnknown(v))) failures.push({ property: e.field.split(/[.[]/)[0], reason: e.message });
     return { inputs: n, failures };
   },
   async diff(_id: string, o: CutOverOutputs, n: CutOverInputs) {
-    // Nothing here is ever replaced: promote flips are updates (promote / roll back), the rest is
-    // remembered for the next flip.
-    const changes = JSON.stringify({ ...o, state: undefined, target: undefined, promotedAt: undefined, rolledBackAt: undefined, finalSnapshot: undefined, newLiveDataDir: undefined, pauseWindowMs: undefined, phases: undefined, events: undefined }) !== JSON.stringify({ ...o, ...n, state: undefined, target: undefined, promotedAt: undefined, rolledBackAt: undefined, finalSnapshot: undefined, newLiveDataDir: undefined, pauseWindowMs: undefined, phases: undefined, events: undefined });
-    return { changes, replaces: [], deleteBeforeReplace: false };
+    return diff(o as unknown as Record<string, unknown>, n as unknown as Record<string, unknown>);
   },
   async create(i: CutOverInputs) {
-    const outs = i.promote
-      ? await withEnv(i, (e) => promote(e, i, undefined))
-      : { ...i, state: "serving-old" as const, target: liveTarget(i), events: [] };
+    const outs: CutOverOutputs = i.promote ? await doPromote(i, undefined) : { ...i, state: "serving-old", target: liveTarget(specOf(i)), events: [] };
     return { id: `${hostIdentity(i.connection)}:cutover:${i.endpoint.name}:${i.database}`, outs };
   },
   async read(id: string, p: CutOverOutputs) {
     return { id, props: p };
   },
   async update(_id: string, o: CutOverOutputs, n: CutOverInputs) {
-    if (n.promote && o.state !== "promoted") return { outs: await withEnv(n, (e) => promote(e, n, o)) };
-    if (!n.promote && o.state === "promoted") return { outs: await withEnv(n, (e) => rollBack(e, n, o)) };
+    if (n.promote && o.state !== "promoted") return { outs: await doPromote(n, o) };
+    if (!n.promote && o.state === "promoted") return { outs: await doRollBack(n, o) };
     return { outs: { ...o, ...n, state: o.state, target: o.target } };
   },
   async delete(_id: string, p: CutOverOutputs) {
@@ -450,7 +336,7 @@ export class CutOver extends UnderstudyResource {
   declare readonly finalSnapshot: pulumi.Output<string | undefined>;
   declare readonly newLiveDataset: pulumi.Output<string | undefined>;
   declare readonly pauseWindowMs: pulumi.Output<number | undefined>;
-  declare readonly phases: pulumi.Output<PhaseTiming[] | undefined>;
+  declare readonly phases: pulumi.Output<Array<{ phase: string; ms: number }> | undefined>;
   declare readonly events: pulumi.Output<Array<{ at: string; what: string }>>;
 
   constructor(name: string, args: CutOverArgs, opts?: pulumi.CustomResourceOptions) {
@@ -465,6 +351,7 @@ export class CutOver extends UnderstudyResource {
         rolledBackAt: undefined,
         finalSnapshot: undefined,
         newLiveDataset: undefined,
+        newLiveVolumes: undefined,
         newLiveDataDir: undefined,
         pauseWindowMs: undefined,
         phases: undefined,

@@ -2,12 +2,13 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
 import type { Host } from "../host/types";
-import { ZfsDriver, OWNER_PROPERTY } from "../zfs/driver";
-import { validateDataset, validateSnapshotShortName } from "../zfs/names";
+import { openStorage, storageSyntax, validateStorageSpec, type Storage, type StorageSpec } from "../storage";
+import { declaredDiff } from "../diff";
+import type { UnderstudyProvider } from "../dispatch";
 import { PostgresDriver, PgBinary } from "../postgres/driver";
 import { PostgresInputError } from "../postgres/errors";
 import { validateOsUser, validatePath, validatePort, validateSocketDir, validateVersion } from "../postgres/validate";
-import { errorMessage, failure, hostIdentity, isUnknown, progress, checkConnection } from "../common";
+import { errorMessage, failure, isUnknown, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
 import { InputError } from "../errors";
 
@@ -20,6 +21,8 @@ import { InputError } from "../errors";
  */
 export interface PreflightInputs {
   connection?: ConnectionArgs;
+  /** The storage backend (absent in 0.1.0 state: ZFS). */
+  storage?: StorageSpec;
   label: string;
   from: { version: number; binDir?: string };
   /** The target of an upgrade (omitted for a plain DatabaseClone). */
@@ -75,10 +78,9 @@ async function portsOfOurServers(host: Host, mountpoint: string): Promise<Set<nu
   return ours;
 }
 
-export async function runPreflight(host: Host, i: PreflightInputs): Promise<{ problems: string[]; fromVersion?: string; toVersion?: string }> {
+export async function runPreflight(host: Host, i: PreflightInputs, storage: Storage = openStorage(i.storage, host)): Promise<{ problems: string[]; fromVersion?: string; toVersion?: string }> {
   const problems: string[] = [];
   const pg = new PostgresDriver(host, { osUser: i.osUser });
-  const z = new ZfsDriver(host);
   let fromVersion: string | undefined;
   let toVersion: string | undefined;
   try {
@@ -94,11 +96,11 @@ export async function runPreflight(host: Host, i: PreflightInputs): Promise<{ pr
     }
   }
 
-  const src = await z.get(i.source.dataset);
+  const src = await storage.volume(i.source.dataset);
   if (!src) {
     problems.push(`source.dataset: ${i.source.dataset} does not exist on ${host.description}`);
   } else {
-    if (src.mounted && src.mountpoint?.startsWith("/")) {
+    if (src.mountpoint?.startsWith("/")) {
       const dir = `${src.mountpoint}/${i.source.pgdata}`;
       const v = await host.run(["cat", "--", `${dir}/PG_VERSION`], { okExitCodes: [0, 1], timeoutMs: 60_000 });
       if (v.exitCode !== 0) problems.push(`source.pgdata: ${dir} on ${host.description} is not a PostgreSQL data directory (no PG_VERSION)`);
@@ -106,15 +108,15 @@ export async function runPreflight(host: Host, i: PreflightInputs): Promise<{ pr
         problems.push(`source.version: ${i.from.version}, but ${dir} on ${host.description} holds a PostgreSQL ${v.stdout.trim()} cluster`);
       }
     }
-    if (i.source.snapshot && !(await z.exists(`${i.source.dataset}@${i.source.snapshot}`))) {
+    if (i.source.snapshot && !(await storage.findSnapshotSet([i.source.dataset], i.source.snapshot).catch(() => undefined))) {
       problems.push(`snapshot: ${i.source.dataset}@${i.source.snapshot} does not exist on ${host.description}`);
     }
   }
 
-  const clone = await z.get(i.clone.dataset);
+  const clone = await storage.volume(i.clone.dataset);
   let ours = new Set<number>();
   if (clone) {
-    const owner = clone.user[OWNER_PROPERTY] ?? "";
+    const owner = clone.owner ?? "";
     if (owner !== i.clone.owner) {
       problems.push(
         `clone.dataset: ${i.clone.dataset} already exists on ${host.description} (${owner ? `created by ${owner}` : "not created by Understudy"}); choose another name`,
@@ -123,8 +125,8 @@ export async function runPreflight(host: Host, i: PreflightInputs): Promise<{ pr
       ours = await portsOfOurServers(host, clone.mountpoint);
     }
   } else {
-    const parent = i.clone.dataset.split("/").slice(0, -1).join("/");
-    if (parent && !(await z.exists(parent))) problems.push(`clone.dataset: its parent ${parent} does not exist on ${host.description}`);
+    const why = await storage.checkNewVolume(i.clone.dataset);
+    if (why) problems.push(`clone.dataset: ${why}`);
   }
 
   for (const { field, port } of i.ports) {
@@ -165,26 +167,36 @@ function staticChecks(news: PreflightInputs): pulumi.dynamic.CheckFailure[] {
       }),
     );
   }
-  if (!isUnknown(news.source)) {
-    f.push(...failure("source", () => validateDataset(news.source.dataset, "source.dataset")));
-    if (news.source.snapshot !== undefined) f.push(...failure("source", () => validateSnapshotShortName(news.source.snapshot, "snapshot")));
+  const storage = news.storage === undefined || isUnknown(news.storage) ? undefined : news.storage;
+  if (storage) f.push(...failure("storage", () => validateStorageSpec(storage, "storage")));
+  // Volume and snapshot syntax is the backend's.
+  let syntax: ReturnType<typeof storageSyntax> | undefined;
+  try {
+    syntax = storageSyntax(storage);
+  } catch {
+    syntax = undefined; // reported above
   }
-  if (!isUnknown(news.clone)) f.push(...failure("clone", () => validateDataset(news.clone.dataset, "clone.dataset")));
+  if (syntax && !isUnknown(news.source)) {
+    f.push(...failure("source", () => syntax!.validateVolumeId(news.source.dataset, "source.dataset")));
+    if (news.source.snapshot !== undefined) f.push(...failure("source", () => syntax!.validateSnapshotName(news.source.snapshot, "snapshot")));
+  }
+  if (syntax && !isUnknown(news.clone)) f.push(...failure("clone", () => syntax!.validateVolumeId(news.clone.dataset, "clone.dataset")));
   return f;
 }
 
-export const preflightProvider: pulumi.dynamic.ResourceProvider = {
+/** Anything the checks depend on changed: check again (replace). Credentials alone: in place. */
+export const PREFLIGHT_DIFF = { replace: ["from", "to", "osUser", "ports", "socketDir", "source", "clone", "storage"], update: [], ignore: ["label"], deleteBeforeReplace: false };
+const diff = declaredDiff(PREFLIGHT_DIFF);
+
+export const preflightProvider: UnderstudyProvider = {
+  migrate: (p) => ({ ...p, storage: p.storage ?? { kind: "zfs" } }),
+
   async check(_olds: PreflightInputs, news: PreflightInputs) {
     return { inputs: news, failures: staticChecks(news) };
   },
 
   async diff(_id: string, olds: PreflightOutputs, news: PreflightInputs) {
-    // Anything the checks depend on changed: check again (replace). Credentials alone: in place.
-    const key = (x: PreflightInputs) =>
-      JSON.stringify({ host: hostIdentity(x.connection), from: x.from, to: x.to, osUser: x.osUser, ports: x.ports, socketDir: x.socketDir, source: x.source, clone: x.clone });
-    const replace = key(olds) !== key(news);
-    const creds = JSON.stringify(olds.connection ?? null) !== JSON.stringify(news.connection ?? null);
-    return { changes: replace || creds, replaces: replace ? ["checks"] : [] };
+    return diff(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   },
 
   async create(i: PreflightInputs) {

@@ -5,6 +5,7 @@
  * version (= the source as of the snapshot) and on the upgraded clone.
  */
 import type { CheckRecord } from "./report";
+import { InputError } from "../errors";
 
 export interface VerifySpec {
   /** `exact` counts every row (slow on huge tables), `none` skips. */
@@ -32,17 +33,17 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 export function parseTableRef(ref: string, field = "checks.checksumTables"): { db?: string; schema: string; table: string } {
   const parts = ref.split(".");
   if (parts.length < 2 || parts.length > 3 || parts.some((p) => !IDENT.test(p))) {
-    throw new Error(`${field}: ${JSON.stringify(ref)} must be schema.table or database.schema.table (plain identifiers)`);
+    throw new InputError(field, `${JSON.stringify(ref)} must be schema.table or database.schema.table (plain identifiers)`);
   }
   return parts.length === 3 ? { db: parts[0], schema: parts[1], table: parts[2] } : { schema: parts[0], table: parts[1] };
 }
 
 export function validateVerifySpec(v: VerifySpec): VerifySpec {
-  if (!["exact", "none"].includes(v.rowCounts)) throw new Error(`checks.rowCounts: must be "exact" or "none"`);
+  if (!["exact", "none"].includes(v.rowCounts)) throw new InputError("checks.rowCounts", 'must be "exact" or "none"');
   v.checksumTables.forEach((t) => parseTableRef(t));
   for (const a of v.assertions) {
-    if (!a.name || typeof a.sql !== "string" || !a.sql.trim()) throw new Error("checks.assertions: each needs a name and sql");
-    if (a.database !== undefined && !IDENT.test(a.database)) throw new Error(`checks.assertions.database: ${JSON.stringify(a.database)} is not a plain identifier`);
+    if (!a.name || typeof a.sql !== "string" || !a.sql.trim()) throw new InputError("checks.assertions", "each needs a name and sql");
+    if (a.database !== undefined && !IDENT.test(a.database)) throw new InputError("checks.assertions.database", `${JSON.stringify(a.database)} is not a plain identifier`);
   }
   return v;
 }

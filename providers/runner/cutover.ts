@@ -12,8 +12,7 @@
  */
 import { errorMessage } from "../errors";
 import type { DatabaseTarget } from "../endpoint/pgbouncer-config";
-import type { PgPlan, RehearsalPlan } from "../plan/rehearsal";
-import type { PromotionPlan } from "../plan/promotion";
+import type { PgPlan, SourcePlan, UpgradeMode } from "../plan/rehearsal";
 import { pgPlanFor } from "../plan/rehearsal";
 import type { PlannedStep } from "../plan/steps";
 import type { SnapshotSet, Storage } from "../storage/types";
@@ -61,17 +60,28 @@ export interface CutoverEnv {
   journal?(e: JournalEvent): Promise<void> | void;
 }
 
+/** What a cut-over runs: the slice of the rehearsal's and the promotion's plans it needs. */
 export interface CutoverSpec {
   /** Owner mark of everything the promotion creates (final snapshot, new live). */
   owner: string;
   /** Safe stack name for snapshot names. */
   stack: string;
-  rehearsal: RehearsalPlan;
-  promotion: PromotionPlan;
-  /** The rehearsal that proved the plan: must be `passed`. */
-  rehearsalStatus: string;
+  /** The rehearsal that proved the plan: its status must be `passed`. */
+  rehearsal: { name: string; status: string };
+  /** Live. */
+  source: SourcePlan;
   /** Live's volumes, the one holding PGDATA first. */
   liveVolumes: string[];
+  to: number;
+  toBinDir: string;
+  mode: UpgradeMode;
+  /** The rehearsal's steps (the cut-over ones are replayed). */
+  steps: PlannedStep[];
+  assertions: Array<{ name: string; sql: string; database?: string }>;
+  /** The endpoint's database (PgBouncer entry) and how long PAUSE may wait. */
+  database: string;
+  pauseTimeoutMs: number;
+  newLive: { dataset: string; port: number; socketDir: string; listen: string };
   /** State left by the last promotion of this resource (for the next generation's name). */
   prior?: { state: string };
 }
@@ -90,11 +100,16 @@ export const FAILED_ATTEMPT = "failed-attempt";
 const target = (socketDir: string, port: number, dbname: string): DatabaseTarget => ({ host: socketDir, port, dbname });
 
 export function liveTarget(s: CutoverSpec): DatabaseTarget {
-  return target(s.rehearsal.source.socketDir, s.rehearsal.source.port, s.promotion.endpoint.database);
+  return target(s.source.socketDir, s.source.port, s.database);
 }
 
 export function newLiveTarget(s: CutoverSpec): DatabaseTarget {
-  return target(s.promotion.newLive.socketDir, s.promotion.newLive.port, s.promotion.endpoint.database);
+  return target(s.newLive.socketDir, s.newLive.port, s.database);
+}
+
+/** The new live's PostgreSQL parameters on a clone mounted at `mountpoint` (the rehearsal's rules, the new live's server). */
+export function newLivePgPlan(s: CutoverSpec, mountpoint: string): PgPlan {
+  return pgPlanFor({ source: s.source, to: s.to, toBinDir: s.toBinDir, mode: s.mode }, mountpoint, { ...s.newLive, tempPort: s.newLive.port + 1, database: s.database });
 }
 
 /** The steps a promotion replays while clients wait: the rehearsal's cut-over steps, without recover/verify. */
@@ -113,11 +128,11 @@ function stamp(): string {
  * name. A volume left by a failed attempt (marked so) is that generation's name again.
  */
 async function newLivePrimary(env: CutoverEnv, s: CutoverSpec): Promise<string> {
-  let id = s.promotion.newLive.dataset;
+  let id = s.newLive.dataset;
   for (let n = 2; s.prior?.state === "rolled-back"; n++) {
     const v = await env.storage.volume(id);
     if (!v || v.marks.promotion === FAILED_ATTEMPT) break;
-    id = env.storage.siblingVolume(s.promotion.newLive.dataset, `${s.promotion.newLive.dataset.split("/").pop()}-${n}`);
+    id = env.storage.siblingVolume(s.newLive.dataset, `${s.newLive.dataset.split("/").pop()}-${n}`);
   }
   return id;
 }
@@ -125,6 +140,8 @@ async function newLivePrimary(env: CutoverEnv, s: CutoverSpec): Promise<string> 
 export interface PromoteState {
   spec: CutoverSpec;
   finalSnapshot: string;
+  /** Set once this attempt took the final snapshot: an undo removes only what the attempt made. */
+  snapshotTaken?: boolean;
   newVolumes: string[];
   pg?: PgPlan;
   seqBefore?: string[][];
@@ -141,7 +158,7 @@ async function removeFailedAttempt(env: CutoverEnv, s: CutoverSpec, volumes: str
   if (primary.owner !== s.owner) {
     throw new Error(`${volumes[0]} already exists and was not created by this promotion. Rename or destroy it, or set newLive.dataset; nothing was done`);
   }
-  const pg = pgPlanFor(s.rehearsal, primary.mountpoint ?? "/nonexistent", { ...s.promotion.newLive, tempPort: s.promotion.newLive.port + 1, database: s.promotion.endpoint.database });
+  const pg = newLivePgPlan(s, primary.mountpoint ?? "/nonexistent");
   if (primary.mountpoint && (await env.server.running(pg.newDataDir))) {
     throw new Error(`a server is running on ${volumes[0]} (${pg.newDataDir}); nothing was done`);
   }
@@ -159,8 +176,8 @@ async function removeFailedAttempt(env: CutoverEnv, s: CutoverSpec, volumes: str
 /** The `replay` cut-over's phases (exported for the unit tests, which fail each in turn). */
 export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<PromoteState>> {
   const s = st.spec;
-  const db = s.promotion.endpoint.database;
-  const steps = replayedSteps(s.rehearsal.steps);
+  const db = s.database;
+  const steps = replayedSteps(s.steps);
   const phases: Array<Phase<PromoteState>> = [
     {
       name: "read live sequences",
@@ -185,8 +202,10 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       held: true,
       run: async () => {
         await env.storage.snapshot(s.liveVolumes, st.finalSnapshot, s.owner);
+        st.snapshotTaken = true;
       },
       undo: async () => {
+        if (!st.snapshotTaken) return;
         // A half-made clone that could not be removed (marked for the next attempt) still
         // depends on it: then both stay, and the next promotion removes both.
         for (const v of st.newVolumes) {
@@ -207,7 +226,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         const made = await env.storage.clone(set, s.liveVolumes.map((src, i) => ({ source: src, target: st.newVolumes[i] })), s.owner);
         const mnt = made[0].mountpoint;
         if (!mnt) throw new Error(`the clone ${made[0].id} is not mounted`);
-        st.pg = pgPlanFor(s.rehearsal, mnt, { ...s.promotion.newLive, tempPort: s.promotion.newLive.port + 1, database: db });
+        st.pg = newLivePgPlan(s, mnt);
       },
       undo: async () => {
         if (st.pg && (await env.server.running(st.pg.newDataDir).catch(() => false))) await env.server.stop(st.pg.newDataDir);
@@ -241,7 +260,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         if (JSON.stringify(seqAfter) !== JSON.stringify(st.seqBefore)) {
           throw new Error(`sequences differ between live and the upgraded clone: ${JSON.stringify(st.seqBefore).slice(0, 200)} vs ${JSON.stringify(seqAfter).slice(0, 200)}`);
         }
-        for (const a of s.rehearsal.checks.assertions) {
+        for (const a of s.assertions) {
           const v = await env.server.value(a.sql, a.database ?? db);
           if (v !== "t" && v !== "true") throw new Error(`assertion "${a.name}" returned ${v ?? "no row"}`);
         }
@@ -284,19 +303,21 @@ function holdFor(env: CutoverEnv, st: { retarget?: (t: DatabaseTarget) => Promis
 
 /** Promote: everything checked first (nothing held), then the phases. `wrap` lets tests fail a phase. */
 export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<Phase<PromoteState>>) => Array<Phase<PromoteState>> = (p) => p): Promise<PromoteResult> {
-  if (s.rehearsalStatus !== "passed") {
-    throw new Error(`the rehearsal ${s.rehearsal.name} has not passed (status: ${s.rehearsalStatus}); nothing was done`);
+  if (s.rehearsal.status !== "passed") {
+    throw new Error(`the rehearsal ${s.rehearsal.name} has not passed (status: ${s.rehearsal.status}); nothing was done`);
   }
   const primary = await newLivePrimary(env, s);
   const newVolumes = env.storage.cloneTargets(primary, s.liveVolumes);
   await removeFailedAttempt(env, s, newVolumes);
   await env.server.checkReady();
-  const db = s.promotion.endpoint.database;
+  const db = s.database;
   if (!(await env.endpoint.current(db))) throw new Error(`${env.endpoint.description} has no database ${db}; nothing was done`);
 
-  const st: PromoteState = { spec: s, finalSnapshot: `understudy-final-${s.stack}-${stamp()}`, newVolumes, server: "none", switched: false };
+  let finalSnapshot = `understudy-final-${s.stack}-${stamp()}`;
+  for (let n = 2; await env.storage.findSnapshotSet(s.liveVolumes, finalSnapshot).catch(() => true); n++) finalSnapshot = `understudy-final-${s.stack}-${stamp()}-${n}`;
+  const st: PromoteState = { spec: s, finalSnapshot, newVolumes, server: "none", switched: false };
   const run: PhaseRun = await runPhases(wrap(replayPhases(env, st)), st, {
-    hold: holdFor(env, st, db, s.promotion.endpoint.pauseTimeoutMs),
+    hold: holdFor(env, st, db, s.pauseTimeoutMs),
     log: env.log,
     journal: env.journal,
   });
@@ -316,7 +337,7 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
 
 /** Roll back a promotion: clients back on the old live; the new live stopped and kept (it holds the writes made while it served). */
 export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: string): Promise<{ pauseWindowMs: number; phases: PhaseTiming[] }> {
-  const db = s.promotion.endpoint.database;
+  const db = s.database;
   const st: { retarget?: (t: DatabaseTarget) => Promise<unknown> } = {};
   const phases: Array<Phase<typeof st>> = [
     {
@@ -348,6 +369,6 @@ export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: 
       },
     },
   ];
-  const run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.promotion.endpoint.pauseTimeoutMs), log: env.log, journal: env.journal });
+  const run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log, journal: env.journal });
   return { pauseWindowMs: run.hold?.pauseWindowMs ?? 0, phases: run.phases };
 }

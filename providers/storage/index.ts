@@ -6,6 +6,7 @@
 import type { Host } from "../host/types";
 import { InputError } from "../errors";
 import type { Storage, StorageSpec } from "./types";
+import * as zfs from "../zfs/storage";
 
 export * from "./types";
 
@@ -17,8 +18,7 @@ export interface StorageModule {
 }
 
 const backends: Record<string, () => StorageModule> = {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  zfs: () => require("../zfs/storage") as StorageModule,
+  zfs: () => zfs,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   ebs: () => require("../ebs/storage") as StorageModule,
 };
@@ -33,6 +33,26 @@ function moduleFor(spec: unknown, field: string): StorageModule {
 /** Validate a spec without opening anything. */
 export function validateStorageSpec(spec: unknown, field = "storage"): StorageSpec {
   return moduleFor(spec, field).validateSpec(spec as StorageSpec, field);
+}
+
+/** A host that refuses every command: for a storage used for its syntax checks only. */
+const NO_HOST: Host = {
+  description: "no host (syntax checks only)",
+  run: async () => {
+    throw new Error("a command was about to run during a syntax check");
+  },
+  runAs: async () => {
+    throw new Error("a command was about to run during a syntax check");
+  },
+  writeFile: async () => {
+    throw new Error("a file was about to be written during a syntax check");
+  },
+  close: async () => undefined,
+};
+
+/** The backend's id and name rules (no I/O: it has no host), e.g. for a provider's `check`. */
+export function storageSyntax(spec: StorageSpec | undefined): Pick<Storage, "validateVolumeId" | "validateSnapshotName" | "cloneTargets" | "siblingVolume"> {
+  return openStorage(spec, NO_HOST);
 }
 
 /** The storage a spec names, on `host` (where commands run and clones are mounted). */

@@ -129,6 +129,9 @@ export interface Storage {
   /** An id for a new volume called `name` next to `of` (e.g. the new live next to the rehearsal's clone). No I/O. */
   siblingVolume(of: string, name: string): string;
 
+  /** Why a new volume `id` could not be created here (e.g. a ZFS parent that does not exist); undefined when it can. Read-only. */
+  checkNewVolume(id: string): Promise<string | undefined>;
+
   /** A volume (source or clone), or undefined when it does not exist. */
   volume(id: string): Promise<VolumeInfo | undefined>;
   /**

@@ -13,6 +13,7 @@ import {
 } from "./names";
 import { errorMessage, failure, hostIdentity, isUnknown, ownerId, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
+import { declaredDiff, type DiffSpec } from "../diff";
 import { InputError } from "../errors";
 
 // ---------------------------------------------------------------------------------------
@@ -95,8 +96,17 @@ function claim(label: string, what: string, info: DatasetInfo, inputs: Owned): {
 // ---------------------------------------------------------------------------------------
 // ZfsSnapshot
 
+/** A different dataset, name or member list is another snapshot; properties and adoption change in place. */
+export const SNAPSHOT_DIFF: DiffSpec = { replace: ["dataset", "name", "members"], update: ["properties", "adopt"], ignore: ["label", "owner", "hook", "hookUser"] };
+const snapshotDiff = declaredDiff(SNAPSHOT_DIFF);
+/** A different origin or dataset is another clone; properties and adoption change in place. */
+export const CLONE_DIFF: DiffSpec = { replace: ["snapshot", "dataset", "members"], update: ["properties", "adopt"], ignore: ["label", "owner"] };
+const cloneDiff = declaredDiff(CLONE_DIFF);
+
 interface SnapshotInputs extends Owned {
   dataset: string;
+  /** More datasets snapshotted at the same instant, under the same name (a cluster's WAL, tablespaces). */
+  members?: string[];
   name: string;
   properties?: Record<string, string>;
   hook?: string[];
@@ -129,6 +139,13 @@ export const zfsSnapshotProvider: pulumi.dynamic.ResourceProvider = {
       ...checkConnection(news.connection),
       ...(isUnknown(news.dataset) ? [] : failure("dataset", () => validateDataset(news.dataset, "dataset"))),
       ...(isUnknown(news.name) ? [] : failure("name", () => validateSnapshotShortName(news.name, "name"))),
+      ...(news.members === undefined || isUnknown(news.members)
+        ? []
+        : failure("members", () => {
+            if (!Array.isArray(news.members)) throw new InputError("members", "must be a list of datasets");
+            news.members.forEach((m, i) => validateDataset(m, `members[${i}]`));
+            if (new Set([news.dataset, ...news.members]).size !== news.members.length + 1) throw new InputError("members", "lists a dataset twice");
+          })),
       ...checkProperties(news.properties, true),
       ...(news.hook === undefined || isUnknown(news.hook) ? [] : failure("hook", () => validateHook(news.hook, news.hookUser))),
     ];
@@ -136,18 +153,7 @@ export const zfsSnapshotProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async diff(_id: string, olds: SnapshotOutputs, news: SnapshotInputs) {
-    const replaces: string[] = [];
-    if (olds.dataset !== news.dataset) replaces.push("dataset");
-    if (olds.name !== news.name) replaces.push("name");
-    if (hostIdentity(olds.connection) !== hostIdentity(news.connection)) replaces.push("connection");
-    const props = changedKeys(olds.properties, news.properties).length > 0;
-    const creds = JSON.stringify(olds.connection ?? null) !== JSON.stringify(news.connection ?? null);
-    const adopt = !!olds.adopt !== !!news.adopt;
-    return {
-      changes: replaces.length > 0 || props || creds || adopt,
-      replaces,
-      deleteBeforeReplace: true,
-    };
+    return snapshotDiff(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   },
 
   async create(inputs: SnapshotInputs) {
@@ -163,8 +169,15 @@ export const zfsSnapshotProvider: pulumi.dynamic.ResourceProvider = {
       } else {
         if (inputs.hook) await runHook(z, label, inputs.hook, inputs.hookUser);
         const started = Date.now();
-        await z.snapshot(full, { [OWNER_PROPERTY]: inputs.owner, ...(inputs.properties ?? {}) });
-        progress(label, `snapshot ${full} taken in ${Date.now() - started} ms`);
+        const props = { [OWNER_PROPERTY]: inputs.owner, ...(inputs.properties ?? {}) };
+        if (inputs.members?.length) {
+          const all = [inputs.dataset, ...inputs.members];
+          const how = await z.snapshotAtomically(all, inputs.name, props);
+          progress(label, `snapshot set ${inputs.name} of ${all.join(", ")} taken at one instant (${how === "recursive" ? "recursively on their common parent, extras removed" : "one command"}) in ${Date.now() - started} ms`);
+        } else {
+          await z.snapshot(full, props);
+          progress(label, `snapshot ${full} taken in ${Date.now() - started} ms`);
+        }
       }
       const info = await z.get(full);
       if (!info) throw new Error(`snapshot ${full} vanished right after it was taken`);
@@ -195,10 +208,12 @@ export const zfsSnapshotProvider: pulumi.dynamic.ResourceProvider = {
   async delete(id: string, props: SnapshotOutputs) {
     const label = props.label ?? id;
     await withDriver(props.connection, async (z) => {
-      const result = await z.destroy(id, props.adopted ? "" : props.owner);
-      if (result === "not-owned") progress(label, `left ${id} in place: it was not created by this stack`);
-      else if (result === "missing") progress(label, `${id} was already gone`);
-      else progress(label, `destroyed ${id}`);
+      for (const snap of [id, ...(props.members ?? []).map((m) => `${m}@${props.name}`)]) {
+        const result = await z.destroy(snap, props.adopted ? "" : props.owner);
+        if (result === "not-owned") progress(label, `left ${snap} in place: it was not created by this stack`);
+        else if (result === "missing") progress(label, `${snap} was already gone`);
+        else progress(label, `destroyed ${snap}`);
+      }
     });
   },
 };
@@ -220,6 +235,11 @@ export interface ZfsSnapshotArgs {
   connection?: pulumi.Input<ConnectionArgs>;
   /** The dataset to snapshot, e.g. `tank/pg13`. */
   dataset: pulumi.Input<string>;
+  /**
+   * More datasets of the same pool snapshotted at the same instant under the same name
+   * (e.g. a cluster's WAL and tablespace datasets), so that together they are crash-consistent.
+   */
+  members?: pulumi.Input<pulumi.Input<string>[]>;
   /** The part after `@`, e.g. `before-upgrade`. */
   name: pulumi.Input<string>;
   /** User properties (`module:name` = value) to set on the snapshot. */
@@ -264,6 +284,7 @@ export class ZfsSnapshot extends UnderstudyResource {
       {
         connection: args.connection,
         dataset: args.dataset,
+        members: args.members,
         name: args.name,
         properties: args.properties,
         adopt: args.adopt ?? false,
@@ -289,11 +310,15 @@ interface CloneInputs extends Owned {
   snapshot: string;
   dataset: string;
   properties?: Record<string, string>;
+  /** More clones made with it, of snapshots of the same set (a cluster's WAL, tablespaces). */
+  members?: Array<{ snapshot: string; dataset: string; properties?: Record<string, string> }>;
 }
 
 interface CloneOutputs extends CloneInputs {
   origin: string;
   mountpoint: string;
+  /** Where each member clone is mounted, in `members` order. */
+  memberMountpoints?: string[];
   createdAt: string;
   used: number;
   referenced: number;
@@ -320,6 +345,19 @@ export const zfsCloneProvider: pulumi.dynamic.ResourceProvider = {
       ...(isUnknown(news.snapshot) ? [] : failure("snapshot", () => validateSnapshot(news.snapshot, "snapshot"))),
       ...(isUnknown(news.dataset) ? [] : failure("dataset", () => validateDataset(news.dataset, "dataset"))),
       ...checkProperties(news.properties, false),
+      ...(news.members === undefined || isUnknown(news.members)
+        ? []
+        : failure("members", () => {
+            if (!Array.isArray(news.members)) throw new InputError("members", "must be a list of { snapshot, dataset }");
+            news.members.forEach((m, i) => {
+              validateSnapshot(m.snapshot, `members[${i}].snapshot`);
+              validateDataset(m.dataset, `members[${i}].dataset`);
+              for (const [k, v] of Object.entries(m.properties ?? {})) {
+                validatePropertyName(k, `members[${i}].properties`);
+                validatePropertyValue(k, v, `members[${i}].properties`);
+              }
+            });
+          })),
     ];
     if (!isUnknown(news.snapshot) && !isUnknown(news.dataset) && failures.length === 0) {
       const src = String(news.snapshot).split("@")[0];
@@ -331,13 +369,7 @@ export const zfsCloneProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async diff(_id: string, olds: CloneOutputs, news: CloneInputs) {
-    const replaces: string[] = [];
-    if (olds.snapshot !== news.snapshot) replaces.push("snapshot");
-    if (olds.dataset !== news.dataset) replaces.push("dataset");
-    if (hostIdentity(olds.connection) !== hostIdentity(news.connection)) replaces.push("connection");
-    const props = changedKeys(olds.properties, news.properties).length > 0;
-    const creds = JSON.stringify(olds.connection ?? null) !== JSON.stringify(news.connection ?? null);
-    return { changes: replaces.length > 0 || props || creds || !!olds.adopt !== !!news.adopt, replaces, deleteBeforeReplace: true };
+    return cloneDiff(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   },
 
   async create(inputs: CloneInputs) {
@@ -361,7 +393,22 @@ export const zfsCloneProvider: pulumi.dynamic.ResourceProvider = {
       }
       const info = await z.get(inputs.dataset);
       if (!info) throw new Error(`clone ${inputs.dataset} vanished right after it was created`);
-      return { id: inputs.dataset, outs: cloneOutputs(inputs, info, adopted, owner) };
+      const memberMountpoints: string[] = [];
+      for (const m of inputs.members ?? []) {
+        const have = await z.get(m.dataset);
+        if (have) {
+          if (have.user[OWNER_PROPERTY] !== owner || have.origin !== m.snapshot) {
+            throw new Error(`dataset ${m.dataset} already exists${have.user[OWNER_PROPERTY] === owner ? ` as a clone of ${have.origin ?? "nothing"}` : " and was not created by this stack"}; nothing more was cloned`);
+          }
+        } else {
+          const started = Date.now();
+          await z.clone(m.snapshot, m.dataset, { [OWNER_PROPERTY]: owner, ...(m.properties ?? {}) });
+          progress(label, `cloned ${m.snapshot} to ${m.dataset} in ${Date.now() - started} ms`);
+        }
+        memberMountpoints.push((await z.get(m.dataset))?.mountpoint ?? "");
+      }
+      const outs = cloneOutputs(inputs, info, adopted, owner);
+      return { id: inputs.dataset, outs: inputs.members?.length ? { ...outs, memberMountpoints } : outs };
     });
   },
 
@@ -387,6 +434,10 @@ export const zfsCloneProvider: pulumi.dynamic.ResourceProvider = {
     const label = props.label ?? id;
     await withDriver(props.connection, async (z) => {
       try {
+        for (const m of [...(props.members ?? [])].reverse()) {
+          const r = await z.destroy(m.dataset, props.adopted ? "" : props.owner);
+          if (r === "destroyed") progress(label, `destroyed clone ${m.dataset}`);
+        }
         const result = await z.destroy(id, props.adopted ? "" : props.owner);
         if (result === "not-owned") progress(label, `left ${id} in place: it was not created by this stack`);
         else if (result === "missing") progress(label, `${id} was already gone`);
@@ -409,6 +460,8 @@ export interface ZfsCloneArgs {
   properties?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** Manage a dataset that already exists instead of failing; an adopted dataset is never destroyed. */
   adopt?: pulumi.Input<boolean>;
+  /** More clones made and destroyed with this one: the other members of a snapshot set (a cluster's WAL, tablespaces). */
+  members?: pulumi.Input<Array<{ snapshot: string; dataset: string; properties?: Record<string, string> }>>;
 }
 
 /**
@@ -433,6 +486,8 @@ export class ZfsClone extends UnderstudyResource {
   declare readonly referenced: pulumi.Output<number>;
   declare readonly owner: pulumi.Output<string>;
   declare readonly adopted: pulumi.Output<boolean>;
+  /** Where each member clone is mounted (when `members` were given). */
+  declare readonly memberMountpoints: pulumi.Output<string[] | undefined>;
 
   constructor(name: string, args: ZfsCloneArgs, opts?: pulumi.CustomResourceOptions) {
     super(
@@ -444,10 +499,12 @@ export class ZfsClone extends UnderstudyResource {
         dataset: args.dataset,
         properties: args.properties,
         adopt: args.adopt ?? false,
+        members: args.members,
         owner: ownerId("ZfsClone", name),
         label: name,
         origin: undefined,
         mountpoint: undefined,
+        memberMountpoints: undefined,
         createdAt: undefined,
         used: undefined,
         referenced: undefined,

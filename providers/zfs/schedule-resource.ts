@@ -1,8 +1,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
-import { failure, hostIdentity, isUnknown, ownerId, progress, checkConnection } from "../common";
+import { failure, isUnknown, ownerId, progress, checkConnection } from "../common";
 import { UnderstudyResource } from "../shim";
+import { declaredDiff, type DiffSpec } from "../diff";
 import { installSchedule, paths, removeSchedule, ScheduleSpec, validateSchedule, cronExpression } from "./schedule";
 import { validateDataset } from "./names";
 
@@ -53,6 +54,14 @@ async function install(i: Inputs): Promise<void> {
   });
 }
 
+/** Another id, dataset or prefix is another schedule (its snapshots are named by it); timing, retention and hook change in place. */
+export const SCHEDULE_DIFF: DiffSpec = {
+  replace: ["scheduleId", "dataset", "prefix"],
+  update: ["every", "keepHourly", "keepDaily", "hook", "hookUser", "pruneOnDelete"],
+  ignore: ["owner", "label"],
+};
+const diff = declaredDiff(SCHEDULE_DIFF);
+
 export const zfsScheduleProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: Inputs, news: Inputs) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
@@ -68,14 +77,7 @@ export const zfsScheduleProvider: pulumi.dynamic.ResourceProvider = {
   },
 
   async diff(_id: string, olds: Outputs, news: Inputs) {
-    const replaces: string[] = [];
-    if (olds.scheduleId !== news.scheduleId) replaces.push("scheduleId");
-    if (olds.dataset !== news.dataset) replaces.push("dataset");
-    if (olds.prefix !== news.prefix) replaces.push("prefix");
-    if (hostIdentity(olds.connection) !== hostIdentity(news.connection)) replaces.push("connection");
-    const keys: Array<keyof Inputs> = ["every", "keepHourly", "keepDaily", "hook", "hookUser", "pruneOnDelete", "connection"];
-    const changed = keys.some((k) => JSON.stringify(olds[k] ?? null) !== JSON.stringify(news[k] ?? null));
-    return { changes: replaces.length > 0 || changed, replaces, deleteBeforeReplace: true };
+    return diff(olds as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   },
 
   async create(inputs: Inputs) {

@@ -114,6 +114,12 @@ export class ZfsStorage implements Storage {
     return validateSnapshotShortName(name, field);
   }
 
+  async checkNewVolume(id: string): Promise<string | undefined> {
+    const parent = validateDataset(id, "volume").split("/").slice(0, -1).join("/");
+    if (parent && !(await this.z.exists(parent))) return `its parent ${parent} does not exist on ${this.host.description}`;
+    return undefined;
+  }
+
   async volume(id: string): Promise<VolumeInfo | undefined> {
     const info = await this.z.get(validateDataset(id, "volume"));
     return info && info.type !== "snapshot" ? toVolume(info) : undefined;

@@ -68,6 +68,9 @@ export class MemoryStorage implements Storage {
   private info(v: Vol): VolumeInfo {
     return { id: v.id, mountpoint: v.mountpoint, ...(v.marks.owner ? { owner: v.marks.owner } : {}), ...(v.origin ? { origin: v.origin } : {}), marks: { ...v.marks }, properties: {} };
   }
+  async checkNewVolume(): Promise<string | undefined> {
+    return undefined;
+  }
   async volume(id: string): Promise<VolumeInfo | undefined> {
     this.validateVolumeId(id, "volume");
     const v = this.vols.get(id);

@@ -8,7 +8,8 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { MemoryStorage } from "../harness/memory-storage";
 import { storageContract } from "../contract/storage-contract";
-import { promote, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type Phase, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
+import { promote, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
+import type { Phase } from "../../providers/runner/phases";
 import { PhaseError } from "../../providers/runner/phases";
 import type { LiveServer } from "../../providers/runner/live";
 import type { DatabaseTarget } from "../../providers/endpoint/pgbouncer-config";
@@ -136,7 +137,22 @@ describe("replay cut-over phases (fakes)", () => {
   let replayed: string[];
   let failReplay: string | undefined;
   let env: CutoverEnv;
-  const spec = (over: Partial<CutoverSpec> = {}): CutoverSpec => ({ owner: OWNER, stack: "s", rehearsal, promotion, rehearsalStatus: "passed", liveVolumes: ["live/data", "live/wal"], ...over });
+  const spec = (over: Partial<CutoverSpec> = {}): CutoverSpec => ({
+    owner: OWNER,
+    stack: "s",
+    rehearsal: { name: rehearsal.name, status: "passed" },
+    source: rehearsal.source,
+    liveVolumes: ["live/data", "live/wal"],
+    to: rehearsal.to,
+    toBinDir: rehearsal.toBinDir,
+    mode: rehearsal.mode,
+    steps: rehearsal.steps,
+    assertions: rehearsal.checks.assertions,
+    database: promotion.endpoint.database,
+    pauseTimeoutMs: promotion.endpoint.pauseTimeoutMs,
+    newLive: promotion.newLive,
+    ...over,
+  });
 
   beforeEach(() => {
     storage = new MemoryStorage();
@@ -250,7 +266,7 @@ describe("replay cut-over phases (fakes)", () => {
   });
 
   it("refuses before holding anyone: a rehearsal that did not pass, a new-live volume that is not ours, an endpoint without the database", async () => {
-    await expect(promote(env, spec({ rehearsalStatus: "failed" }))).rejects.toThrow(/has not passed.*nothing was done/);
+    await expect(promote(env, spec({ rehearsal: { name: "r", status: "failed" } }))).rejects.toThrow(/has not passed.*nothing was done/);
     storage.addSource("clones/go-live-pg15");
     await expect(promote(env, spec())).rejects.toThrow(/not created by this promotion.*nothing was done/);
     expect(endpoint.pauses).toBe(0);

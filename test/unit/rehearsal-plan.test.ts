@@ -67,10 +67,10 @@ describe("planSteps", () => {
     ["empty sql", [{ name: "a", sql: "  \n" }], /^steps\[0\] \(a\)\.sql: is empty$/],
     ["an unreadable sqlFile", [{ name: "a", sqlFile: "/nonexistent/fix.sql" }], /^steps\[0\] \(a\)\.sqlFile: cannot read \/nonexistent\/fix\.sql: .*ENOENT/],
     ["an empty command", [{ name: "a", command: [] }], /^steps\[0\] \(a\)\.command: must be a non-empty argv array/],
-    ["a command with a newline", [{ name: "a", command: ["sh", "-c", "x\ny"] }], /^steps\[0\] \(a\)\.command: must be a non-empty argv array of single-line strings$/],
+    ["a command with a newline", [{ name: "a", command: ["sh", "-c", "x\ny"] }], /^steps\[0\] \(a\)\.command: must be a non-empty argv array of single-line strings/],
     ["a command that is a string", [{ name: "a", command: "rm -rf /" }], /^steps\[0\] \(a\)\.command: must be/],
     ["an unknown phase", [{ name: "a", sql: "SELECT 1", phase: "during" }], /^steps\[0\] \(a\)\.phase: must be before-upgrade or after-upgrade$/],
-    ["a null step", [null], /^steps\[0\]\.name: must be 1-40/],
+    ["a null step", [null], /^steps\[0\]: must be an object$/],
   ];
   for (const [what, steps, expected] of bad) {
     it(`refuses ${what}, naming the step and the field`, () => {
@@ -110,21 +110,33 @@ describe("UpgradeRehearsal input checks (no engine)", () => {
     ...over,
   });
 
-  const bad: Array<[string, Partial<UpgradeRehearsalArgs>, RegExp]> = [
-    ["a version that is not a number", { to: "fifteen" as never }, /^r: to: "fifteen" must be a major version newer than source\.version \(13\)$/],
-    ["a version that is not newer", { to: 13 }, /^r: to: 13 must be a major version newer than source\.version \(13\)$/],
-    ["a minor version", { to: 15.2 }, /to: 15\.2 must be a major version/],
-    ["an unknown transfer mode", { mode: "move" as never }, /^r: mode: must be link, clone or copy$/],
-    ["a checksum table that is not schema.table", { checks: { checksumTables: ["orders; DROP TABLE x"] } }, /^checks\.checksumTables: "orders; DROP TABLE x" must be schema\.table or database\.schema\.table/],
-    ["an assertion without sql", { checks: { assertions: [{ name: "x", sql: " " }] } }, /^checks\.assertions: each needs a name and sql$/],
-    ["a bad user step", { steps: [{ name: "verify", sql: "SELECT 1" }] }, /^steps\[0\] \(verify\)\.name: "verify" is a built-in step name$/],
-    ["a pgdata outside the dataset", { source: { dataset: "tank/pg13", version: 13, pgdata: "../etc" } }, /source\.pgdata: "\.\.\/etc" must be a relative path inside the dataset/],
+  // Each: the property path the SDK's InputPropertiesError carries, and the line of the message.
+  const bad: Array<[string, Partial<UpgradeRehearsalArgs>, string, RegExp]> = [
+    ["a version that is not a number", { to: "fifteen" as never }, "to", /\n {2}- to: "fifteen" is not a PostgreSQL major version/],
+    ["a version that is not newer", { to: 13 }, "to", /\n {2}- to: 13 must be a major version newer than source\.version \(13\)$/m],
+    ["a minor version", { to: 15.2 }, "to", /- to: 15\.2 is not a major version/],
+    ["an unknown transfer mode", { mode: "move" as never }, "mode", /- mode: "move" is not one of link, clone, copy$/m],
+    ["a checksum table that is not schema.table", { checks: { checksumTables: ["orders; DROP TABLE x"] } }, "checks.checksumTables", /checks\.checksumTables: "orders; DROP TABLE x" must be schema\.table or database\.schema\.table/],
+    ["an assertion without sql", { checks: { assertions: [{ name: "x", sql: " " }] } }, "checks.assertions", /checks\.assertions: each needs a name and sql$/m],
+    ["a bad user step", { steps: [{ name: "verify", sql: "SELECT 1" }] }, "steps[0] (verify).name", /steps\[0\] \(verify\)\.name: "verify" is a built-in step name$/m],
+    ["a pgdata outside the dataset", { source: { dataset: "tank/pg13", version: 13, pgdata: "../etc" } }, "source.pgdata", /source\.pgdata: "\/\.\.\/etc" must not contain "\.\." components/],
+    ["a socket directory PgBouncer could not take later", { postgres: { port: 55432, socketDir: "/run/pg+15" } }, "postgres.socketDir", /postgres\.socketDir: "\/run\/pg\+15" contains "\+"/],
   ];
-  for (const [what, over, expected] of bad) {
+  for (const [what, over, field, expected] of bad) {
     it(`refuses ${what} before any resource of ours is registered`, async () => {
       const { UpgradeRehearsal } = await import("../../components/upgrade-rehearsal");
       registered.length = 0;
-      expect(() => new UpgradeRehearsal("r", args(over))).toThrow(expected);
+      let err: unknown;
+      try {
+        new UpgradeRehearsal("r", args(over));
+      } catch (e) {
+        err = e;
+      }
+      expect(pulumi.InputPropertiesError.isInstance(err), String(err)).toBe(true);
+      const e = err as InstanceType<typeof pulumi.InputPropertiesError>;
+      expect(e.message).toMatch(expected);
+      expect(e.message).toMatch(/^r: \d+ invalid arguments? \(nothing was declared or run\):/);
+      expect(e.errors.map((x) => x.propertyPath)).toContain(field);
       expect(registered.filter((t) => t.startsWith("pulumi-nodejs:dynamic/"))).toEqual([]);
     });
   }
