@@ -7,7 +7,7 @@ import { z } from "zod";
 
 const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a plain identifier (letters, digits, _)");
 const dataset = z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(\/[A-Za-z0-9_.:-]+)*$/, "a ZFS dataset name like tank/pg13");
-const absPath = z.string().regex(/^\/[A-Za-z0-9_.\/-]*$/, "an absolute path").refine((p) => !p.split("/").includes(".."), "no ..");
+const absPath = z.string().regex(/^\/[A-Za-z0-9_./-]*$/, "an absolute path").refine((p) => !p.split("/").includes(".."), "no ..");
 const version = z.number().int("an integer major version").min(10, "10 or newer").max(18, "18 or older");
 const port = z.number().int().min(1024, "a port from 1024").max(65535, "a port up to 65535");
 

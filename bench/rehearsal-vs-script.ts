@@ -174,7 +174,7 @@ function stopServersUnder(mnt: string): void {
   for (const f of pids) {
     const dir = path.dirname(f);
     const pid = Number(fs.readFileSync(f, "utf8").split("\n")[0]);
-    let cwd = "";
+    let cwd: string;
     try {
       cwd = fs.realpathSync(`/proc/${pid}/cwd`);
     } catch {

@@ -115,12 +115,19 @@ export class ZfsStorage implements StorageBackend {
       },
       opts,
     );
-    const volumes = pulumi
-      .all([requests, clone.dataset, clone.mountpoint, clone.origin, clone.owner, clone.memberMountpoints])
-      .apply(([r, dataset, mountpoint, origin, owner, mm]): VolumeInfo[] => [
-        { id: dataset, mountpoint, origin, owner, marks: { owner }, properties: {} },
-        ...r.slice(1).map((x, i) => ({ id: x.target, mountpoint: mm?.[i], owner, marks: { owner }, properties: {} })),
-      ]);
+    const primary = pulumi
+      .all([clone.dataset, clone.mountpoint, clone.origin, clone.owner])
+      .apply(([dataset, mountpoint, origin, owner]): VolumeInfo => ({ id: dataset, mountpoint, origin, owner, marks: { owner }, properties: {} }));
+    // Member mountpoints only when there are members: an output a one-volume clone never
+    // had would read as unknown in a preview and make everything downstream look changed.
+    const volumes = requests.apply((r) =>
+      r.length === 1
+        ? primary.apply((p) => [p])
+        : pulumi.all([primary, clone.memberMountpoints, clone.owner]).apply(([p, mm, owner]): VolumeInfo[] => [
+            p,
+            ...r.slice(1).map((x, i) => ({ id: x.target, mountpoint: mm?.[i], owner, marks: { owner }, properties: {} })),
+          ]),
+    );
     return { volumes, owner: clone.owner, resources: [clone] };
   }
 

@@ -159,7 +159,7 @@ export function validateOsUser(value: unknown, field = "osUser"): string {
 export function validatePassword(value: unknown, field = "password"): string {
   if (typeof value !== "string") throw new PgBouncerConfigError(field, "must be a string");
   if (value.length > 1024) throw new PgBouncerConfigError(field, "is longer than 1024 characters");
-  // eslint-disable-next-line no-control-regex
+   
   if (/[\u0000-\u001f\u007f]/.test(value)) throw new PgBouncerConfigError(field, "contains a control character (newline, tab, NUL…)");
   return value;
 }

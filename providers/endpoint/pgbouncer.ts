@@ -375,7 +375,7 @@ export class PgBouncerEndpoint {
       throw new PgBouncerError(`could not start ${this.where()}: ${msg(e)}`, { host: this.host.description, clients: "unaffected", cause: e });
     }
     const deadline = Date.now() + c.startTimeoutMs;
-    let lastError = "";
+    let lastError: string;
     let deadChecks = 0;
     for (;;) {
       try {
@@ -528,7 +528,7 @@ export class PgBouncerEndpoint {
   // ---------------------------------------------------------------- admin console
 
   private async admin(connectTimeoutMs = 5000): Promise<AdminConn> {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+     
     const pg = require("pg") as typeof import("pg");
     const { host, port } = this.adminAddress;
     const cfg: ClientConfig = {
@@ -551,7 +551,7 @@ export class PgBouncerEndpoint {
       } catch {
         /* ignore */
       }
-      throw new Error(`cannot reach the admin console of ${this.where()} at ${host}:${port}: ${msg(e)}`);
+      throw new Error(`cannot reach the admin console of ${this.where()} at ${host}:${port}: ${msg(e)}`, { cause: e });
     }
     return {
       query: async (sql: string) => (await client.query(sql)).rows as Record<string, unknown>[],
@@ -847,6 +847,7 @@ export class PgBouncerEndpoint {
             await this.writeOwned(this.paths.databases, before.text, "0644");
             await a.query("RELOAD");
             const s = parseShowDatabases(await a.query("SHOW DATABASES")).find((d) => d.name === db);
+            // eslint-disable-next-line preserve-caught-error -- a new finding about the restore, not a wrap of `e`
             if (!s || !statusMatches(s, oldTarget)) throw new Error(`SHOW DATABASES shows ${s ? describeTarget(s) : "no entry"}`);
             restore = `the old databases file was restored and reloaded (${db} -> ${describeTarget(oldTarget)})`;
           } catch (re) {

@@ -43,7 +43,7 @@ const hostname = z
   .string()
   .min(1, "host is required")
   .max(253)
-  .regex(/^[A-Za-z0-9.:_\-\[\]%]+$/, "host must be a hostname or an IP address (letters, digits, . : - _ [ ])")
+  .regex(/^[A-Za-z0-9.:_\-[\]%]+$/, "host must be a hostname or an IP address (letters, digits, . : - _ [ ])")
   .refine((h) => !h.startsWith("-"), "host must not start with '-'");
 const user = z
   .string()
@@ -128,13 +128,13 @@ export function applyRuntimeOverrides(c: ResolvedConnection, env: NodeJS.Process
   if (env.UNDERSTUDY_SSH_PRIVATE_KEY) {
     out.privateKey = env.UNDERSTUDY_SSH_PRIVATE_KEY;
   } else if (env.UNDERSTUDY_SSH_PRIVATE_KEY_FILE) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+     
     const fs = require("node:fs") as typeof import("node:fs");
     const file = env.UNDERSTUDY_SSH_PRIVATE_KEY_FILE;
     try {
       out.privateKey = fs.readFileSync(file, "utf8");
     } catch (e) {
-      throw new Error(`UNDERSTUDY_SSH_PRIVATE_KEY_FILE=${file}: cannot read the key: ${(e as Error).message}`);
+      throw new Error(`UNDERSTUDY_SSH_PRIVATE_KEY_FILE=${file}: cannot read the key: ${(e as Error).message}`, { cause: e });
     }
   }
   if (env.UNDERSTUDY_SSH_PASSWORD) out.password = env.UNDERSTUDY_SSH_PASSWORD;

@@ -35,7 +35,7 @@ function hostKeyAlgorithms(type: string): string[] {
 
 /** `SHA256:...` as printed by `ssh-keygen -l`. */
 function fingerprint(blob: Buffer): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   const { createHash } = require("node:crypto") as typeof import("node:crypto");
   return "SHA256:" + createHash("sha256").update(blob).digest("base64").replace(/=+$/, "");
 }
@@ -142,7 +142,7 @@ export class SshHost implements Host {
           "UNDERSTUDY_SSH_PRIVATE_KEY(_FILE) or UNDERSTUDY_SSH_PASSWORD, or run an ssh-agent (SSH_AUTH_SOCK)",
       );
     }
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+     
     const { Client: SshClient } = require("ssh2") as typeof import("ssh2");
     const attempts = c.dialErrorLimit < 0 ? Infinity : Math.max(1, c.dialErrorLimit);
     let last: Error | undefined;

@@ -139,7 +139,7 @@ function withDefaults(name: string, a: RehearsalArgsPlain, cwd: string): Rehears
 }
 
 function pathResolve(cwd: string, p: string): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   return (require("node:path") as typeof import("node:path")).resolve(cwd, p);
 }
 

@@ -539,7 +539,7 @@ export class PostgresDriver {
   async assertPortFree(port: number, field = "postgres.port", socketDir?: string): Promise<void> {
     validatePort(port, field);
     if (socketDir !== undefined) validateSocketDir(socketDir);
-    let inUse = false;
+    let inUse: boolean;
     try {
       const r = await this.host.run(["ss", "-tanH"], { timeoutMs: SHORT });
       inUse = parseBusyPorts(r.stdout).has(port);
@@ -668,7 +668,7 @@ export class PostgresDriver {
     const inst = await this.resolveInstall({ version: server.version, binDir: server.binDir }, ["pg_ctl", "pg_isready"]);
     const t0 = Date.now();
     let lastReport = t0;
-    let lastState = "";
+    let lastState: string;
     for (let i = 0; ; i++) {
       const r = await this.pg(inst, "pg_isready", ["-h", server.socketDir, "-p", String(server.port), "-t", "2"], {
         step: "wait for ready",

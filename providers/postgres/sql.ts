@@ -78,7 +78,7 @@ export async function withClient<T>(host: Host, conn: PgConnection, fn: (c: Clie
   const c = validateConnection(conn);
   const secrets = c.password ? [c.password] : [];
   const where = describeConnection(c);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   const pg = require("pg") as typeof import("pg");
   let stream: Duplex | undefined;
   if (canForward(host)) {

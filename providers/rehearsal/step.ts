@@ -232,6 +232,7 @@ export const rehearsalStepProvider: UnderstudyProvider = {
             `Left behind: clone ${i.clone.volumes.join(", ")} in the failed state (the source was not touched). ` +
             `Fix the cause and run \`pulumi up\` again to resume from that snapshot, or \`pulumi destroy\` to discard the clone.` +
             (files ? `\nReport: ${files.markdown}` : ""),
+          { cause: e },
         );
       }
     });

@@ -235,7 +235,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         } catch (e) {
           // Marked, so that the next promotion removes it (an unmarked one may hold writes and is kept).
           await env.storage.setMark(st.newVolumes[0], "promotion", FAILED_ATTEMPT).catch(() => undefined);
-          throw new Error(`could not remove the half-made clone ${st.newVolumes.join(", ")} (marked ${FAILED_ATTEMPT}; the next promotion removes it): ${errorMessage(e)}`);
+          throw new Error(`could not remove the half-made clone ${st.newVolumes.join(", ")} (marked ${FAILED_ATTEMPT}; the next promotion removes it): ${errorMessage(e)}`, { cause: e });
         }
       },
       undoAfterResume: true,

@@ -19,7 +19,7 @@ export interface StorageModule {
 
 const backends: Record<string, () => StorageModule> = {
   zfs: () => zfs,
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   ebs: () => require("../ebs/storage") as StorageModule,
 };
 

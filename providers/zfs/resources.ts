@@ -443,7 +443,7 @@ export const zfsCloneProvider: pulumi.dynamic.ResourceProvider = {
         else if (result === "missing") progress(label, `${id} was already gone`);
         else progress(label, `destroyed clone ${id}`);
       } catch (e) {
-        throw new Error(`could not destroy clone ${id}: ${errorMessage(e)}`);
+        throw new Error(`could not destroy clone ${id}: ${errorMessage(e)}`, { cause: e });
       }
     });
   },

@@ -28,7 +28,7 @@ export async function stopServersUnder(root: string, opts: { maxDepth?: number; 
   for (const f of files) {
     const dir = path.dirname(f);
     const pid = Number(fs.readFileSync(f, "utf8").split("\n")[0]);
-    let cwd = "";
+    let cwd: string;
     try {
       cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
     } catch {

@@ -10,7 +10,7 @@ export function sh(argv: string[], opts: { input?: string; allowFail?: boolean }
   } catch (e) {
     if (opts.allowFail) return "";
     const err = e as { stderr?: string; message: string };
-    throw new Error(`${argv.join(" ")} failed: ${err.stderr ?? err.message}`);
+    throw new Error(`${argv.join(" ")} failed: ${err.stderr ?? err.message}`, { cause: e });
   }
 }
 

@@ -23,7 +23,7 @@ beforeAll(() => {
 
 afterAll(() => {
   for (const dir of [`/srv/${POOL}/clones/friday/main`]) {
-    sh(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/13/bin/pg_ctl", "-D", dir, "status"], { allowFail: true }) &&
+    if (sh(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/13/bin/pg_ctl", "-D", dir, "status"], { allowFail: true }))
       sh(["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/13/bin/pg_ctl", "-D", dir, "stop", "-m", "fast"], { allowFail: true });
   }
   try {

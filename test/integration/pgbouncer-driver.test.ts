@@ -41,7 +41,7 @@ function sh(argv: string[], opts: { input?: string; allowFail?: boolean } = {}):
   } catch (e) {
     if (opts.allowFail) return "";
     const err = e as { stderr?: string; message: string };
-    throw new Error(`${argv.join(" ")} failed: ${err.stderr || err.message}`);
+    throw new Error(`${argv.join(" ")} failed: ${err.stderr || err.message}`, { cause: e });
   }
 }
 
@@ -75,7 +75,7 @@ const target15: DatabaseTarget = { host: "127.0.0.1", port: PG15.port, dbname: "
 
 /** A `pg` client through PgBouncer. */
 async function bouncerClient(port = BOUNCER_PORT, user = "postgres", password?: string) {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   const pg = require("pg") as typeof import("pg");
   const c = new pg.Client({ host: "127.0.0.1", port, user, password, database: "app", connectionTimeoutMillis: 5000 });
   c.on("error", () => undefined);
@@ -261,7 +261,7 @@ describe("PgBouncerEndpoint (local host, trust auth, transaction pooling)", () =
     expect(took).toBeLessThan(2500);
 
     // The admin connection whose PAUSE was abandoned is gone too (only ours is left).
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+     
     const pg = require("pg") as typeof import("pg");
     const adm = new pg.Client({ host: "127.0.0.1", port: BOUNCER_PORT, user: "understudy_admin", database: "pgbouncer" });
     await adm.connect();

@@ -164,9 +164,9 @@ beforeAll(async () => {
     const banner = await firstBytes(net.connect(PORT, "127.0.0.1"), 3000);
     if (!banner.startsWith("SSH-2.0")) throw new Error(`it answers ${JSON.stringify(banner.slice(0, 40))}, not an SSH banner`);
   } catch (e) {
-    throw new Error(`the test sshd is not reachable on 127.0.0.1:${PORT} (${(e as Error).message}): ${SETUP_HINT}`);
+    throw new Error(`the test sshd is not reachable on 127.0.0.1:${PORT} (${(e as Error).message}): ${SETUP_HINT}`, { cause: e });
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   const { utils } = require("ssh2") as typeof import("ssh2");
   WRONG_KEY = utils.generateKeyPairSync("ed25519").private;
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "understudy-ssh-"));

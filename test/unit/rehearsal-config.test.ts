@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { parseConfig } from "../../config";
 
 // js-yaml comes with @pulumi/pulumi (which reads stack files with it).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+ 
 const yaml = require("js-yaml") as { load(text: string): unknown };
 
 const base = () => ({
@@ -25,7 +25,7 @@ function problems(raw: Record<string, unknown>): string[] {
   } catch (e) {
     const lines = (e as Error).message.split("\n");
     expect(lines[0]).toBe("invalid stack configuration (nothing was run):");
-    return lines.slice(1).map((l) => l.replace(/^  - /, ""));
+    return lines.slice(1).map((l) => l.replace(/^ {2}- /, ""));
   }
   throw new Error("expected parseConfig to refuse the configuration");
 }
@@ -61,7 +61,10 @@ describe("parseConfig", () => {
     expect(c.source.version).toBe(13);
   });
 
-  const bad: Array<[string, (c: Record<string, any>) => void, string[]]> = [
+  // The stack config as loose JSON, the way a user can get it wrong.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  type Loose = Record<string, any>;
+  const bad: Array<[string, (c: Loose) => void, string[]]> = [
     ["a version written as a word", (c) => (c.to = "fifteen"), ["understudy:to: Expected number, received string"]],
     ["a minor version", (c) => (c.to = 15.5), ["understudy:to: an integer major version"]],
     ["a target that is not newer", (c) => (c.to = 12), ["understudy:to: must be newer than source.version"]],
@@ -80,7 +83,7 @@ describe("parseConfig", () => {
   ];
   for (const [what, change, expected] of bad) {
     it(`refuses ${what}, naming the field`, () => {
-      const raw = base() as Record<string, any>;
+      const raw = base() as unknown as Loose;
       change(raw);
       expect(problems(raw)).toEqual(expected);
     });

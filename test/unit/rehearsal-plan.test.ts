@@ -81,8 +81,8 @@ describe("planSteps", () => {
 
 describe("UpgradeRehearsal input checks (no engine)", () => {
   const registered: string[] = [];
-  beforeAll(() => {
-    pulumi.runtime.setMocks(
+  beforeAll(async () => {
+    await pulumi.runtime.setMocks(
       {
         newResource: (a) => {
           registered.push(a.type);

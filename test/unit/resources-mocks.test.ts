@@ -8,8 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 
 const registered: Array<{ type: string; name: string; inputs: Record<string, unknown> }> = [];
 
-beforeAll(() => {
-  pulumi.runtime.setMocks(
+beforeAll(async () => {
+  await pulumi.runtime.setMocks(
     {
       newResource: (args) => {
         registered.push({ type: args.type, name: args.name, inputs: args.inputs });
