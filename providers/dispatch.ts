@@ -1,5 +1,12 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { plain } from "./common";
+import { zfsCloneProvider, zfsSnapshotProvider } from "./zfs/resources";
+import { zfsScheduleProvider } from "./zfs/schedule-resource";
+import { rehearsalStepProvider } from "./rehearsal/step";
+import { preflightProvider } from "./rehearsal/preflight";
+import { postgresServerProvider } from "./postgres/server-resource";
+import { pgBouncerEndpointProvider } from "./endpoint/resource";
+import { cutOverProvider } from "./promotion/cutover";
 
 /**
  * Resolves a resource kind to its implementation at run time (see shim.ts). This file's
@@ -15,15 +22,17 @@ export interface UnderstudyProvider extends pulumi.dynamic.ResourceProvider {
   migrate?(props: Record<string, unknown>): Record<string, unknown>;
 }
 
+// Static imports: none of these modules loads a native or network module at import time
+// (ssh2, pg and the AWS SDK are required inside the methods that use them).
 const registry: Record<string, () => UnderstudyProvider> = {
-  ZfsSnapshot: () => require("./zfs/resources").zfsSnapshotProvider,
-  ZfsClone: () => require("./zfs/resources").zfsCloneProvider,
-  ZfsSnapshotSchedule: () => require("./zfs/schedule-resource").zfsScheduleProvider,
-  RehearsalStep: () => require("./rehearsal/step").rehearsalStepProvider,
-  RehearsalPreflight: () => require("./rehearsal/preflight").preflightProvider,
-  PostgresServer: () => require("./postgres/server-resource").postgresServerProvider,
-  PgBouncerEndpoint: () => require("./endpoint/resource").pgBouncerEndpointProvider,
-  CutOver: () => require("./promotion/cutover").cutOverProvider,
+  ZfsSnapshot: () => zfsSnapshotProvider,
+  ZfsClone: () => zfsCloneProvider,
+  ZfsSnapshotSchedule: () => zfsScheduleProvider,
+  RehearsalStep: () => rehearsalStepProvider,
+  RehearsalPreflight: () => preflightProvider,
+  PostgresServer: () => postgresServerProvider,
+  PgBouncerEndpoint: () => pgBouncerEndpointProvider,
+  CutOver: () => cutOverProvider,
 };
 
 /** Which argument of each method holds stored state (to migrate). */
