@@ -4,7 +4,7 @@
 // environment of `pulumi up`/`destroy` wins over the stored credentials.
 import * as pulumi from "@pulumi/pulumi";
 import * as fs from "node:fs";
-import { ConnectionArgs, UpgradeRehearsal, ZfsSnapshot } from "pulumi-understudy";
+import { ConnectionArgs, UpgradeRehearsal, ZfsSnapshot, ZfsStorage } from "pulumi-understudy";
 
 const config = new pulumi.Config();
 const connection: pulumi.Input<ConnectionArgs> = pulumi.secret({
@@ -14,10 +14,13 @@ const connection: pulumi.Input<ConnectionArgs> = pulumi.secret({
   hostKey: config.get("hostKey"), // e.g. "ssh-ed25519 AAAA...": refuse any other host
 });
 
+// The storage: ZFS on that host. Every component takes it (an EBS storage has the same shape).
+const storage = new ZfsStorage({ connection });
+
 const snap = new ZfsSnapshot("pre-upgrade", { connection, dataset: "tank/pg13", name: "pre-upgrade" });
 
 const rehearsal = new UpgradeRehearsal("remote-13-to-15", {
-  connection,
+  storage,
   source: { dataset: "tank/pg13", pgdata: "main", version: 13, port: 5432 },
   clone: { dataset: "tank/rehearsals/remote" },
   to: 15,

@@ -230,7 +230,7 @@ export async function executeStep(env: RunnerEnv, clone: CloneSet, r: StepRun, p
   const atPrev = head === prevSnapshot || (head === undefined && !prev);
   if (interrupted || leftover || !atPrev) {
     env.log(
-      `${interrupted ? "an earlier attempt of this step did not finish" : `the clone is at ${head ?? "an unknown state"}`}: rolling ${clone.volumes.join(", ")} back to ${prevSnapshot}`,
+      `${interrupted ? "an earlier attempt of this step did not finish" : `the clone is at ${head ?? "an unknown state"}`}: rolling ${clone.volumes.join(", ")} back to ${primary}@${prevSnapshot}`,
     );
     await stopAll(env, r.pg);
     await storage.rollback(clone.volumes, prevSnapshot, clone.owner);

@@ -16,6 +16,21 @@ describe("examples", () => {
     }
   });
 
+  it("are runnable Pulumi projects: Pulumi.yaml (TypeScript, index.ts), package.json depending on the package, a README", () => {
+    const dirs = fs.readdirSync(path.join(root, "examples")).filter((d) => fs.existsSync(path.join(root, "examples", d, "index.ts")));
+    expect(dirs.length).toBeGreaterThanOrEqual(3);
+    for (const dir of dirs) {
+      const at = (f: string) => path.join(root, "examples", dir, f);
+      const yaml = fs.readFileSync(at("Pulumi.yaml"), "utf8");
+      expect(yaml, dir).toMatch(/^name: \S+/m);
+      expect(yaml, dir).toMatch(/^runtime:\n {2}name: nodejs\n {2}options:\n {4}typescript: true/m);
+      expect(yaml, dir).toMatch(/^main: index\.ts$/m);
+      const pkg = JSON.parse(fs.readFileSync(at("package.json"), "utf8"));
+      expect(Object.keys(pkg.dependencies), dir).toEqual(expect.arrayContaining(["pulumi-understudy", "@pulumi/pulumi"]));
+      expect(fs.readFileSync(at("README.md"), "utf8"), dir).toMatch(/pulumi up/);
+    }
+  });
+
   it("type-check under strict settings", () => {
     execFileSync(path.join(root, "node_modules/.bin/tsc"), ["-p", "examples/tsconfig.json"], { cwd: root, stdio: "pipe" });
   }, 120_000);
