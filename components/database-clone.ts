@@ -1,6 +1,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../providers/host/connection";
-import { PostgresServer } from "../providers/postgres/server-resource";
+import { PostgresServer, type PrepareArgs } from "../providers/postgres/server-resource";
+import type { SourceLayout } from "../providers/runner/layout";
+import { discoverLayout } from "./discover";
 import { Preflight } from "../providers/rehearsal/preflight";
 import { DEFAULTS, debianBinDir, defaultSnapshotName } from "../providers/plan/defaults";
 import { InputError } from "../providers/errors";
@@ -116,6 +118,8 @@ export class DatabaseClone extends pulumi.ComponentResource {
   readonly dataDir: pulumi.Output<string>;
   /** Every volume of the clone set, the primary first. */
   readonly volumes: pulumi.Output<string[]>;
+  /** Where each of them is mounted. */
+  readonly mounts: pulumi.Output<string[]>;
   /** The clone's owner mark (snapshots of the clone made by Understudy carry it). */
   readonly owner: pulumi.Output<string>;
   /** Set when PostgreSQL runs on the clone. */
@@ -127,6 +131,10 @@ export class DatabaseClone extends pulumi.ComponentResource {
   readonly cloneResource: pulumi.Resource;
   /** The storage it runs on. */
   readonly storage: StorageBackend;
+  /** Live's volumes (PGDATA's first), as discovered when the program ran. */
+  readonly sourceVolumes: pulumi.Output<string[]>;
+  /** Live's layout when it is more than one plain volume (links re-pointed on the clone), else undefined. */
+  readonly layout: pulumi.Output<SourceLayout | undefined>;
 
   constructor(name: string, args: DatabaseCloneArgs, opts?: pulumi.ComponentResourceOptions) {
     super("understudy:index:DatabaseClone", name, {}, opts);
@@ -134,12 +142,24 @@ export class DatabaseClone extends pulumi.ComponentResource {
     const pgdata = checkSourceArgs(name, src);
     const storage = (this.storage = args.storage ?? new ZfsStorage({ connection: args.connection }));
     const mode = args.snapshot ?? DEFAULTS.snapshot;
-    const sourceVolumes = pulumi.output(src.dataset).apply((d) => [d]);
+    const osUserOf = src.osUser ?? DEFAULTS.osUser;
+    // Which volumes hold live (PGDATA, a pg_wal elsewhere, tablespaces): read now, also in a preview.
+    const discovered = discoverLayout(name, storage, src.dataset, {
+      pgdata,
+      version: src.version,
+      binDir: src.binDir ?? debianBinDir(src.version),
+      port: src.port ?? DEFAULTS.livePort,
+      socketDir: src.socketDir ?? DEFAULTS.socketDir,
+      osUser: osUserOf,
+    });
+    const sourceVolumes = discovered.apply((d) => d.volumes);
+    this.sourceVolumes = sourceVolumes;
+    this.layout = discovered.apply((d) => d.layout);
     // With a server to start, the host is checked before anything is snapshotted or cloned:
     // version installed, port free, source present, clone name free. (An UpgradeRehearsal
     // runs its own, wider preflight and starts no server here.)
     const before: pulumi.Input<pulumi.Resource>[] = [...((opts?.dependsOn as pulumi.Input<pulumi.Resource>[] | undefined) ?? [])];
-    const osUser = src.osUser ?? DEFAULTS.osUser;
+    const osUser = osUserOf;
     if (args.postgres) {
       before.push(
         new Preflight(
@@ -191,6 +211,7 @@ export class DatabaseClone extends pulumi.ComponentResource {
     this.cloneResource = clone.resources[0];
     this.snapshot = set.apply((s) => s.members[0].id);
     this.volumes = clone.volumes.apply((v) => v.map((x) => x.id));
+    this.mounts = clone.volumes.apply((v) => v.map((x) => x.mountpoint ?? ""));
     this.dataset = clone.volumes.apply((v) => v[0].id);
     this.mountpoint = clone.volumes.apply((v) => v[0].mountpoint ?? "");
     this.owner = clone.owner;
@@ -208,6 +229,10 @@ export class DatabaseClone extends pulumi.ComponentResource {
           port: args.postgres.port,
           socketDir,
           listen: args.postgres.listen ?? "",
+          // Only for a cluster beyond one plain volume: its links re-pointed into the clone first.
+          prepare: pulumi
+            .all([discovered, clone.volumes])
+            .apply(([d, v]) => (d.layout ? { layout: d.layout, mounts: v.map((x) => x.mountpoint ?? "") } : undefined)) as pulumi.Input<PrepareArgs>,
         },
         { parent: this, dependsOn: clone.resources },
       );

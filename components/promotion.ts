@@ -119,7 +119,7 @@ export class Promotion extends pulumi.ComponentResource {
         endpoint: config,
         database: ep.database,
         pauseTimeoutMs: ep.pauseTimeoutMs,
-        live: pulumi.all([r.plan, r.sourceVolumes]).apply(([p, volumes]) => ({
+        live: pulumi.all([r.plan, r.sourceVolumes, r.layout]).apply(([p, volumes, layout]) => ({
           dataset: p.source.dataset,
           pgdata: p.source.pgdata,
           version: p.source.version,
@@ -130,6 +130,7 @@ export class Promotion extends pulumi.ComponentResource {
           ...(plan.live.startCommand ? { startCommand: plan.live.startCommand } : {}),
           ...(plan.live.stopCommand ? { stopCommand: plan.live.stopCommand } : {}),
           volumes,
+          ...(layout ? { layout } : {}),
         })),
         newLive: pulumi.output(newLiveDataset).apply((dataset) => ({ ...plan.newLive, dataset })),
         to: rp.to,

@@ -8,6 +8,7 @@ import { connectionUri, DatabaseClone, PostgresSourceArgs } from "./database-clo
 import type { StorageBackend } from "./storage/types";
 import { ZfsStorage } from "./storage/zfs";
 import { checked } from "./errors";
+import type { SourceLayout } from "../providers/runner/layout";
 
 export { planSteps } from "../providers/plan/steps";
 import type { UserStep } from "../providers/plan/steps";
@@ -115,6 +116,8 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
   readonly storage: StorageBackend;
   /** Live's volumes, the one holding PGDATA first. */
   readonly sourceVolumes: pulumi.Output<string[]>;
+  /** Live's layout when it is more than one plain volume (links the clone re-points), else undefined. */
+  readonly layout: pulumi.Output<SourceLayout | undefined>;
 
   constructor(name: string, args: UpgradeRehearsalArgs, opts?: pulumi.ComponentResourceOptions) {
     super("understudy:index:UpgradeRehearsal", name, {}, opts);
@@ -138,7 +141,6 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
         source: { ...planNow.source, dataset },
         clone: { dataset: cloneDataset, ...(mountpoint !== undefined ? { mountpoint } : {}) },
       }));
-    this.sourceVolumes = pulumi.output(src.dataset).apply((d) => [d]);
     const { postgres, checks } = planNow;
     const cloneName = `${name}-clone`;
 
@@ -165,9 +167,12 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
       { parent: this, dependsOn: [preflight] },
     );
     const pgPlan = this.clone.mountpoint.apply((mnt) => pgPlanFor(planNow, mnt, postgres));
+    this.sourceVolumes = this.clone.sourceVolumes;
+    this.layout = this.clone.layout;
+    // A clone set of one volume keeps the shape it always had (no mounts): unchanged state, no re-run.
     const cloneInfo = pulumi
-      .all([this.clone.dataset, this.clone.mountpoint, this.clone.owner, this.clone.volumes])
-      .apply(([dataset, mountpoint, owner, volumes]) => ({ dataset, mountpoint, owner, volumes }));
+      .all([this.clone.dataset, this.clone.mountpoint, this.clone.owner, this.clone.volumes, this.clone.mounts])
+      .apply(([dataset, mountpoint, owner, volumes, mounts]) => ({ dataset, mountpoint, owner, volumes, ...(volumes.length > 1 ? { mounts } : {}) }));
     const sourceInfo = pulumi.all([pulumi.output(src.dataset), this.clone.snapshot]).apply(([dataset, snapshot]) => ({ dataset, snapshot }));
 
     const plan = planNow.steps;
@@ -207,6 +212,7 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
           baseline: p.kind === "verify" ? byKind("recover").baselineOut : undefined,
           updateExtensionsSql: p.kind === "post-upgrade" ? byKind("upgrade").updateExtensionsSqlOut : undefined,
           reportDir: planNow.reportDir,
+          layout: this.clone.layout,
         },
         { parent: this, dependsOn: prevStep ? [prevStep] : [this.clone.cloneResource] },
       );

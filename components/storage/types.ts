@@ -7,7 +7,8 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../../providers/host/connection";
-import type { CloneRequest, SnapshotSet, StorageSpec, VolumeInfo } from "../../providers/storage/types";
+import type { CloneRequest, SnapshotSet, Storage, StorageSpec, VolumeInfo } from "../../providers/storage/types";
+import type { Host } from "../../providers/host/types";
 
 export interface SnapshotSetArgs {
   /** Volumes snapshotted together, at one instant (the primary, holding PGDATA, first). */
@@ -89,6 +90,12 @@ export interface StorageBackend {
   cloneRequests(target: string, sources: string[], mountpoint?: string): CloneRequest[];
   /** Clone members of a snapshot set. */
   cloneSet(name: string, args: CloneSetArgs, opts: pulumi.CustomResourceOptions): DeclaredCloneSet;
+
+  /**
+   * Run `fn` with the backend opened on live's host while the program runs (also in a
+   * preview): read-only discovery, e.g. which volumes hold live's WAL and tablespaces.
+   */
+  withStorage<T>(fn: (storage: Storage, liveHost: Host) => Promise<T>): pulumi.Output<T>;
 
   /** Periodic snapshots of volumes with retention. */
   schedule(name: string, args: ScheduleArgs, opts: pulumi.ComponentResourceOptions): DeclaredSchedule;

@@ -10,9 +10,11 @@ import { ZfsClone, ZfsSnapshot } from "../../providers/zfs/resources";
 import { lookupSnapshotOutput } from "../../providers/zfs/lookup";
 import { ZfsSnapshotSchedule } from "../../providers/zfs/schedule-resource";
 import { validateDataset } from "../../providers/zfs/names";
-import { zfsCloneTargets, zfsSibling } from "../../providers/zfs/storage";
+import { createStorage, zfsCloneTargets, zfsSibling } from "../../providers/zfs/storage";
+import { withHost } from "../../providers/host";
+import type { Host } from "../../providers/host/types";
 import { ownerId } from "../../providers/common";
-import type { CloneRequest, SnapshotSet, StorageSpec, VolumeInfo } from "../../providers/storage/types";
+import type { CloneRequest, SnapshotSet, Storage, StorageSpec, VolumeInfo } from "../../providers/storage/types";
 import type { CloneSetArgs, DeclaredCloneSet, DeclaredSchedule, DeclaredSnapshotSet, ScheduleArgs, SnapshotSetArgs, StorageBackend } from "./types";
 
 export interface ZfsStorageArgs {
@@ -129,6 +131,10 @@ export class ZfsStorage implements StorageBackend {
           ]),
     );
     return { volumes, owner: clone.owner, resources: [clone] };
+  }
+
+  withStorage<T>(fn: (storage: Storage, liveHost: Host) => Promise<T>): pulumi.Output<T> {
+    return pulumi.output(this.connection).apply((c) => withHost(c, (host) => fn(createStorage(this.spec, host), host)));
   }
 
   schedule(name: string, args: ScheduleArgs, opts: pulumi.ComponentResourceOptions): DeclaredSchedule {

@@ -5,11 +5,20 @@ import { failure, hostIdentity, isUnknown, progress, checkConnection } from "../
 import { UnderstudyResource } from "../shim";
 import { declaredDiff, type DiffSpec } from "../diff";
 import { PostgresDriver } from "./driver";
+import { prepareClone, type SourceLayout } from "../runner/layout";
+import { parentDir } from "../validate";
 import { validateDataDir, validateListen, validatePort, validateSocketDir, validateVersion } from "./validate";
+
+/** A clone of a cluster beyond one plain volume: where its volumes are mounted and what to re-point. */
+export interface PrepareArgs {
+  layout: SourceLayout;
+  mounts: string[];
+}
 
 interface Inputs {
   connection?: ConnectionArgs;
   label: string;
+  prepare?: PrepareArgs;
   dataDir: string;
   version: number;
   binDir?: string;
@@ -34,6 +43,8 @@ async function start(i: Inputs): Promise<Outputs> {
     if (st.running) return { ...i, pid: st.pid };
     // A clone of a running database carries the source's postmaster.pid: removed only when no
     // process of that PID runs in this very directory (the driver refuses a live data directory).
+    // Links re-pointed into the clone, and the guard: nothing starts while a link leads into live.
+    await prepareClone(h, i.osUser, i.dataDir, i.prepare?.mounts ?? [parentDir(i.dataDir)], i.prepare?.layout, (m) => progress(i.label, m));
     const stale = await pg.removeStalePid(i.dataDir);
     if (stale) progress(i.label, `removed the postmaster.pid copied from the source (pid ${stale.pid})`);
     progress(i.label, `starting PostgreSQL ${i.version} on ${i.dataDir}, port ${i.port} (crash recovery of a live snapshot can take a while)`);
@@ -46,7 +57,7 @@ async function start(i: Inputs): Promise<Outputs> {
 
 /** Any setting of the server is another server (stopped, started anew); a refresh that saw it stopped makes `up` start it. */
 export const SERVER_DIFF: DiffSpec = {
-  replace: ["dataDir", "version", "binDir", "osUser", "port", "socketDir", "listen"],
+  replace: ["dataDir", "version", "binDir", "osUser", "port", "socketDir", "listen", "prepare"],
   update: [],
   ignore: ["label"],
   drift: (o) => o.pid === 0,
@@ -103,6 +114,8 @@ export interface PostgresServerArgs {
   socketDir: pulumi.Input<string>;
   /** `listen_addresses`: `""` for the socket only, `127.0.0.1`, ... */
   listen?: pulumi.Input<string>;
+  /** For a clone of a cluster beyond one plain volume: its layout and where each volume's clone is mounted (links are re-pointed before the start). */
+  prepare?: pulumi.Input<PrepareArgs>;
 }
 
 /**
@@ -130,6 +143,7 @@ export class PostgresServer extends UnderstudyResource {
         port: args.port,
         socketDir: args.socketDir,
         listen: args.listen ?? "",
+        prepare: args.prepare,
         pid: undefined,
         readyMs: undefined,
         removedStalePid: undefined,

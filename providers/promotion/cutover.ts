@@ -25,6 +25,7 @@ import { validateListenPort, validateOsUser, validatePath, validateRelativePath,
 import { PgLiveServer } from "../runner/live";
 import { liveTarget, newLiveTarget, promote, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Replay } from "../runner/cutover";
 import { runStep } from "../runner/steps";
+import { prepareClone, type SourceLayout } from "../runner/layout";
 import type { PhaseTiming } from "../runner/phases";
 
 export type { PlannedStep };
@@ -43,6 +44,8 @@ export interface LiveSpec {
   stopCommand?: string[];
   /** Every volume of live's cluster, the one holding PGDATA first (absent in 0.1.0 state: `[dataset]`). */
   volumes?: string[];
+  /** Live's layout when it is more than one plain volume: what the new live's clone re-points. */
+  layout?: SourceLayout;
 }
 
 export interface CutOverInputs {
@@ -218,6 +221,7 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
       return { updateExtensionsSql: r.updateExtensionsSql };
     };
     const env: CutoverEnv = {
+      prepareClone: (dataDir, mounts) => prepareClone(host, i.live.osUser, dataDir, mounts, i.live.layout, log),
       storage,
       live,
       server: newServerOf(host, pg, spec),

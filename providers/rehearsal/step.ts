@@ -22,6 +22,7 @@ import { CLONED_SNAPSHOT, executeStep, stopAll, VerificationError, type CloneSet
 import { predictCutover, renderMarkdown, RehearsalReport, StepRecord, CheckRecord } from "./report";
 import { validateVerifySpec, type Snapshot, type VerifySpec } from "./verify";
 import type { UnderstudyProvider } from "../dispatch";
+import type { SourceLayout } from "../runner/layout";
 
 export type { PlannedStep, StepKind } from "../plan/steps";
 export type { ServerState } from "../runner/steps";
@@ -37,8 +38,10 @@ export interface StepInputs {
   cutover: boolean;
   /** The storage backend (absent in state written by 0.1.0: ZFS). */
   storage: StorageSpec;
-  /** `dataset`: the clone's primary volume; `volumes`: every volume of the clone set, the primary first. */
-  clone: { dataset: string; mountpoint: string; owner: string; volumes: string[] };
+  /** `dataset`: the clone's primary volume; `volumes`: every volume of the clone set, the primary first; `mounts`: where each is mounted (when more than one). */
+  clone: { dataset: string; mountpoint: string; owner: string; volumes: string[]; mounts?: string[] };
+  /** Live's layout when it is more than one plain volume: links the clone re-points before anything starts. */
+  layout?: SourceLayout;
   source: { dataset: string; snapshot: string; snapshotAt?: string };
   pg: PgPlan;
   sql?: string;
@@ -90,7 +93,7 @@ export function migrateStep(p: Record<string, unknown>): Record<string, unknown>
 
 /** What re-runs a step, what changes in place. */
 export const STEP_DIFF: DiffSpec = {
-  replace: ["rehearsal", "index", "name", "kind", "storage", "clone", "source", "pg", "sql", "command", "database", "timeoutMs", "verify", "prev", "baseline", "updateExtensionsSql"],
+  replace: ["rehearsal", "index", "name", "kind", "storage", "clone", "layout", "source", "pg", "sql", "command", "database", "timeoutMs", "verify", "prev", "baseline", "updateExtensionsSql"],
   // For the report only: changing them rewrites the report, the step does not run again.
   update: ["label", "history", "cutover", "reportDir"],
 };
@@ -147,7 +150,7 @@ export const rehearsalStepProvider: UnderstudyProvider = {
       const pg = new PostgresDriver(host, { osUser: i.pg.osUser });
       const log = (m: string) => progress(i.label, m);
       const env: RunnerEnv = { host, storage, pg, log };
-      const clone: CloneSet = { volumes: i.clone.volumes, mountpoint: i.clone.mountpoint, owner: i.clone.owner };
+      const clone: CloneSet = { volumes: i.clone.volumes, mountpoint: i.clone.mountpoint, owner: i.clone.owner, mounts: i.clone.mounts, layout: i.layout };
       const startedAt = new Date();
       const prevSnapshot = i.prev ? i.prev.snapshot : `${i.clone.dataset}@${CLONED_SNAPSHOT}`;
       try {

@@ -51,6 +51,8 @@ export interface NewServer {
 export type Replay = (step: PlannedStep, pg: PgPlan, state: { server: ServerState; updateExtensionsSql?: string }) => Promise<{ updateExtensionsSql?: string }>;
 
 export interface CutoverEnv {
+  /** Re-point a new clone's links into it (and refuse links into live) before anything starts on it. */
+  prepareClone(dataDir: string, mounts: string[]): Promise<void>;
   storage: Storage;
   live: LiveServer;
   server: NewServer;
@@ -227,6 +229,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         const mnt = made[0].mountpoint;
         if (!mnt) throw new Error(`the clone ${made[0].id} is not mounted`);
         st.pg = newLivePgPlan(s, mnt);
+        await env.prepareClone(st.pg.oldDataDir, made.map((m) => m.mountpoint ?? ""));
       },
       undo: async () => {
         if (st.pg && (await env.server.running(st.pg.newDataDir).catch(() => false))) await env.server.stop(st.pg.newDataDir);

@@ -11,6 +11,7 @@ import type { PgPlan } from "../plan/rehearsal";
 import type { PlannedStep, StepKind } from "../plan/steps";
 import type { CheckRecord } from "../rehearsal/report";
 import { assertions, collect, compare, type Snapshot, type VerifySpec } from "../rehearsal/verify";
+import { prepareClone, type SourceLayout } from "./layout";
 
 export type ServerState = "none" | "new";
 
@@ -33,6 +34,10 @@ export interface CloneSet {
   volumes: string[];
   mountpoint: string;
   owner: string;
+  /** Where each volume is mounted, in `volumes` order (default: just `mountpoint`). */
+  mounts?: string[];
+  /** Live's layout when it is more than one plain volume: links to re-point, configuration to copy. */
+  layout?: SourceLayout;
 }
 
 export interface StepRun {
@@ -234,8 +239,11 @@ export async function executeStep(env: RunnerEnv, clone: CloneSet, r: StepRun, p
     );
     await stopAll(env, r.pg);
     await storage.rollback(clone.volumes, prevSnapshot, clone.owner);
-    if (prev?.serverAfter === "new") await startNew(env, r.pg);
   }
+  // Before anything runs on the clone: its links point into the clone, never into live
+  // (a roll-back to the first snapshot brings live's links back: re-pointed here again).
+  await prepareClone(host, r.pg.osUser, r.pg.oldDataDir, clone.mounts ?? [clone.mountpoint], clone.layout, env.log, [r.pg.newDataDir]);
+  if ((interrupted || leftover || !atPrev) && prev?.serverAfter === "new") await startNew(env, r.pg);
   // As root: the clone's mount directory belongs to root (a non-root login goes through sudo -n).
   await host.runAs("root", ["sh", "-c", 'umask 022 && cat > "$1"', "sh", marker], { input: `step ${r.index} ${r.step.name} started ${new Date().toISOString()}\n` });
   env.log(`step ${r.index} (${r.step.kind}) started`);

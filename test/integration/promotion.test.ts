@@ -40,7 +40,7 @@ const NEW_LIVE = `${POOL}/rehearsals/${STACK}-go-live-live-pg15`;
 const FAIL_FILE = "/tmp/usprom-fail-cutover";
 const LIVE = path.join(REPO, "scripts/live-postgres.sh");
 /** pgbench runs this long; every `pulumi up` it accompanies must finish inside it. */
-const PGBENCH_SECONDS = 30;
+const PGBENCH_SECONDS = Number(process.env.UNDERSTUDY_TEST_PGBENCH_SECONDS ?? 60);
 
 let backend: TestBackend;
 let program: string;

@@ -557,14 +557,15 @@ describe("bad input gets a clear error before anything runs", () => {
         { postgres: { port: 26050, tempPort: busy - 2, database: "app" } },
         new RegExp(`- postgres\\.tempPort\\+2 \\(pg_upgrade's new server\\): port ${busy} is already in use on local`),
       ],
-      ["liveport", { postgres: { port: LIVE_PORT, database: "app" } }, new RegExp(`- postgres\\.port: port ${LIVE_PORT} is already in use on local`)],
+      // Live's own port is known without looking at the host: refused before anything is declared.
+      ["liveport", { postgres: { port: LIVE_PORT, database: "app" } }, new RegExp(`- postgres\\.port: port ${LIVE_PORT} is also source\\.port \\(live\\)`)],
     ];
     try {
       for (const [tag, extra, expected] of cases) {
         const stack = await stackFor(tag, rehearsalConfig(tag, 26040, extra));
         const message = await failureOf(() => stack.up());
         expect(message, tag).toMatch(expected);
-        expect(message).toMatch(/nothing was snapshotted, cloned or started/);
+        expect(message).toMatch(tag === "liveport" ? /nothing was declared or run/ : /nothing was snapshotted, cloned or started/);
         await expectNothing(stack, tag);
       }
     } finally {

@@ -164,6 +164,7 @@ describe("replay cut-over phases (fakes)", () => {
     replayed = [];
     failReplay = undefined;
     env = {
+      prepareClone: async () => undefined,
       storage,
       live,
       server,

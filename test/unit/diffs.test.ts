@@ -36,7 +36,7 @@ beforeAll(async () => {
       newResource: (a) => {
         const kind = a.type.split(":").pop()!;
         // As a provider receives them: secrets unwrapped (the mock shows them wrapped).
-        const unwrap = (v: unknown): unknown => (v && typeof v === "object" && "4dabf18193072939515e22adb298388d" in v ? (v as { value: unknown }).value : v);
+        const unwrap = (v: unknown): unknown => (v && typeof v === "object" && "4dabf18193072939515e22adb298388d" in v ? (v as unknown as { value: unknown }).value : v);
         if (a.type.startsWith("pulumi-nodejs:dynamic/understudy:")) inputsOf[kind] = Object.fromEntries(Object.entries(a.inputs).map(([k, v]) => [k, unwrap(v)]));
         return { id: `${a.name}-id`, state: a.inputs };
       },

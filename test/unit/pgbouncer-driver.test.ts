@@ -60,7 +60,7 @@ const cfg = {
   adminPassword: "Adm1n-Secret",
   users: [{ name: "app", password: "App-Secret-9" }],
   databases: { app: { host: "127.0.0.1", port: 5432, dbname: "app" } },
-  startTimeoutMs: 300,
+  startTimeoutMs: 10_000, // the third dead check decides long before; a loaded machine needs the room
 };
 
 describe("PgBouncerEndpoint command composition", () => {

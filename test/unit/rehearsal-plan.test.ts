@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { planSteps, UpgradeRehearsalArgs } from "../../components/upgrade-rehearsal";
+import { ZfsStorage } from "../../components/storage/zfs";
 
 const BUILTIN = ["recover", "check", "upgrade", "start", "post-upgrade", "analyze", "verify"];
 
@@ -102,7 +103,14 @@ describe("UpgradeRehearsal input checks (no engine)", () => {
     );
   });
 
+  // No host here: live's layout (read while the program runs) is given, one plain dataset.
+  class NoHostZfs extends ZfsStorage {
+    override withStorage<T>(): pulumi.Output<T> {
+      return pulumi.output({ volumes: ["tank/pg13"] }) as unknown as pulumi.Output<T>;
+    }
+  }
   const args = (over: Partial<UpgradeRehearsalArgs> = {}): UpgradeRehearsalArgs => ({
+    storage: new NoHostZfs(),
     source: { dataset: "tank/pg13", version: 13, port: 5432 },
     clone: { dataset: "tank/rehearsals/r" },
     to: 15,
