@@ -249,6 +249,11 @@ export interface PgPlan {
   listen: string;
   mode: UpgradeMode;
   database: string;
+  /**
+   * Start the upgraded server isolated from live (no archiving, no standbys, no outward
+   * workers, forced on the command line). Default true; false only for a promotion's new live.
+   */
+  isolate?: boolean;
 }
 
 /** The step runner's parameters for a clone of the plan's source mounted at `mountpoint`. */

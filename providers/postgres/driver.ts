@@ -202,6 +202,8 @@ export interface RecoveryResult {
   log: RecoveryLog;
   settings: ClusterSettings;
   control: ControlData;
+  /** What `whileRunning` returned. */
+  extra?: unknown;
 }
 
 export type UpgradeMode = "link" | "clone" | "copy";
@@ -288,8 +290,11 @@ export function isolationSettings(major: number): Array<[string, string]> {
   ];
   if (major <= 14) s.push(["stats_temp_directory", "pg_stat_tmp"]); // Debian: /var/run/postgresql/<v>-main.pg_stat_tmp
   if (major >= 12) {
-    s.push(["primary_conninfo", ""], ["primary_slot_name", ""], ["archive_cleanup_command", ""], ["recovery_end_command", ""]);
+    s.push(["primary_conninfo", ""], ["primary_slot_name", ""], ["archive_cleanup_command", ""], ["recovery_end_command", ""], ["restore_command", ""]);
   }
+  // Live's workers that act outward must not run on a copy of it: subscriptions would pull
+  // from (and advance slots on) live's publishers, pg_cron would run live's jobs.
+  s.push(["max_logical_replication_workers", "0"], ["cron.launch_active_jobs", "off"]);
   return s;
 }
 
@@ -979,7 +984,13 @@ export class PostgresDriver {
     dataDir: string,
     version: PgVersionArg,
     tempPort: number,
-    opts: { timeoutMs?: number; onProgress?: (m: string) => void; progressEveryMs?: number } = {},
+    opts: {
+      timeoutMs?: number;
+      onProgress?: (m: string) => void;
+      progressEveryMs?: number;
+      /** More work on the recovered cluster while its private server runs (one start instead of several). */
+      whileRunning?: (srv: PgServer) => Promise<unknown>;
+    } = {},
   ): Promise<RecoveryResult> {
     validateDataDir(dataDir, "dataDir");
     validatePort(tempPort, "tempPort");
@@ -1001,9 +1012,12 @@ export class PostgresDriver {
     opts.onProgress?.(
       `recovering ${dataDir} with PostgreSQL ${inst.major} on temporary port ${tempPort} (state: ${before.state}; redo from ${before.redoLocation})`,
     );
-    const run = await this.withPrivateServer("recover", dataDir, inst, tempPort, { timeoutMs, onProgress: opts.onProgress, progressEveryMs: opts.progressEveryMs }, async (srv) =>
-      this.querySettings(srv, before),
-    );
+    let extra: unknown;
+    const run = await this.withPrivateServer("recover", dataDir, inst, tempPort, { timeoutMs, onProgress: opts.onProgress, progressEveryMs: opts.progressEveryMs }, async (srv) => {
+      const settings = await this.querySettings(srv, before);
+      if (opts.whileRunning) extra = await opts.whileRunning(srv);
+      return settings;
+    });
     const after = await this.controlData(dataDir, inst);
     if (!after.cleanShutdown) {
       throw new PostgresError({
@@ -1025,6 +1039,7 @@ export class PostgresDriver {
       log: parseRecoveryLog(run.log),
       settings: run.result,
       control: after,
+      extra,
     };
   }
 

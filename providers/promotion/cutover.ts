@@ -82,6 +82,8 @@ export interface CutOverOutputs extends CutOverInputs {
   pauseWindowMs?: number;
   phases?: Array<{ phase: string; ms: number }>;
   events: Array<{ at: string; what: string }>;
+  /** Live's settings carried into the new live, and those left out with the reason. */
+  configuration?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
 }
 
 /** Nothing here is ever replaced: promote flips are updates (promote / roll back); the rest is remembered for the next flip. */
@@ -216,9 +218,9 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
     const replay: Replay = async (step, pgPlan, state) => {
       const r = await runStep(
         { host, storage, pg, log },
-        { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql },
+        { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql, liveSettings: state.liveSettings },
       );
-      return { updateExtensionsSql: r.updateExtensionsSql };
+      return { updateExtensionsSql: r.updateExtensionsSql, carried: r.carriedConfig };
     };
     const env: CutoverEnv = {
       prepareClone: (dataDir, mounts) => prepareClone(host, i.live.osUser, dataDir, mounts, i.live.layout, log),
@@ -261,6 +263,7 @@ async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): P
         newLiveDataDir: r.newLiveDataDir,
         pauseWindowMs: r.pauseWindowMs,
         phases: timings(r.phases),
+        ...(r.carried ? { configuration: r.carried } : {}),
         events: [...(prior?.events ?? []), { at, what: `promoted: ${i.database} now served by PostgreSQL ${i.to} on ${r.newLiveVolumes[0]}` }],
       };
     },
@@ -357,6 +360,7 @@ export class CutOver extends UnderstudyResource {
         newLiveDataset: undefined,
         newLiveVolumes: undefined,
         newLiveDataDir: undefined,
+        configuration: undefined,
         pauseWindowMs: undefined,
         phases: undefined,
         events: undefined,

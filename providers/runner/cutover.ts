@@ -48,7 +48,11 @@ export interface NewServer {
 }
 
 /** Runs one replayed step on the new live (real: runStep). Returns update_extensions.sql when pg_upgrade wrote one. */
-export type Replay = (step: PlannedStep, pg: PgPlan, state: { server: ServerState; updateExtensionsSql?: string }) => Promise<{ updateExtensionsSql?: string }>;
+export type Replay = (
+  step: PlannedStep,
+  pg: PgPlan,
+  state: { server: ServerState; updateExtensionsSql?: string; liveSettings?: string[][] },
+) => Promise<{ updateExtensionsSql?: string; carried?: { carried: string[]; dropped: Array<{ name: string; why: string }> } }>;
 
 export interface CutoverEnv {
   /** Re-point a new clone's links into it (and refuse links into live) before anything starts on it. */
@@ -89,6 +93,8 @@ export interface CutoverSpec {
 }
 
 export interface PromoteResult {
+  /** Live's settings carried into the new live, and the ones left out with the reason. */
+  carried?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
   finalSnapshot: string;
   newLiveVolumes: string[];
   newLiveDataDir: string;
@@ -111,7 +117,8 @@ export function newLiveTarget(s: CutoverSpec): DatabaseTarget {
 
 /** The new live's PostgreSQL parameters on a clone mounted at `mountpoint` (the rehearsal's rules, the new live's server). */
 export function newLivePgPlan(s: CutoverSpec, mountpoint: string): PgPlan {
-  return pgPlanFor({ source: s.source, to: s.to, toBinDir: s.toBinDir, mode: s.mode }, mountpoint, { ...s.newLive, tempPort: s.newLive.port + 1, database: s.database });
+  // The new live is production: live's configuration (carried over by the replayed upgrade), no rehearsal isolation.
+  return { ...pgPlanFor({ source: s.source, to: s.to, toBinDir: s.toBinDir, mode: s.mode }, mountpoint, { ...s.newLive, tempPort: s.newLive.port + 1, database: s.database }), isolate: false };
 }
 
 /** The steps a promotion replays while clients wait: the rehearsal's cut-over steps, without recover/verify. */
@@ -147,6 +154,10 @@ export interface PromoteState {
   newVolumes: string[];
   pg?: PgPlan;
   seqBefore?: string[][];
+  /** Live's configured settings, read while it ran: carried into the new live by the replayed upgrade. */
+  liveSettings?: string[][];
+  /** What was carried over and what was left out (reported). */
+  carried?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
   server: ServerState;
   updateExtensionsSql?: string;
   switched: boolean;
@@ -186,6 +197,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       held: true,
       run: async () => {
         st.seqBefore = await env.live.sequences(db);
+        st.liveSettings = await env.live.configuredSettings();
         // Read before the stop: how live was started, to start it the same way if anything fails.
         await env.live.rememberStart();
       },
@@ -248,8 +260,11 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         name: `replay ${step.name}`,
         held: true,
         run: async () => {
-          const r = await env.replay(step, st.pg!, { server: st.server, updateExtensionsSql: st.updateExtensionsSql });
-          if (step.kind === "upgrade") st.updateExtensionsSql = r.updateExtensionsSql;
+          const r = await env.replay(step, st.pg!, { server: st.server, updateExtensionsSql: st.updateExtensionsSql, liveSettings: st.liveSettings });
+          if (step.kind === "upgrade") {
+            st.updateExtensionsSql = r.updateExtensionsSql;
+            st.carried = r.carried;
+          }
           st.server = serverAfter(step.kind, st.server);
         },
       }),
@@ -325,6 +340,7 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
     journal: env.journal,
   });
   return {
+    ...(st.carried ? { carried: st.carried } : {}),
     finalSnapshot: st.finalSnapshot,
     newLiveVolumes: newVolumes,
     newLiveDataDir: st.pg!.newDataDir,

@@ -8,6 +8,7 @@ import type { Host } from "../host/types";
 import type { PostgresDriver } from "../postgres/driver";
 import { isCleanShutdown } from "../postgres/parse";
 import type { SourcePlan } from "../plan/rehearsal";
+import { CONFIGURED_SETTINGS_SQL } from "./config";
 
 export const SEQUENCES_SQL = `SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1`;
 
@@ -22,6 +23,8 @@ export interface LiveServer {
   /** Start as it was started and wait until it answers. */
   start(): Promise<void>;
   sequences(database: string): Promise<string[][]>;
+  /** The settings live took from its configuration files (`[name, setting]`). */
+  configuredSettings(): Promise<string[][]>;
 }
 
 export interface LiveSpec {
@@ -109,5 +112,9 @@ export class PgLiveServer implements LiveServer {
 
   async sequences(database: string): Promise<string[][]> {
     return await this.pg.adminQuery(this.server, SEQUENCES_SQL, { database });
+  }
+
+  async configuredSettings(): Promise<string[][]> {
+    return await this.pg.adminQuery(this.server, CONFIGURED_SETTINGS_SQL);
   }
 }

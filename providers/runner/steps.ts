@@ -12,6 +12,7 @@ import type { PlannedStep, StepKind } from "../plan/steps";
 import type { CheckRecord } from "../rehearsal/report";
 import { assertions, collect, compare, type Snapshot, type VerifySpec } from "../rehearsal/verify";
 import { prepareClone, type SourceLayout } from "./layout";
+import { CONFIGURED_SETTINGS_SQL, writeCarriedConfig } from "./config";
 
 export type ServerState = "none" | "new";
 
@@ -50,6 +51,8 @@ export interface StepRun {
   verify?: VerifySpec;
   baseline?: Snapshot;
   updateExtensionsSql?: string;
+  /** Live's configured settings (`[name, setting]`) for the upgrade step; default: what recover kept on the clone. */
+  liveSettings?: string[][];
 }
 
 export interface StepResult {
@@ -57,6 +60,8 @@ export interface StepResult {
   baseline?: Snapshot;
   updateExtensionsSql?: string;
   checks?: CheckRecord[];
+  /** What the upgrade carried over of live's configuration, and what it left out. */
+  carriedConfig?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
 }
 
 /** A verification that found differences: carries the checks for the report. */
@@ -67,6 +72,20 @@ export class VerificationError extends Error {
   ) {
     super(message);
     this.name = "VerificationError";
+  }
+}
+
+/** Live's configured settings, as recover read them, kept in the clone's copy of PGDATA (PostgreSQL ignores the file). */
+const SETTINGS_FILE = "understudy-live-settings.json";
+
+async function readSettingsFile(env: RunnerEnv, p: PgPlan): Promise<string[][] | undefined> {
+  const r = await env.host.runAs(p.osUser, ["cat", "--", `${p.oldDataDir}/${SETTINGS_FILE}`], { okExitCodes: [0, 1], cwd: "/" });
+  if (r.exitCode !== 0) return undefined;
+  try {
+    const v = JSON.parse(r.stdout) as unknown;
+    return Array.isArray(v) ? (v as string[][]) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -87,7 +106,7 @@ export async function stopAll(env: RunnerEnv, p: PgPlan): Promise<void> {
 export async function startNew(env: RunnerEnv, p: PgPlan): Promise<void> {
   const st = await env.pg.status(p.newDataDir, newInstall(p));
   if (st.running) return;
-  await env.pg.start(p.newDataDir, newInstall(p), { port: p.port, socketDir: p.socketDir, listen: p.listen, onProgress: env.log });
+  await env.pg.start(p.newDataDir, newInstall(p), { port: p.port, socketDir: p.socketDir, listen: p.listen, isolate: p.isolate ?? true, onProgress: env.log });
 }
 
 /** Run one step's work on a clone (no snapshot, no resume logic). */
@@ -98,17 +117,29 @@ export async function runStep(env: RunnerEnv, r: StepRun): Promise<StepResult> {
   const out: StepResult = { detail: [] };
   switch (s.kind) {
     case "recover": {
-      const rec = await pg.recoverCrashConsistent(p.oldDataDir, oldInstall(p), p.tempPort, { onProgress: env.log });
+      // One start of the old version: recovery, then (while it runs) live's configured
+      // settings and the baseline the upgraded clone is verified against.
+      const rec = await pg.recoverCrashConsistent(p.oldDataDir, oldInstall(p), p.tempPort, {
+        onProgress: env.log,
+        whileRunning: async (srv) => {
+          const q = (sql: string, db = "postgres") => pg.adminQuery(srv, sql, { database: db });
+          const settings = await q(CONFIGURED_SETTINGS_SQL);
+          let baseline: Snapshot | undefined;
+          if (r.verify) {
+            env.log("measuring the baseline (the source as of the snapshot) with the old version");
+            baseline = await collect((sql, db) => q(sql, db), r.verify);
+          }
+          return { settings, baseline };
+        },
+      });
       out.detail.push(`crash recovery ${rec.recoveryMs} ms, clean stop ${rec.stopMs} ms (state: ${rec.stateBefore} -> ${rec.stateAfter})`);
       if (rec.removedStalePid) out.detail.push(`removed the postmaster.pid copied from the source (pid ${rec.removedStalePid.pid})`);
-      if (r.verify) {
-        env.log("measuring the baseline (the source as of the snapshot) with the old version");
-        const inst = await pg.resolveInstall(oldInstall(p), ["pg_ctl", "psql"]);
-        const run = await pg.withPrivateServer("baseline", p.oldDataDir, inst, p.tempPort, { onProgress: env.log }, async (srv) =>
-          collect((sql, db) => pg.adminQuery(srv, sql, { database: db }), r.verify!),
-        );
-        out.baseline = run.result;
-        out.detail.push(`baseline: ${Object.keys(run.result.rowCounts).length} tables, ${Object.keys(run.result.sequences).length} sequences in ${run.result.databases.length} databases`);
+      const extra = rec.extra as { settings: string[][]; baseline?: Snapshot };
+      // Kept on the clone itself (its snapshots and roll-backs carry it) for the upgrade step.
+      await env.host.runAs(p.osUser, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", `${p.oldDataDir}/${SETTINGS_FILE}`], { input: JSON.stringify(extra.settings), cwd: "/" });
+      if (extra.baseline) {
+        out.baseline = extra.baseline;
+        out.detail.push(`baseline: ${Object.keys(extra.baseline.rowCounts).length} tables, ${Object.keys(extra.baseline.sequences).length} sequences in ${extra.baseline.databases.length} databases`);
       }
       return out;
     }
@@ -121,6 +152,13 @@ export async function runStep(env: RunnerEnv, r: StepRun): Promise<StepResult> {
       const u = await pg.upgrade(p.oldDataDir, p.newDataDir, oldInstall(p), newInstall(p), upgradeOptions(p, env.log));
       out.detail.push(`pg_upgrade --${u.mode}: ${u.durationMs} ms`);
       out.updateExtensionsSql = u.updateExtensionsSql;
+      const settings = r.liveSettings ?? (await readSettingsFile(env, p));
+      if (settings) {
+        // The new cluster runs with live's settings from here on: the rehearsal tests them.
+        const c = await writeCarriedConfig(env.host, p.osUser, p.newDataDir, p.toBinDir, settings, p.from, p.to);
+        out.detail.push(`live's configuration carried over: ${c.carried.length} settings${c.dropped.length ? `; left out: ${c.dropped.map((d) => `${d.name} (${d.why})`).join(", ")}` : ""}`);
+        out.carriedConfig = { carried: c.carried, dropped: c.dropped };
+      }
       return out;
     }
     case "start": {

@@ -57,6 +57,9 @@ class FakeLive implements LiveServer {
   async sequences() {
     return SEQ;
   }
+  async configuredSettings() {
+    return [["shared_buffers", "16384"]];
+  }
 }
 
 class FakeServer implements NewServer {
