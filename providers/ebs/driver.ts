@@ -516,8 +516,10 @@ export class EbsDriver {
     if (!(vol.Attachments ?? []).length) return "not-attached";
     for (const a of vol.Attachments ?? []) this.refuseLive("instance", a.InstanceId ?? "", "detach a volume from");
     const { DetachVolumeCommand } = this.sdk();
+    const att = vol.Attachments![0];
     try {
-      await this.client.send(new DetachVolumeCommand({ VolumeId: volumeId }));
+      // Instance and device named (moto needs them; EC2 then checks they still match).
+      await this.client.send(new DetachVolumeCommand({ VolumeId: volumeId, InstanceId: att.InstanceId, Device: att.Device }));
     } catch (e) {
       if (errName(e) === "IncorrectState" && /available|not attached/i.test(msg(e))) return "not-attached";
       throw new EbsError(`DetachVolume ${volumeId} failed: ${msg(e)}; it was left attached`);
