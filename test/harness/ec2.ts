@@ -47,18 +47,20 @@ export function recordingClient(endpoint: string, opts: { maxAttempts?: number }
  */
 export function injectThrottling(client: EC2Client, command: string, times: number): { injected: number } {
   const state = { injected: 0 };
+  type Mw = Parameters<EC2Client["middlewareStack"]["addRelativeTo"]>[0];
+  const throttle = (next: (a: unknown) => Promise<unknown>, context: { commandName?: string }) => async (args: unknown) => {
+    if (context.commandName === command && state.injected < times) {
+      state.injected++;
+      throw Object.assign(new Error("Rate exceeded"), {
+        name: "ThrottlingException",
+        $fault: "client",
+        $metadata: { httpStatusCode: 400 },
+      });
+    }
+    return next(args);
+  };
   client.middlewareStack.addRelativeTo(
-    (next, context) => async (args) => {
-      if (context.commandName === command && state.injected < times) {
-        state.injected++;
-        throw Object.assign(new Error("Rate exceeded"), {
-          name: "ThrottlingException",
-          $fault: "client",
-          $metadata: { httpStatusCode: 400 },
-        });
-      }
-      return next(args);
-    },
+    throttle as unknown as Mw,
     { relation: "after", toMiddleware: "retryMiddleware", name: `understudyThrottle${command}${Math.random()}` },
   );
   return state;
@@ -77,7 +79,7 @@ export function rewriteOutput(
   client.middlewareStack.add(
     (next, context) => async (args) => {
       const r = await next(args);
-      if (context.commandName === command) rewrite(r.output as Record<string, unknown>, state.calls++, args.input as Record<string, unknown>);
+      if (context.commandName === command) rewrite(r.output as unknown as Record<string, unknown>, state.calls++, args.input as Record<string, unknown>);
       return r;
     },
     { step: "initialize", name: `understudyRewrite${command}${Math.random()}`, priority: "low" },
