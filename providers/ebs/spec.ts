@@ -329,15 +329,14 @@ export function validateEbsSpec(raw: unknown, field = "storage"): EbsStorageSpec
     if (!mounts.has(mp)) throw new InputError(`${f}.mountpoint`, `${mp} is not the mountpoint of any volume in live.volumes`);
     if (assembled.has(mp)) throw new InputError(`${f}.mountpoint`, `${mp} has two assemblies`);
     assembled.add(mp);
+    if (o.kind !== "lvm" && o.kind !== "mdadm" && o.kind !== "single") throw new InputError(`${f}.kind`, `${show(o.kind)} must be "lvm", "mdadm" or "single"`);
+    if (o.kind === "single" && mounts.get(mp)! > 1) throw new InputError(`${f}.kind`, `${mp} has ${mounts.get(mp)} volumes: "single" needs exactly one`);
     if (o.kind === "lvm") {
       for (const k of ["vg", "lv"] as const) {
         if (!LVM_NAME.test(str(o[k], `${f}.${k}`)) || o[k] === "." || o[k] === "..") throw new InputError(`${f}.${k}`, `${show(o[k])} is not an LVM name (letters, digits, + _ . -; not starting with -)`);
       }
-    } else if (o.kind === "mdadm" || o.kind === "single") {
-      if (o.vg !== undefined || o.lv !== undefined) throw new InputError(`${f}.vg`, `vg/lv are for kind "lvm" only`);
-      if (o.kind === "single" && mounts.get(mp)! > 1) throw new InputError(`${f}.kind`, `${mp} has ${mounts.get(mp)} volumes: "single" needs exactly one`);
-    } else {
-      throw new InputError(`${f}.kind`, `${show(o.kind)} must be "lvm", "mdadm" or "single"`);
+    } else if (o.vg !== undefined || o.lv !== undefined) {
+      throw new InputError(`${f}.vg`, `vg/lv are for kind "lvm" only`);
     }
   });
   for (const [mp, n] of mounts) {

@@ -590,6 +590,7 @@ export class EbsStorage implements Storage {
   async rollback(volumes: string[], name: string, owner: string): Promise<void> {
     validateSnapshotName(name, "name");
     if (!owner) throw new InputError("owner", "a roll-back needs an owner");
+    volumes.forEach((v, i) => this.validateVolumeId(v, `volumes[${i}]`));
     const current = new Map<string, Volume[]>();
     for (const v of volumes) current.set(v, await this.requireOwnedClone(v, owner, "roll back"));
     const set = await this.findSnapshotSet(volumes, name);
