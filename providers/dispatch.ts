@@ -14,6 +14,9 @@ const registry: Record<string, () => pulumi.dynamic.ResourceProvider> = {
   PostgresServer: () => require("./postgres/server-resource").postgresServerProvider,
   PgBouncerEndpoint: () => require("./endpoint/resource").pgBouncerEndpointProvider,
   CutOver: () => require("./promotion/cutover").cutOverProvider,
+  EbsSnapshotSet: () => require("./ebs/resources").ebsSnapshotSetProvider,
+  EbsCloneSet: () => require("./ebs/resources").ebsCloneSetProvider,
+  EbsInstanceStop: () => require("./ebs/resources").ebsInstanceStopProvider,
 };
 
 export async function dispatch(kind: string, method: keyof pulumi.dynamic.ResourceProvider, args: unknown[]): Promise<unknown> {

@@ -561,6 +561,29 @@ export class EbsDriver {
     await this.client.send(new CreateTagsCommand({ Resources: ids, Tags: toTags(tags) }));
   }
 
+  /**
+   * Stop an instance we created (owner tag), never live's: the rehearsal instance when its
+   * component was told to stop rather than terminate it on destroy. Waits until `stopped`.
+   */
+  async stopInstance(instanceId: string, owner: string): Promise<"stopped" | "missing"> {
+    validateInstanceId(instanceId, "instanceId");
+    this.refuseLive("instance", instanceId, "stop");
+    const inst = await this.describeInstance(instanceId);
+    if (!inst || inst.State?.Name === "terminated") return "missing";
+    const tag = tagsOf(inst)[TAGS.owner];
+    if (!owner || tag !== owner) {
+      throw new EbsOwnershipError(instanceId, `refusing to stop instance ${instanceId}: it was not created by this stack (${TAGS.owner}=${JSON.stringify(tag ?? null)}); it was left running`);
+    }
+    if (inst.State?.Name !== "stopped") {
+      const { StopInstancesCommand, waitUntilInstanceStopped } = this.sdk();
+      await this.client.send(new StopInstancesCommand({ InstanceIds: [instanceId] }));
+      const maxWait = this.opts.waits?.volumeSeconds ?? 15 * 60;
+      await this.waitFor(`instance ${instanceId} to stop`, maxWait, (client) => waitUntilInstanceStopped({ client, ...this.delays(maxWait) }, { InstanceIds: [instanceId] }), () => undefined, "it may still be stopping");
+    }
+    this.progress(`instance ${instanceId} stopped (kept, with its volumes)`);
+    return "stopped";
+  }
+
   // -------------------------------------------------------------------------------------
   // Fast snapshot restore (not in moto: tested with injected states)
 
