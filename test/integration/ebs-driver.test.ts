@@ -340,3 +340,18 @@ describe("EbsDriver: fast snapshot restore (moto has none: its API answers are i
     await expect(d.enableFastSnapshotRestore(["snap-0123456789abcdef0"], "us-east-1a")).rejects.toThrow(/snap-0123456789abcdef0: limit reached/);
   });
 });
+
+describe("EbsDriver: stopping a rehearsal instance we created (never live's)", () => {
+  it("refuses live's instance and an instance without our owner tag; stops ours and waits", async () => {
+    const { d, rec } = driver();
+    await expect(d.stopInstance(world.liveInstance, OWNER)).rejects.toThrow(/refusing to stop .* live's instance/);
+    const e = await driver({ protect: {} }).d.stopInstance(world.liveInstance, OWNER).catch((x: Error) => x);
+    expect((e as Error).message).toContain(`refusing to stop instance ${world.liveInstance}: it was not created by this stack`);
+    expect(rec.calls).not.toContain("StopInstancesCommand");
+    await admin.send(new CreateTagsCommand({ Resources: [world.otherZoneInstance], Tags: [{ Key: TAGS.owner, Value: OWNER }] }));
+    expect(await d.stopInstance(world.otherZoneInstance, OWNER)).toBe("stopped");
+    expect(rec.calls).toContain("StopInstancesCommand");
+    const live = (await d.describeInstance(world.liveInstance))!;
+    expect(live.State?.Name).toBe("running");
+  });
+});
