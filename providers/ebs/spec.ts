@@ -55,13 +55,17 @@ export interface EbsRehearsalSpec {
  * first read of each block is slow (see docs/aws-section.md for figures). Two ways to pay
  * for speed, mutually exclusive here:
  * - `initializationRate` (MiB/s, 100-300): the volume is fully initialized in the background
- *   at that rate (AWS "Provisioned Rate for Volume Initialization"); billed per GiB initialized,
- *   predictable: 10 TiB at 300 MiB/s is about 9.7 hours.
+ *   at that rate (AWS "Provisioned Rate for Volume Initialization", billed on its own line of
+ *   the EBS pricing page); predictable: 10 TiB at 300 MiB/s is about 9.7 hours.
  * - `fastSnapshotRestore: true`: volumes created from snapshots with fast snapshot restore
  *   enabled in the zone are fully initialized at creation. Billed per snapshot and zone per
  *   hour while enabled (whether used or not), needs the snapshot to reach `enabled` first
- *   (about an hour per TiB, AWS says), and is limited by a credit bucket per snapshot. Worth
- *   it only for repeated clones of one snapshot; disabled again when the clone set is destroyed.
+ *   ("60 minutes per TiB to optimize", AWS says), and is limited by a credit bucket per snapshot.
+ * FSR limits (AWS): snapshots of at most 16 TiB, 5 FSR-enabled snapshots per region by default,
+ * not in Local Zones; a credit bucket of MAX(1, MIN(10, 1024 / snapshot GiB)) volumes per zone.
+ * Here FSR is enabled just before the clone volumes are created and disabled right after: a
+ * volume made from an `enabled` snapshot is fully initialized at creation, so the hourly
+ * charge runs only while the clone set is being made.
  * Neither: the cheapest, and the first full read of the data (the first `pg_upgrade --link`
  * touches little; a VACUUM or a checksum over all tables touches everything) is slow.
  */
@@ -359,6 +363,10 @@ export function validateEbsSpec(raw: unknown, field = "storage"): EbsStorageSpec
     if (v.fastSnapshotRestore && v.initializationRate !== undefined) {
       throw new InputError(`${field}.volume.initializationRate`, "choose either initializationRate or fastSnapshotRestore (with both, AWS uses the rate and the fast snapshot restore hours are paid for nothing)");
     }
+  }
+  const fsr = (s.volume as EbsVolumeSpec | undefined)?.fastSnapshotRestore;
+  if (fsr && /-[a-z]+-\d{1,2}[a-z]$/.test(String(reh.availabilityZone).slice(region.length))) {
+    throw new InputError(`${field}.volume.fastSnapshotRestore`, `fast snapshot restore is not available in Local Zones (${reh.availabilityZone})`);
   }
   if (s.mountRoot !== undefined) validateMountpoint(s.mountRoot, `${field}.mountRoot`);
   if (s.tags !== undefined) validateTags(s.tags, `${field}.tags`);

@@ -155,6 +155,10 @@ describe("EBS spec validation (no I/O)", () => {
     expect(fieldOf(() => validateEbsSpec(withField(["rehearsal", "instanceId"], GOOD.live.instanceId)))).toBe("storage.rehearsal.instanceId");
     expect(fieldOf(() => validateEbsSpec(withField(["volume"], { initializationRate: 200, fastSnapshotRestore: true })))).toBe("storage.volume.initializationRate");
     expect(fieldOf(() => validateEbsSpec(withField(["live", "assemblies", 0, "mountpoint"], "/elsewhere")))).toBe("storage.live.assemblies[0].mountpoint");
+    const local = withField(["rehearsal", "availabilityZone"], "eu-west-1-lax-1a") as EbsStorageSpec;
+    expect(validateEbsSpec(local).rehearsal.availabilityZone).toBe("eu-west-1-lax-1a");
+    local.volume = { fastSnapshotRestore: true };
+    expect(fieldOf(() => validateEbsSpec(local))).toBe("storage.volume.fastSnapshotRestore");
   });
 
   it("builds no client and reads no environment when validating or constructing", () => {
