@@ -656,7 +656,8 @@ export class EbsStorage implements Storage {
     for (const v of volumes) {
       const snaps = await this.namedMembers(v, name);
       if (!snaps.length) {
-        out.push("missing");
+        // A set made by DLM (or anyone) is found by its schedule's name but is never ours to delete.
+        out.push(this.isLive(v) && (await this.dlmMembers(v, name)).length ? "not-owned" : "missing");
         continue;
       }
       if (!owner || snaps.some((s) => tagsOf(s)[TAGS.owner] !== owner)) {

@@ -340,3 +340,97 @@ describe("EbsStorage: destroy what we own only (contract 1, 6)", () => {
     expect(rec.calls.filter((c) => /Stop|Modify|Terminate|Reboot/.test(c))).toEqual([]);
   });
 });
+
+describe("EbsStorage: a filesystem over two volumes (LVM on live)", () => {
+  // A second "live" whose PGDATA filesystem is one LVM volume group over two EBS volumes.
+  // Without device-mapper (this project's VMs) no logical volume can exist, so the clone gets
+  // as far as importing the group (vgimportclone, real) and fails to find a filesystem: that
+  // is what this test checks, with the multi-volume bookkeeping (one CreateSnapshots for both
+  // members, two clone volumes, what was left behind) and the clean-up by destroyVolume.
+  let w2: World;
+  let s2: EbsStorage;
+  const vg = `usebs-lvm-${process.pid}`;
+
+  beforeAll(async () => {
+    w2 = await makeWorld(admin, 2);
+    const a = lab.image("lvm2-a");
+    const b = lab.image("lvm2-b");
+    const env = { ...process.env, DM_DISABLE_UDEV: "1", LVM_SUPPRESS_FD_WARNINGS: "1" };
+    const da = lab.attach(a);
+    const db = lab.attach(b);
+    execFileSync("pvcreate", ["-q", "-y", da, db], { env });
+    execFileSync("vgcreate", ["-q", vg, da, db], { env });
+    lab.vgs.push(vg, "understudy-c-lvm");
+    lab.detach(a);
+    lab.detach(b);
+    blocks.set(w2.liveData[0], a);
+    blocks.set(w2.liveData[1], b);
+    s2 = new EbsStorage(
+      {
+        ...spec,
+        live: {
+          instanceId: w2.liveInstance,
+          volumes: [
+            { volumeId: w2.liveData[0], mountpoint: `${ROOT}/lvm` },
+            { volumeId: w2.liveData[1], mountpoint: `${ROOT}/lvm` },
+          ],
+          assemblies: [{ mountpoint: `${ROOT}/lvm`, kind: "lvm", vg, lv: "data" }],
+        },
+        rehearsal: { instanceId: w2.rehearsalInstance, availabilityZone: "us-east-1a" },
+      },
+      host,
+      { client: rec.client, deviceLookup: loopLookup },
+    );
+  });
+
+  it("one set over both members, two clone volumes, imported group; without device-mapper the mount fails naming what was left, and destroy cleans up", async () => {
+    const before = rec.calls.length;
+    const set = await s2.snapshot([w2.liveData[0]], "lvm-base", OWNER);
+    expect(rec.calls.slice(before).filter((c) => c === "CreateSnapshotsCommand")).toHaveLength(1);
+    expect(set.members).toHaveLength(1);
+    expect(set.members[0].id).toMatch(/^snap-\w+\+snap-\w+$/);
+    const e = await s2.clone(set, [{ source: w2.liveData[0], target: "c-lvm" }], OWNER).catch((x: Error) => x);
+    expect(e).toBeInstanceOf(Error);
+    expect((e as Error).message).toMatch(/no filesystem found on \/dev\/understudy-c-lvm\/data/);
+    expect((e as Error).message).toMatch(/Left behind \(ours, tagged understudy:owner=.*\): vol-\w+, vol-\w+/);
+    const vols = await s2.driver.findVolumes([{ Name: `tag:${TAGS.volume}`, Values: ["c-lvm"] }]);
+    expect(vols.map((v) => tagsOf(v)[TAGS.member]).sort()).toEqual(["0", "1"]);
+    expect(vols.every((v) => tagsOf(v)[TAGS.assembly] === `lvm:${vg}/data`)).toBe(true);
+    const groups = sh("vgs", "--noheadings", "-o", "vg_name").split("\n").map((x) => x.trim());
+    expect(groups).toContain("understudy-c-lvm");
+    expect(await s2.destroyVolume("c-lvm", OWNER)).toBe("destroyed");
+    expect((await s2.driver.findVolumes([{ Name: `tag:${TAGS.volume}`, Values: ["c-lvm"] }])).filter((v) => v.State !== "deleted")).toEqual([]);
+    expect(await s2.destroySnapshotSet([w2.liveData[0]], "lvm-base", OWNER)).toEqual(["destroyed"]);
+  });
+});
+
+describe("EbsStorage: program-time lookups (DLM-made sets)", () => {
+  it("finds the newest complete set of a schedule before a time, and an existing set by name", async () => {
+    const { latestEbsSnapshotSet, findEbsSnapshotSet } = await import("../../providers/ebs/lookup");
+    const { CreateSnapshotsCommand } = await import("@aws-sdk/client-ec2");
+    // What a DLM instance policy leaves: one CreateSnapshots per run, tagged with the schedule's tags only.
+    const dlmRun = async () =>
+      admin.send(new CreateSnapshotsCommand({
+        InstanceSpecification: { InstanceId: world.liveInstance, ExcludeBootVolume: true },
+        TagSpecifications: [{ ResourceType: "snapshot", Tags: [{ Key: "understudy:schedule", Value: "hourly" }, { Key: TAGS.owner, Value: "proj/dev/SnapshotSchedule/h" }] }],
+      }));
+    await dlmRun();
+    await new Promise((r) => setTimeout(r, 1100));
+    const cut = new Date();
+    await new Promise((r) => setTimeout(r, 1100));
+    await dlmRun();
+    const latest = await latestEbsSnapshotSet(spec, [DATA(), WAL()], { prefix: "hourly" }, storage);
+    const older = await latestEbsSnapshotSet(spec, [DATA(), WAL()], { prefix: "hourly", before: cut }, storage);
+    expect(latest.name).toMatch(/^hourly-\d{8}T\d{6}Z$/);
+    expect(older.name).toMatch(/^hourly-\d{8}T\d{6}Z$/);
+    expect(older.name < latest.name).toBe(true);
+    expect(latest.members.map((m) => m.volume)).toEqual([DATA(), WAL()]);
+    expect(await findEbsSnapshotSet(spec, [DATA(), WAL()], latest.name, storage)).toEqual(latest);
+    await expect(latestEbsSnapshotSet(spec, [DATA()], { prefix: "weekly" }, storage)).rejects.toThrow(/no complete EBS snapshot set .* named weekly\*/);
+    await expect(findEbsSnapshotSet(spec, [DATA()], "nope", storage)).rejects.toThrow(/no EBS snapshot set named nope/);
+    // DLM's snapshots are not ours: our destroy leaves them.
+    expect(await storage.destroySnapshotSet([DATA()], latest.name, OWNER)).toEqual(["not-owned"]);
+    expect(await storage.destroySnapshotSet([DATA()], latest.name, "proj/dev/SnapshotSchedule/h")).toEqual(["not-owned"]);
+    expect((await latestEbsSnapshotSet(spec, [DATA(), WAL()], { prefix: "hourly" }, storage)).name).toBe(latest.name);
+  });
+});
