@@ -138,7 +138,8 @@ class Root {
 
   async lvm(argv: string[], opts?: RunOptions) {
     if (this.udev === undefined) this.udev = (await this.run(["test", "-e", "/run/udev/control"], { okExitCodes: [0, 1] })).exitCode === 0;
-    return this.run(argv, { ...opts, env: { ...(opts?.env ?? {}), ...(this.udev ? {} : { DM_DISABLE_UDEV: "1" }), LVM_SUPPRESS_FD_WARNINGS: "1" } });
+    // The variables go inside the argv (`env K=V cmd`): RunOptions.env would sit outside `sudo -n`, which drops it.
+    return this.run(["env", ...(this.udev ? [] : ["DM_DISABLE_UDEV=1"]), "LVM_SUPPRESS_FD_WARNINGS=1", ...argv], opts);
   }
 }
 
