@@ -25,3 +25,11 @@ export { PgBouncerEndpointResource, PgBouncerEndpointArgs } from "./providers/en
 export { PgBouncerEndpoint } from "./providers/endpoint/pgbouncer";
 export { CutOver } from "./providers/promotion/cutover";
 export { Promotion, PromotionArgs } from "./components/promotion";
+// EBS (AWS): the storage backend, the rehearsal instance, the Route53 endpoint. `@pulumi/aws` is
+// an optional peer dependency, loaded only by what declares AWS resources.
+export { EbsStorage, EbsStorageArgs, EbsRehearsalTarget, EbsScheduleTarget, dlmIntervalHours } from "./components/storage/ebs";
+export { EbsRehearsalInstance, EbsRehearsalInstanceArgs, EbsRehearsalInstanceCreate } from "./components/ebs-rehearsal-instance";
+export { route53Endpoint, Route53EndpointArgs } from "./components/route53-endpoint";
+export { Route53Switch, Route53SwitchArgs, Route53RecordType } from "./providers/endpoint/route53";
+export { EbsSnapshotSet, EbsSnapshotSetArgs, EbsCloneSet, EbsCloneSetArgs } from "./providers/ebs/resources";
+export type { EbsStorageSpec, EbsLiveSpec, EbsLiveVolume, EbsAssembly, EbsRehearsalSpec, EbsVolumeSpec, EbsWaitSpec } from "./providers/ebs/spec";

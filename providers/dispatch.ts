@@ -7,6 +7,7 @@ import { preflightProvider } from "./rehearsal/preflight";
 import { postgresServerProvider } from "./postgres/server-resource";
 import { pgBouncerEndpointProvider } from "./endpoint/resource";
 import { cutOverProvider } from "./promotion/cutover";
+import { ebsCloneSetProvider, ebsInstanceStopProvider, ebsSnapshotSetProvider } from "./ebs/resources";
 
 /**
  * Resolves a resource kind to its implementation at run time (see shim.ts). This file's
@@ -33,6 +34,9 @@ const registry: Record<string, () => UnderstudyProvider> = {
   PostgresServer: () => postgresServerProvider,
   PgBouncerEndpoint: () => pgBouncerEndpointProvider,
   CutOver: () => cutOverProvider,
+  EbsSnapshotSet: () => ebsSnapshotSetProvider,
+  EbsCloneSet: () => ebsCloneSetProvider,
+  EbsInstanceStop: () => ebsInstanceStopProvider,
 };
 
 /** Which argument of each method holds stored state (to migrate). */

@@ -7,6 +7,7 @@ import type { Host } from "../host/types";
 import { InputError } from "../errors";
 import type { Storage, StorageSpec } from "./types";
 import * as zfs from "../zfs/storage";
+import * as ebs from "../ebs/storage";
 
 export * from "./types";
 
@@ -19,8 +20,7 @@ export interface StorageModule {
 
 const backends: Record<string, () => StorageModule> = {
   zfs: () => zfs,
-   
-  ebs: () => require("../ebs/storage") as StorageModule,
+  ebs: () => ebs,
 };
 
 function moduleFor(spec: unknown, field: string): StorageModule {

@@ -16,6 +16,7 @@ import { PREFLIGHT_DIFF } from "../../providers/rehearsal/preflight";
 import { SERVER_DIFF } from "../../providers/postgres/server-resource";
 import { ENDPOINT_DIFF } from "../../providers/endpoint/resource";
 import { CUTOVER_DIFF } from "../../providers/promotion/cutover";
+import { EBS_CLONE_SET_DIFF, EBS_INSTANCE_STOP_DIFF, EBS_SNAPSHOT_SET_DIFF } from "../../providers/ebs/resources";
 
 const SPECS: Record<string, DiffSpec> = {
   ZfsSnapshot: SNAPSHOT_DIFF,
@@ -26,6 +27,9 @@ const SPECS: Record<string, DiffSpec> = {
   PostgresServer: SERVER_DIFF,
   PgBouncerEndpoint: ENDPOINT_DIFF,
   CutOver: CUTOVER_DIFF,
+  EbsSnapshotSet: EBS_SNAPSHOT_SET_DIFF,
+  EbsCloneSet: EBS_CLONE_SET_DIFF,
+  EbsInstanceStop: EBS_INSTANCE_STOP_DIFF,
 };
 
 const inputsOf: Record<string, Record<string, unknown>> = {};
@@ -73,6 +77,24 @@ beforeAll(async () => {
       newLive: { dataset: "tank/n", port: 5442, socketDir: "/run/x", listen: "" }, to: 15, toBinDir: "/b15", mode: "link", steps: [], assertions: [], rehearsal: { name: "r", status: "passed", predictedCutoverMs: 1 },
     }),
   );
+  const { EbsSnapshotSet, EbsCloneSet } = await import("../../providers/ebs/resources");
+  const { UnderstudyResource } = await import("../../providers/shim");
+  const spec = {
+    kind: "ebs" as const,
+    region: "eu-west-1",
+    endpoint: "http://127.0.0.1:1",
+    live: { instanceId: "i-0123456789abcdef0", volumes: [{ volumeId: "vol-0123456789abcdef0", mountpoint: "/var/lib/postgresql" }] },
+    rehearsal: { instanceId: "i-0123456789abcdef1", availabilityZone: "eu-west-1a" },
+  };
+  res.push(new EbsSnapshotSet("es", { spec, connection: conn, hookConnection: conn, volumes: ["vol-0123456789abcdef0"], snapshotName: "n", hook: ["true"], hookUser: "postgres" }));
+  res.push(new EbsCloneSet("ec", { spec, connection: conn, set: { name: "n", members: [], createdAt: "" }, requests: [{ source: "vol-0123456789abcdef0", target: "c" }] }));
+  // EbsInstanceStop's class is private to its component: the same registration by kind.
+  class Stop extends UnderstudyResource {
+    constructor(n: string, a: Record<string, unknown>) {
+      super("EbsInstanceStop", n, { ...a, label: n });
+    }
+  }
+  res.push(new Stop("stop", { region: "eu-west-1", endpoint: "http://127.0.0.1:1", instanceId: "i-0123456789abcdef1", owner: "o", liveInstanceId: "i-0123456789abcdef0" }));
   await Promise.all(res.map((r) => new Promise((ok) => r.urn.apply(ok))));
   await new Promise((r) => setTimeout(r, 100));
 });
@@ -137,6 +159,7 @@ describe("declared diffs", () => {
         expect(r.changes, JSON.stringify(r)).toBe(false);
       });
       it("another host replaces; a rotated key alone changes in place", async () => {
+        if (spec.connection === null) return; // a kind with no host (an AWS API call only)
         const olds = inputsOf[kind];
         const other = (await providerOf(kind).diff!("id", olds, { ...olds, connection: { host: "db2", privateKey: "k" } })) as pulumi.dynamic.DiffResult;
         expect(other.replaces).toContain("connection");
