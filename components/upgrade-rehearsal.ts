@@ -36,6 +36,10 @@ export interface ChecksArgs {
   checksumTables?: string[];
   /** SQL returning a single boolean that must be true on the upgraded clone. */
   assertions?: Array<{ name: string; sql: string; database?: string }>;
+  /** Tables larger than this (bytes) are compared by size instead of counted (see {@link VerifySpec.rowCountLimitBytes}). */
+  rowCountLimitBytes?: number;
+  /** Checksum this percentage of rows, chosen by primary-key hash (see {@link VerifySpec.checksumSamplePercent}). */
+  checksumSamplePercent?: number;
 }
 
 export interface UpgradeRehearsalArgs {
@@ -170,6 +174,8 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
       rowCounts: args.checks?.rowCounts ?? "exact",
       checksumTables: args.checks?.checksumTables ?? [],
       assertions: args.checks?.assertions ?? [],
+      ...(args.checks?.rowCountLimitBytes !== undefined ? { rowCountLimitBytes: args.checks.rowCountLimitBytes } : {}),
+      ...(args.checks?.checksumSamplePercent !== undefined ? { checksumSamplePercent: args.checks.checksumSamplePercent } : {}),
     });
     const plan = planSteps(args.steps);
     this.plan = { steps: plan, args };

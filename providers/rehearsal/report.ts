@@ -26,6 +26,8 @@ export interface CheckRecord {
   status: "pass" | "fail";
   expected?: string;
   actual?: string;
+  /** How the values were taken where it is not the default (a sampled checksum, a size instead of a count). */
+  method?: string;
 }
 
 export interface RehearsalReport {
