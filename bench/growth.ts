@@ -178,7 +178,7 @@ function growBytes(port: number, target: number): void {
   for (;;) {
     const now = clusterSize(port).bytes;
     if (now >= target * 0.97) return;
-    const n = Number(psql(port, "SELECT count(*) FROM pg_class WHERE relname LIKE 'big\\_%' AND relkind = 'r'")) + 1;
+    const n = Number(psql(port, "SELECT count(*) FROM pg_class WHERE relname LIKE 'big\\_%' AND relkind = 'r'", "app")) + 1;
     const chunk = Math.min(target - now, 1024 ** 3);
     // ~170 bytes per row on disk with the primary key index (measured: 141 heap + ~29 index).
     const rows = Math.max(1000, Math.floor(chunk / 170));
