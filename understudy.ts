@@ -13,8 +13,12 @@ export { PostgresServer, PostgresServerArgs } from "./providers/postgres/server-
 export { DatabaseClone, DatabaseCloneArgs, PostgresSourceArgs } from "./components/database-clone";
 export { UpgradeRehearsal, UpgradeRehearsalArgs, UserStep, ChecksArgs, planSteps } from "./components/upgrade-rehearsal";
 export { RehearsalStep } from "./providers/rehearsal/step";
-export type { RehearsalReport, StepRecord, CheckRecord } from "./providers/rehearsal/report";
-export { renderMarkdown } from "./providers/rehearsal/report";
+export type { RehearsalReport, StepRecord, CheckRecord, CutoverRecord } from "./providers/rehearsal/report";
+export { renderMarkdown, withSourceSize } from "./providers/rehearsal/report";
+export { renderTimelineHtml } from "./providers/rehearsal/timeline";
+export { writeReportFiles, ReportFiles } from "./providers/rehearsal/report-files";
+export { predictGrowth, GROWTH_MODEL, GrowthModel, GrowthPrediction, StepGrowth } from "./providers/rehearsal/predict";
+export type { ClusterSize, VerifySpec } from "./providers/rehearsal/verify";
 export { PgBouncerEndpointResource, PgBouncerEndpointArgs } from "./providers/endpoint/resource";
 export { PgBouncerEndpoint } from "./providers/endpoint/pgbouncer";
 export { CutOver } from "./providers/promotion/cutover";

@@ -24,6 +24,13 @@ export function reportBaseName(rehearsal: string): string {
  * Write the report's three files into `dir` and return their paths. Each file is written to
  * a temporary name and renamed, so a reader never sees half a report; an existing file keeps
  * no wider permissions than 0600.
+ *
+ * @example
+ * ```ts
+ * import { writeReportFiles } from "pulumi-understudy";
+ * const files = writeReportFiles("understudy-reports", report);
+ * // files.html: understudy-reports/pg13-to-15.html, the timeline to open in a browser
+ * ```
  */
 export function writeReportFiles(dir: string, report: RehearsalReport): ReportFiles {
   if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });

@@ -339,6 +339,14 @@ footer { color: var(--muted); font-size: 12px; margin-top: 32px; }
 
 /**
  * The report as one self-contained HTML page with the timeline picture. Pure.
+ *
+ * @example
+ * ```ts
+ * import * as fs from "node:fs";
+ * import { renderTimelineHtml } from "pulumi-understudy";
+ * const report = JSON.parse(fs.readFileSync("understudy-reports/pg13-to-15.json", "utf8"));
+ * fs.writeFileSync("pg13-to-15.html", renderTimelineHtml(report));
+ * ```
  */
 export function renderTimelineHtml(r: RehearsalReport): string {
   const status = r.status === "passed" ? "passed" : r.status === "failed" ? "failed" : "running";
