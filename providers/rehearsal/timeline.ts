@@ -240,6 +240,7 @@ function stackedBar(
   title: string,
   items: Array<{ label: string; ms: number; cls: string }>,
   scaleMs: number,
+  totalText?: string,
 ): string {
   const width = W - LABEL_W - RIGHT_W;
   const total = items.reduce((t, i) => t + i.ms, 0);
@@ -258,7 +259,7 @@ function stackedBar(
     `<svg class="pause" viewBox="0 0 ${W} 30" width="100%" role="group" aria-labelledby="${id}-t"><title id="${id}-t">${esc(`${title}: ${fmtMs(total)}`)}</title>` +
     `<text class="step-label" x="${LABEL_W - 10}" y="19" text-anchor="end">${esc(title)}</text>` +
     segs.join("") +
-    `<text class="dur" x="${W - RIGHT_W + 8}" y="19">${esc(fmtMs(total))}</text></svg>`
+    `<text class="dur" x="${W - RIGHT_W + 8}" y="19">${esc(totalText ?? fmtMs(total))}</text></svg>`
   );
 }
 
@@ -287,10 +288,10 @@ function checksSection(checks: CheckRecord[]): string {
 const CSS = `
 :root { color-scheme: light dark;
   --bg: #ffffff; --fg: #1b1f24; --muted: #57606a; --line: #d0d7de; --panel: #f6f8fa;
-  --ok: #2f6feb; --ok-snap: #1a7f37; --fail: #cf222e; --fail-bg: #ffebe9; --cut: #fff1c2; --cut-fg: #7d4e00; --held: #bf8700; --free: #8c959f; --src: #8250df; --badge-ok: #1a7f37; --badge-fail: #cf222e; }
+  --ok: #2f6feb; --ok-snap: #1a7f37; --fail: #cf222e; --fail-bg: #ffebe9; --cut: #fff1c2; --cut-fg: #7d4e00; --held: #bf8700; --free: #8c959f; --src: #8250df; --badge-ok: #1a7f37; --badge-fail: #cf222e; --seg-text: #ffffff; }
 @media (prefers-color-scheme: dark) { :root {
   --bg: #0d1117; --fg: #e6edf3; --muted: #9198a1; --line: #30363d; --panel: #161b22;
-  --ok: #4493f8; --ok-snap: #3fb950; --fail: #ff6b6b; --fail-bg: #3c1618; --cut: #3a2e0b; --cut-fg: #e3b341; --held: #d29922; --free: #6e7681; --src: #ab7df8; --badge-ok: #238636; --badge-fail: #b62324; } }
+  --ok: #4493f8; --ok-snap: #3fb950; --fail: #ff6b6b; --fail-bg: #3c1618; --cut: #3a2e0b; --cut-fg: #e3b341; --held: #d29922; --free: #6e7681; --src: #ab7df8; --badge-ok: #238636; --badge-fail: #b62324; --seg-text: #0d1117; } }
 * { box-sizing: border-box; }
 body { margin: 0; padding: 24px clamp(12px, 3vw, 40px); background: var(--bg); color: var(--fg);
   font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", sans-serif; max-width: 1100px; }
@@ -321,7 +322,7 @@ svg .marker.last-good circle { fill: none; stroke: var(--ok-snap); stroke-width:
 svg .marker.source path { fill: var(--src); } svg .marker.source text { fill: var(--src); font-size: 11px; }
 svg .break rect { fill: var(--bg); stroke: var(--muted); stroke-dasharray: 3 3; }
 svg .seg rect { fill: var(--held); } svg .seg.free rect { fill: var(--free); } svg .seg.predicted rect { fill: var(--cut-fg); }
-svg .seg-label { fill: #fff; font-size: 11px; }
+svg .seg-label { fill: var(--seg-text); font-size: 11px; } svg .seg.free .seg-label { fill: #fff; }
 .cut { border-left: 4px solid var(--cut-fg); background: var(--panel); padding: 8px 14px; border-radius: 0 8px 8px 0; }
 table { border-collapse: collapse; width: 100%; margin: 8px 0; font-size: 13px; }
 caption { text-align: left; color: var(--muted); padding: 4px 0; }
@@ -397,7 +398,7 @@ export function renderTimelineHtml(r: RehearsalReport): string {
     if (r.cutover) {
       const c = r.cutover;
       out.push(
-        stackedBar("meas", `measured (${c.method})`, c.phases.map((p) => ({ label: p.phase, ms: p.ms, cls: p.held ? "held" : "free" })), scale),
+        stackedBar("meas", `measured (${c.method})`, c.phases.map((p) => ({ label: p.phase, ms: p.ms, cls: p.held ? "held" : "free" })), scale, `${fmtMs(c.pauseWindowMs)} held`),
         `<p><strong>Measured pause: ${esc(fmtMs(c.pauseWindowMs))}</strong> (${esc(c.method)}${c.status ? `, ${esc(c.status)}` : ""}, ${esc(c.at)}); predicted ${esc(fmtMs(r.predictedCutover.totalMs))}. Amber: clients held; grey: after they resumed.</p>`,
         `<table><caption>Cut-over phases</caption><thead><tr><th scope="col">phase</th><th scope="col">duration</th><th scope="col">clients held</th></tr></thead><tbody>` +
           c.phases.map((p) => `<tr><th scope="row">${esc(p.phase)}</th><td class="num">${esc(fmtMs(p.ms))}</td><td>${p.held ? "yes" : "no"}</td></tr>`).join("") +
