@@ -19,6 +19,12 @@ import { chromium, BrowserContext } from "playwright-core";
 import { writeReportFiles } from "../../providers/rehearsal/report-files";
 import type { RehearsalReport } from "../../providers/rehearsal/report";
 
+// The page's globals, used inside the function Chromium evaluates (the tests compile without the DOM lib).
+/* eslint-disable @typescript-eslint/no-explicit-any */
+declare const document: any;
+declare function getComputedStyle(e: unknown): { fill: string; backgroundColor: string };
+type El = any;
+
 const REPO = path.resolve(__dirname, "../..");
 const FIX = path.join(REPO, "test/fixtures/reports");
 const CHROMIUM = process.env.UNDERSTUDY_CHROMIUM ?? "/usr/bin/chromium";
@@ -59,29 +65,29 @@ async function inspect(file: string) {
   requests.length = 0;
   await page.goto(url);
   const dom = await page.evaluate(() => {
-    const box = (e: Element | null) => {
+    const box = (e: El) => {
       const b = e?.getBoundingClientRect();
       return b ? { x: b.x, y: b.y, w: b.width, h: b.height } : undefined;
     };
     return {
-      steps: [...document.querySelectorAll("svg.timeline g.step")].map((g) => ({
-        name: (g as SVGGElement).dataset.step ?? "",
+      steps: [...document.querySelectorAll("svg.timeline g.step")].map((g: El) => ({
+        name: (g.dataset.step ?? "") as string,
         failed: g.classList.contains("failed"),
-        label: g.getAttribute("aria-label") ?? "",
+        label: (g.getAttribute("aria-label") ?? "") as string,
         title: g.querySelector("title")?.textContent ?? "",
         fill: getComputedStyle(g.querySelector("rect.bar")!).fill,
         bar: box(g.querySelector("rect.bar")),
       })),
-      snapshots: [...document.querySelectorAll("svg.timeline g.marker")].map((g) => ({
-        name: (g as SVGGElement).dataset.snapshot ?? "",
+      snapshots: [...document.querySelectorAll("svg.timeline g.marker")].map((g: El) => ({
+        name: (g.dataset.snapshot ?? "") as string,
         lastGood: g.classList.contains("last-good"),
         label: g.getAttribute("aria-label") ?? "",
         mark: box(g.querySelector("path")),
       })),
-      tableSteps: [...document.querySelectorAll("table.steps tbody tr")].map((tr) => (tr as HTMLElement).dataset.step),
-      failure: document.querySelector("section.failure")?.textContent ?? "",
-      text: document.body.innerText,
-      width: document.documentElement.clientWidth,
+      tableSteps: [...document.querySelectorAll("table.steps tbody tr")].map((tr: El) => tr.dataset.step as string),
+      failure: (document.querySelector("section.failure")?.textContent ?? "") as string,
+      text: document.body.innerText as string,
+      width: document.documentElement.clientWidth as number,
     };
   });
   return { page, url, dom };
