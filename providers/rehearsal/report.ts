@@ -183,6 +183,8 @@ export function renderMarkdown(r: RehearsalReport): string {
     lines.push("| --- | --- | --- |");
     for (const s of g.steps) lines.push(`| ${cell(s.label)} | ${fmtDuration(s.ms)} | ${s.growsWith} |`);
     lines.push("");
+    for (const s of g.steps.filter((x) => x.note)) lines.push(`- ${s.label}: ${s.note}`);
+    if (g.steps.some((x) => x.note)) lines.push("");
     lines.push(`Basis: ${basisSentence(g.basis)}`);
     lines.push("");
   }

@@ -413,7 +413,7 @@ export function renderTimelineHtml(r: RehearsalReport): string {
       `<section aria-labelledby="g-h"><h2 id="g-h">At this size: ${esc(fmtBytes(g.bytes))}, ${esc(g.relations.toLocaleString("en-US"))} relations</h2>`,
       `<p>${esc(predictionSentence(g))}</p>`,
       `<table><caption>Expected step times at this size</caption><thead><tr><th scope="col">step</th><th scope="col">expected</th><th scope="col">grows with</th></tr></thead><tbody>` +
-        g.steps.map((s) => `<tr><th scope="row">${esc(s.label)}</th><td class="num">${esc(fmtDuration(s.ms))}</td><td>${esc(s.growsWith)}</td></tr>`).join("") +
+        g.steps.map((s) => `<tr><th scope="row">${esc(s.label)}${s.note ? `<div class="method">${esc(s.note)}</div>` : ""}</th><td class="num">${esc(fmtDuration(s.ms))}</td><td>${esc(s.growsWith)}</td></tr>`).join("") +
         `</tbody></table>`,
       `<p class="basis">Basis: ${esc(basisSentence(g.basis))}</p></section>`,
     );
