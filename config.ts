@@ -74,6 +74,8 @@ export const rehearsalConfigSchema = z
         rowCounts: z.enum(["exact", "none"]).optional(),
         checksumTables: z.array(z.string()).optional(),
         assertions: z.array(z.object({ name: z.string().min(1), sql: z.string().min(1), database: ident.optional() }).strict()).optional(),
+        rowCountLimitBytes: z.number().int().nonnegative().optional(),
+        checksumSamplePercent: z.number().positive().max(100).optional(),
       })
       .strict()
       .optional(),

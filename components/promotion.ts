@@ -7,6 +7,8 @@ import { ownerId, sanitize } from "../providers/common";
 import { resolvePromotionPlan } from "../providers/plan/promotion";
 import { UNKNOWN_ID } from "../providers/plan/rehearsal";
 import { checked } from "./errors";
+import type { CutoverRecord, RehearsalReport } from "../providers/rehearsal/report";
+import { writeReportFiles } from "../providers/rehearsal/report-files";
 
 export interface PromotionArgs {
   /** The rehearsal whose plan is replayed. Promotion only proceeds when it passed. */
@@ -66,6 +68,11 @@ export class Promotion extends pulumi.ComponentResource {
   /** `host:port` of PgBouncer. */
   readonly endpointAddress: pulumi.Output<string>;
   readonly events: pulumi.Output<Array<{ at: string; what: string }>>;
+  /**
+   * The rehearsal's report with the cut-over as it happened (phases, clients held); rewritten
+   * to the rehearsal's report files (JSON, Markdown, the timeline page) after each switch.
+   */
+  readonly report: pulumi.Output<RehearsalReport>;
 
   constructor(name: string, args: PromotionArgs, opts?: pulumi.ComponentResourceOptions) {
     super("understudy:index:Promotion", name, {}, opts);
@@ -149,6 +156,22 @@ export class Promotion extends pulumi.ComponentResource {
     this.finalSnapshot = cut.finalSnapshot;
     this.events = cut.events;
     this.endpointAddress = endpoint.address;
+    this.report = pulumi
+      .all([r.report, cut.state, cut.phases, cut.pauseWindowMs, cut.promotedAt, cut.rolledBackAt])
+      .apply(([rep, state, phases, pause, promotedAt, rolledBackAt]) => {
+        if (!phases || state === "serving-old" || !rep) return rep;
+        const cutover: CutoverRecord = {
+          method: "replay",
+          at: (state === "rolled-back" ? rolledBackAt : promotedAt) ?? "",
+          status: state === "promoted" ? "promoted" : "rolled-back",
+          pauseWindowMs: pause ?? 0,
+          phases: phases.map((p) => ({ phase: p.phase, ms: p.ms, held: p.held ?? !/after resume/.test(p.phase) })),
+        };
+        const withCutover = { ...rep, cutover };
+        // The files next to the rehearsal's (not while previewing: nothing has happened then).
+        if (!pulumi.runtime.isDryRun()) writeReportFiles(rp.reportDir, withCutover);
+        return withCutover;
+      });
     this.registerOutputs({ state: this.state, target: this.target, pauseWindowMs: this.pauseWindowMs, endpointAddress: this.endpointAddress });
   }
 }

@@ -24,6 +24,10 @@ export interface ChecksArgs {
   checksumTables?: string[];
   /** SQL returning a single boolean that must be true on the upgraded clone. @default [] */
   assertions?: Array<{ name: string; sql: string; database?: string }>;
+  /** Tables larger than this (bytes) are compared by size instead of counted (see `VerifySpec.rowCountLimitBytes`). @default every table counted */
+  rowCountLimitBytes?: number;
+  /** Checksum this percentage of rows, chosen by primary-key hash (see `VerifySpec.checksumSamplePercent`). @default 100 */
+  checksumSamplePercent?: number;
 }
 
 export interface UpgradeRehearsalArgs {
@@ -101,7 +105,7 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
   /** The same report in Markdown. */
   readonly reportMarkdown: pulumi.Output<string>;
   /** Where the report files were written. */
-  readonly reportFiles: pulumi.Output<{ json: string; markdown: string }>;
+  readonly reportFiles: pulumi.Output<{ json: string; markdown: string; html: string }>;
   /** Every step's record, in order. */
   readonly steps: pulumi.Output<StepRecord[]>;
   /** The upgraded server on the clone. */
@@ -213,6 +217,8 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
           updateExtensionsSql: p.kind === "post-upgrade" ? byKind("upgrade").updateExtensionsSqlOut : undefined,
           reportDir: planNow.reportDir,
           layout: this.clone.layout,
+          // The source's size (measured by recover) for the report of every later step, also a failed one.
+          sourceSize: idx > 0 ? made[0].baselineOut.apply((b) => b?.size) : undefined,
         },
         { parent: this, dependsOn: prevStep ? [prevStep] : [this.clone.cloneResource] },
       );

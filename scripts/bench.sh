@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `npm run bench -- [clone|rehearsal|all]`: benchmarks in bench/, each prints a Markdown table.
+# `npm run bench -- [clone|rehearsal|growth|all]`: benchmarks in bench/, each prints a Markdown table.
+# `all` runs clone and rehearsal; growth is long (an hour or more at 20 GB) and runs only when named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
@@ -10,6 +11,7 @@ run() { npx --no-install ts-node --transpile-only "bench/$1.ts"; }
 case "$what" in
   clone) run clone-vs-size ;;
   rehearsal) run rehearsal-vs-script ;;
+  growth) run growth ;;
   all) run clone-vs-size; run rehearsal-vs-script ;;
-  *) echo "usage: npm run bench -- [clone|rehearsal|all]" >&2; exit 2 ;;
+  *) echo "usage: npm run bench -- [clone|rehearsal|growth|all]" >&2; exit 2 ;;
 esac

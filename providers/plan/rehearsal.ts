@@ -85,7 +85,13 @@ export interface RehearsalArgsPlain {
   postgres: { port: number; tempPort?: number; socketDir?: string; listen?: string; database?: string };
   mode?: UpgradeMode;
   steps?: UserStep[];
-  checks?: { rowCounts?: "exact" | "none"; checksumTables?: string[]; assertions?: Array<{ name: string; sql: string; database?: string }> };
+  checks?: {
+    rowCounts?: "exact" | "none";
+    checksumTables?: string[];
+    assertions?: Array<{ name: string; sql: string; database?: string }>;
+    rowCountLimitBytes?: number;
+    checksumSamplePercent?: number;
+  };
   reportDir?: string;
 }
 
@@ -133,6 +139,9 @@ function withDefaults(name: string, a: RehearsalArgsPlain, cwd: string): Rehears
       rowCounts: a.checks?.rowCounts ?? DEFAULTS.rowCounts,
       checksumTables: a.checks?.checksumTables ?? [],
       assertions: a.checks?.assertions ?? [],
+      // Only when asked for: a rehearsal written before these existed keeps its checks unchanged.
+      ...(a.checks?.rowCountLimitBytes !== undefined ? { rowCountLimitBytes: a.checks.rowCountLimitBytes } : {}),
+      ...(a.checks?.checksumSamplePercent !== undefined ? { checksumSamplePercent: a.checks.checksumSamplePercent } : {}),
     },
     reportDir: pathResolve(cwd, a.reportDir ?? DEFAULTS.reportDir),
   };

@@ -80,7 +80,8 @@ export interface CutOverOutputs extends CutOverInputs {
   newLiveVolumes?: string[];
   newLiveDataDir?: string;
   pauseWindowMs?: number;
-  phases?: Array<{ phase: string; ms: number }>;
+  /** Each phase of the last switch; `held`: clients were paused during it (absent in 0.1.0 state). */
+  phases?: Array<{ phase: string; ms: number; held?: boolean }>;
   events: Array<{ at: string; what: string }>;
   /** Live's settings carried into the new live, and those left out with the reason. */
   configuration?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
@@ -241,8 +242,8 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
 
 const diff = declaredDiff(CUTOVER_DIFF);
 
-function timings(p: PhaseTiming[]): Array<{ phase: string; ms: number }> {
-  return p.map((x) => ({ phase: x.phase, ms: x.ms }));
+function timings(p: PhaseTiming[]): Array<{ phase: string; ms: number; held: boolean }> {
+  return p.map((x) => ({ phase: x.phase, ms: x.ms, held: x.held }));
 }
 
 async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): Promise<CutOverOutputs> {
@@ -343,7 +344,7 @@ export class CutOver extends UnderstudyResource {
   declare readonly finalSnapshot: pulumi.Output<string | undefined>;
   declare readonly newLiveDataset: pulumi.Output<string | undefined>;
   declare readonly pauseWindowMs: pulumi.Output<number | undefined>;
-  declare readonly phases: pulumi.Output<Array<{ phase: string; ms: number }> | undefined>;
+  declare readonly phases: pulumi.Output<Array<{ phase: string; ms: number; held?: boolean }> | undefined>;
   declare readonly events: pulumi.Output<Array<{ at: string; what: string }>>;
 
   constructor(name: string, args: CutOverArgs, opts?: pulumi.CustomResourceOptions) {

@@ -1,8 +1,11 @@
 /**
  * The rehearsal report: what ran, how long each step took, which snapshot holds the clone
  * after each step, what was verified, and what the real cut-over would cost. Produced as
- * JSON (machine-readable, a stack output) and Markdown (for a person / a pull request).
+ * JSON (machine-readable, a stack output) and Markdown (for a person / a pull request);
+ * the timeline picture is in ./timeline.ts, the files in ./report-files.ts.
  */
+import type { ClusterSize } from "./verify";
+import { basisSentence, fmtBytes, fmtDuration, GrowthPrediction, GROWTH_MODEL, predictGrowth, predictionSentence } from "./predict";
 
 export interface StepRecord {
   index: number;
@@ -26,6 +29,8 @@ export interface CheckRecord {
   status: "pass" | "fail";
   expected?: string;
   actual?: string;
+  /** How the values were taken where it is not the default (a sampled checksum, a size instead of a count). */
+  method?: string;
 }
 
 export interface RehearsalReport {
@@ -51,6 +56,41 @@ export interface RehearsalReport {
     note: string;
   };
   generatedAt: string;
+  /** The source's size as measured in the baseline (recover step, old version): what the growth prediction uses. */
+  sourceSize?: ClusterSize;
+  /** Step times predicted at the source's size from the fitted growth model (./predict.ts), with its basis. */
+  growth?: GrowthPrediction;
+  /** After a promotion: how the cut-over went, phase by phase, and how long clients were held. */
+  cutover?: CutoverRecord;
+}
+
+/** A cut-over as it happened: each phase's time and whether clients were held during it. */
+export interface CutoverRecord {
+  /** `replay` or `logical`. */
+  method: string;
+  /** When it started (ISO 8601). */
+  at: string;
+  status?: "promoted" | "failed" | "rolled-back";
+  /** Measured: from PAUSE until RESUME returned. */
+  pauseWindowMs: number;
+  phases: Array<{ phase: string; ms: number; held: boolean }>;
+}
+
+/**
+ * Record the source's size (from the baseline that {@link collect} measured) and the growth
+ * prediction at that size. The step provider calls this when it builds a report.
+ */
+export function withSourceSize(r: RehearsalReport, size: ClusterSize | undefined): RehearsalReport {
+  if (!size) return r;
+  const growth = growthOf({ ...r, sourceSize: size });
+  return { ...r, sourceSize: size, ...(growth ? { growth } : {}) };
+}
+
+/** The report's growth prediction: the recorded one, else one computed from its size facts (none without a fitted model). */
+export function growthOf(r: RehearsalReport): GrowthPrediction | undefined {
+  if (r.growth) return r.growth;
+  if (!r.sourceSize || Object.keys(GROWTH_MODEL.steps).length === 0) return undefined;
+  return predictGrowth(r.sourceSize);
 }
 
 /** Cut-over prediction: the measured steps a promotion replays while clients wait, plus fixed costs. */
@@ -123,7 +163,7 @@ export function renderMarkdown(r: RehearsalReport): string {
     lines.push("| check | kind | result | source (at snapshot) | upgraded clone |");
     lines.push("| --- | --- | --- | --- | --- |");
     for (const c of r.checks) {
-      lines.push(`| ${cell(c.name)} | ${c.kind} | ${c.status} | ${cell(c.expected)} | ${cell(c.actual)} |`);
+      lines.push(`| ${cell(c.name)}${c.method ? ` (${cell(c.method)})` : ""} | ${c.kind} | ${c.status} | ${cell(c.expected)} | ${cell(c.actual)} |`);
     }
     lines.push("");
   }
@@ -133,6 +173,32 @@ export function renderMarkdown(r: RehearsalReport): string {
   lines.push("");
   lines.push(r.predictedCutover.note);
   lines.push("");
+  const g = growthOf(r);
+  if (g) {
+    lines.push(`## At this size: ${fmtBytes(g.bytes)}, ${g.relations.toLocaleString("en-US")} relations`);
+    lines.push("");
+    lines.push(predictionSentence(g));
+    lines.push("");
+    lines.push("| step | expected | grows with |");
+    lines.push("| --- | --- | --- |");
+    for (const s of g.steps) lines.push(`| ${cell(s.label)} | ${fmtDuration(s.ms)} | ${s.growsWith} |`);
+    lines.push("");
+    for (const s of g.steps.filter((x) => x.note)) lines.push(`- ${s.label}: ${s.note}`);
+    if (g.steps.some((x) => x.note)) lines.push("");
+    lines.push(`Basis: ${basisSentence(g.basis)}`);
+    lines.push("");
+  }
+  if (r.cutover) {
+    const c = r.cutover;
+    lines.push(`## Cut-over (${c.method}${c.status ? `, ${c.status}` : ""}, ${c.at}): clients held ${fmtMs(c.pauseWindowMs)}`);
+    lines.push("");
+    lines.push("| phase | duration | clients held |");
+    lines.push("| --- | --- | --- |");
+    for (const p of c.phases) lines.push(`| ${cell(p.phase)} | ${fmtMs(p.ms)} | ${p.held ? "yes" : ""} |`);
+    lines.push("");
+    lines.push(`Predicted from the rehearsal: ${fmtMs(r.predictedCutover.totalMs)}; measured: ${fmtMs(c.pauseWindowMs)}.`);
+    lines.push("");
+  }
   lines.push(`_Generated ${r.generatedAt} by pulumi-understudy._`);
   return lines.join("\n") + "\n";
 }

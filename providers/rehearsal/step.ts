@@ -5,8 +5,6 @@
  * report when it is the last step (or when it fails).
  */
 import * as pulumi from "@pulumi/pulumi";
-import * as fs from "node:fs";
-import * as path from "node:path";
 import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
 import { PostgresDriver } from "../postgres/driver";
@@ -19,8 +17,9 @@ import { debianBinDir } from "../plan/defaults";
 import type { PgPlan } from "../plan/rehearsal";
 import { validatePlannedSteps, type StepKind } from "../plan/steps";
 import { CLONED_SNAPSHOT, executeStep, stopAll, VerificationError, type CloneSet, type RunnerEnv, type ServerState } from "../runner/steps";
-import { predictCutover, renderMarkdown, RehearsalReport, StepRecord, CheckRecord } from "./report";
-import { validateVerifySpec, type Snapshot, type VerifySpec } from "./verify";
+import { predictCutover, withSourceSize, RehearsalReport, StepRecord, CheckRecord } from "./report";
+import { writeReportFiles, type ReportFiles } from "./report-files";
+import { validateVerifySpec, type ClusterSize, type Snapshot, type VerifySpec } from "./verify";
 import type { UnderstudyProvider } from "../dispatch";
 import type { SourceLayout } from "../runner/layout";
 
@@ -55,6 +54,8 @@ export interface StepInputs {
   baseline?: Snapshot;
   updateExtensionsSql?: string;
   reportDir: string;
+  /** The source's size as the recover step measured it (for the report's growth prediction). */
+  sourceSize?: ClusterSize;
 }
 
 export interface StepOutputs extends StepInputs {
@@ -67,7 +68,7 @@ export interface StepOutputs extends StepInputs {
   updateExtensionsSqlOut?: string;
   checks?: CheckRecord[];
   report?: RehearsalReport;
-  reportFiles?: { json: string; markdown: string };
+  reportFiles?: ReportFiles;
 }
 
 /** `tank/r@s03-upgrade` -> `s03-upgrade`. */
@@ -95,10 +96,14 @@ export function migrateStep(p: Record<string, unknown>): Record<string, unknown>
 export const STEP_DIFF: DiffSpec = {
   replace: ["rehearsal", "index", "name", "kind", "storage", "clone", "layout", "source", "pg", "sql", "command", "database", "timeoutMs", "verify", "prev", "baseline", "updateExtensionsSql"],
   // For the report only: changing them rewrites the report, the step does not run again.
-  update: ["label", "history", "cutover", "reportDir"],
+  update: ["label", "history", "cutover", "reportDir", "sourceSize"],
 };
 
-function buildReport(i: StepInputs, records: StepRecord[], checks: CheckRecord[], status: RehearsalReport["status"], failure?: RehearsalReport["failure"]): RehearsalReport {
+function buildReport(i: StepInputs, records: StepRecord[], checks: CheckRecord[], status: RehearsalReport["status"], failure?: RehearsalReport["failure"], size?: ClusterSize): RehearsalReport {
+  return withSourceSize(buildBare(i, records, checks, status, failure), size ?? i.sourceSize ?? i.baseline?.size);
+}
+
+function buildBare(i: StepInputs, records: StepRecord[], checks: CheckRecord[], status: RehearsalReport["status"], failure?: RehearsalReport["failure"]): RehearsalReport {
   return {
     rehearsal: i.rehearsal,
     status,
@@ -114,14 +119,7 @@ function buildReport(i: StepInputs, records: StepRecord[], checks: CheckRecord[]
   };
 }
 
-function writeReport(dir: string, r: RehearsalReport): { json: string; markdown: string } {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const base = path.join(dir, r.rehearsal.replace(/[^A-Za-z0-9_.-]+/g, "_"));
-  const files = { json: `${base}.json`, markdown: `${base}.md` };
-  fs.writeFileSync(files.json, JSON.stringify(r, null, 2) + "\n", { mode: 0o600 });
-  fs.writeFileSync(files.markdown, renderMarkdown(r), { mode: 0o600 });
-  return files;
-}
+const writeReport = writeReportFiles;
 
 const diff = declaredDiff(STEP_DIFF);
 
@@ -223,7 +221,7 @@ export const rehearsalStepProvider: UnderstudyProvider = {
           lastGoodSnapshot: prevSnapshot,
           lastGoodAt: i.prev?.finishedAt ?? lastGood?.finishedAt,
         });
-        let files: { json: string; markdown: string } | undefined;
+        let files: ReportFiles | undefined;
         try {
           files = writeReport(i.reportDir, report);
         } catch {
@@ -253,7 +251,7 @@ export const rehearsalStepProvider: UnderstudyProvider = {
   async update(_id: string, olds: StepOutputs, news: StepInputs) {
     // Credentials and report metadata change in place; the step does not run again.
     const record: StepRecord = { ...olds.record, cutover: news.cutover };
-    const outs: StepOutputs = { ...olds, connection: news.connection, label: news.label, history: news.history, cutover: news.cutover, reportDir: news.reportDir, record };
+    const outs: StepOutputs = { ...olds, connection: news.connection, label: news.label, history: news.history, cutover: news.cutover, reportDir: news.reportDir, sourceSize: news.sourceSize, record };
     if (olds.kind === "verify" && olds.report) {
       outs.report = buildReport(news, [...news.history, record], olds.checks ?? [], "passed");
       outs.reportFiles = writeReport(news.reportDir, outs.report);
@@ -298,7 +296,7 @@ export class RehearsalStep extends UnderstudyResource {
   declare readonly updateExtensionsSqlOut: pulumi.Output<string | undefined>;
   declare readonly checks: pulumi.Output<CheckRecord[] | undefined>;
   declare readonly report: pulumi.Output<RehearsalReport | undefined>;
-  declare readonly reportFiles: pulumi.Output<{ json: string; markdown: string } | undefined>;
+  declare readonly reportFiles: pulumi.Output<ReportFiles | undefined>;
 
   constructor(name: string, args: RehearsalStepArgs, opts?: pulumi.CustomResourceOptions) {
     super(

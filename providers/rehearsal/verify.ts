@@ -8,12 +8,27 @@ import type { CheckRecord } from "./report";
 import { InputError } from "../errors";
 
 export interface VerifySpec {
-  /** `exact` counts every row (slow on huge tables), `none` skips. */
+  /**
+   * `exact` counts the rows of every table (one statement, hence one transaction and one lock,
+   * per table: a cluster with 40,000 relations does not exhaust the lock table), `none` skips.
+   */
   rowCounts: "exact" | "none";
   /** Tables to checksum, `db.schema.table` or `schema.table` (in `postgres`... the first database). */
   checksumTables: string[];
   /** SQL that must return a single `true` on the upgraded clone. */
   assertions: Array<{ name: string; sql: string; database?: string }>;
+  /**
+   * Tables whose main fork is larger than this many bytes are not counted: both sides compare
+   * the table's size (`pg_relation_size`, the same file on both sides after `pg_upgrade`) and
+   * the check record says so (`method`), with the planner's row estimate. Default: count all.
+   */
+  rowCountLimitBytes?: number;
+  /**
+   * Checksum only this percentage of each checksummed table's rows (0 < p <= 100), chosen by
+   * a hash of the primary key: the same rows on both sides whatever their physical order.
+   * A table without a primary key is checksummed whole (the check record says so). Default 100.
+   */
+  checksumSamplePercent?: number;
 }
 
 /** Facts of one cluster; maps are keyed by `db.schema.name`. */
@@ -24,6 +39,21 @@ export interface Snapshot {
   sequences: Record<string, string>;
   extensions: Record<string, string>;
   largeObjects: Record<string, string>;
+  /** How a row count or checksum was taken where it is not the default, keyed `rows <key>` / `checksum <key>`. */
+  methods?: Record<string, string>;
+  /** The cluster's size, for predictions: bytes on disk of every database and its user relations. */
+  size?: ClusterSize;
+}
+
+/** Size facts of a cluster, measured with the old version on the recovered clone (the baseline). */
+export interface ClusterSize {
+  /** Sum of `pg_database_size` over every database that accepts connections. */
+  bytes: number;
+  /** Relations created by users (`pg_class.oid >= 16384`: tables, indexes, TOAST, sequences, views). */
+  relations: number;
+  /** Of which tables, partitions and materialized views. */
+  tables: number;
+  databases: number;
 }
 
 export type Query = (sql: string, database: string) => Promise<string[][]>;
@@ -39,46 +69,126 @@ export function parseTableRef(ref: string, field = "checks.checksumTables"): { d
 }
 
 export function validateVerifySpec(v: VerifySpec): VerifySpec {
-  if (!["exact", "none"].includes(v.rowCounts)) throw new InputError("checks.rowCounts", 'must be "exact" or "none"');
+  if (!["exact", "none"].includes(v.rowCounts)) throw new InputError("checks.rowCounts", `must be "exact" or "none"`);
   v.checksumTables.forEach((t) => parseTableRef(t));
   for (const a of v.assertions) {
     if (!a.name || typeof a.sql !== "string" || !a.sql.trim()) throw new InputError("checks.assertions", "each needs a name and sql");
     if (a.database !== undefined && !IDENT.test(a.database)) throw new InputError("checks.assertions.database", `${JSON.stringify(a.database)} is not a plain identifier`);
+  }
+  if (v.rowCountLimitBytes !== undefined && !(Number.isSafeInteger(v.rowCountLimitBytes) && v.rowCountLimitBytes >= 0)) {
+    throw new InputError("checks.rowCountLimitBytes", `${JSON.stringify(v.rowCountLimitBytes)} must be a whole number of bytes (>= 0)`);
+  }
+  const p = v.checksumSamplePercent;
+  if (p !== undefined && !(typeof p === "number" && Number.isFinite(p) && p > 0 && p <= 100)) {
+    throw new InputError("checks.checksumSamplePercent", `${JSON.stringify(p)} must be a number in (0, 100]`);
   }
   return v;
 }
 
 const q = (s: string) => `"${s}"`;
 
-/** Count every leaf table and materialized view in one round trip (query_to_xml). */
-const COUNTS = `
-SELECT n.nspname || '.' || c.relname,
-       (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text
+/**
+ * Every leaf table and populated materialized view: its name quoted by the server (format %I),
+ * its key, its main fork's size and the planner's estimate. Counting happens afterwards, one
+ * statement per table.
+ */
+const TABLES = `
+SELECT format('%I.%I', n.nspname, c.relname), n.nspname || '.' || c.relname, pg_relation_size(c.oid)::text, greatest(c.reltuples, 0)::bigint::text
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
    AND NOT (c.relkind = 'm' AND NOT c.relispopulated)
- ORDER BY 1`;
+ ORDER BY 2`;
 
 const SEQUENCES = `SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1`;
 const EXTENSIONS = `SELECT extname, extversion FROM pg_extension ORDER BY 1`;
 const LARGE_OBJECTS = `SELECT count(*)::text FROM pg_largeobject_metadata`;
 const DATABASES = `SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1`;
+/** Size of the current database, its user relations (oid >= FirstNormalObjectId) and of those its tables. */
+const SIZE = `SELECT pg_database_size(current_database())::text,
+       (SELECT count(*) FROM pg_class WHERE oid >= 16384)::text,
+       (SELECT count(*) FROM pg_class WHERE oid >= 16384 AND relkind IN ('r', 'p', 'm'))::text`;
+
+/**
+ * One count per statement: psql runs a script's statements one by one, each in its own
+ * transaction, so at most one table is locked at a time (one statement over every table held
+ * an AccessShareLock on all of them at once and ran out of lock slots around 6,400 tables
+ * with the default max_locks_per_transaction).
+ */
+export function countScript(quotedTables: string[]): string {
+  return quotedTables.map((t) => `SELECT count(*)::text FROM ${t};`).join("\n") + "\n";
+}
+
+/**
+ * A table's checksum that stays cheap at size: md5 of each row's text, summed (order does not
+ * matter, so no sort) within 256 chunks chosen by the hash's first byte, then md5 of the
+ * chunks in chunk order ("hash of hashes in ordered chunks"). `count:md5`, as before.
+ * With `samplePercent` (and a primary key, server-quoted column list `pk`), only the rows whose
+ * primary key hashes below the cut are included: the same rows on both sides.
+ */
+export function checksumSql(schema: string, table: string, sample?: { pk: string; percent: number }): string {
+  const where = sample ? ` WHERE ('x' || substr(md5(ROW(${sample.pk})::text), 1, 7))::bit(28)::int < ${Math.round((sample.percent / 100) * 2 ** 28)}` : "";
+  return (
+    `WITH r AS (SELECT md5(x::text) AS h FROM ${q(schema)}.${q(table)} x${where}), ` +
+    `c AS (SELECT substr(h, 1, 2) AS b, count(*) AS n, sum(('x' || substr(h, 3, 15))::bit(60)::bigint) AS s1, sum(('x' || substr(h, 18, 15))::bit(60)::bigint) AS s2 FROM r GROUP BY 1) ` +
+    `SELECT coalesce(sum(n), 0)::text || ':' || coalesce(md5(string_agg(b || '.' || n || '.' || s1 || '.' || s2, ',' ORDER BY b)), '-') FROM c`
+  );
+}
+
+/** The primary key's columns, quoted by the server, in key order; empty without one. */
+export function primaryKeySql(schema: string, table: string): string {
+  return (
+    `SELECT coalesce(string_agg(quote_ident(a.attname), ',' ORDER BY k.ord), '') FROM pg_index i ` +
+    `CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ` +
+    `JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ` +
+    `WHERE i.indrelid = to_regclass('${q(schema)}.${q(table)}') AND i.indisprimary`
+  );
+}
 
 export async function collect(query: Query, spec: VerifySpec): Promise<Snapshot> {
   const databases = (await query(DATABASES, "postgres")).map((r) => r[0]);
   const snap: Snapshot = { databases, rowCounts: {}, checksums: {}, sequences: {}, extensions: {}, largeObjects: {} };
+  const methods: Record<string, string> = {};
+  const size: ClusterSize = { bytes: 0, relations: 0, tables: 0, databases: databases.length };
+  const limit = spec.rowCountLimitBytes;
   for (const db of databases) {
-    if (spec.rowCounts === "exact") for (const [t, n] of await query(COUNTS, db)) snap.rowCounts[`${db}.${t}`] = n;
+    const [bytes, relations, tables] = (await query(SIZE, db))[0] ?? [];
+    size.bytes += Number(bytes ?? 0);
+    size.relations += Number(relations ?? 0);
+    size.tables += Number(tables ?? 0);
+    if (spec.rowCounts === "exact") {
+      const all = (await query(TABLES, db)).map(([quoted, key, rel, est]) => ({ quoted, key: `${db}.${key}`, bytes: Number(rel), est }));
+      const counted = all.filter((t) => limit === undefined || t.bytes <= limit);
+      const counts = counted.length ? await query(countScript(counted.map((t) => t.quoted)), db) : [];
+      if (counts.length !== counted.length) throw new Error(`row counts in ${db}: ${counted.length} tables but ${counts.length} results`);
+      counted.forEach((t, k) => (snap.rowCounts[t.key] = counts[k][0]));
+      for (const t of all.filter((x) => !counted.includes(x))) {
+        snap.rowCounts[t.key] = `${t.bytes} bytes`;
+        methods[`rows ${t.key}`] = `not counted (larger than rowCountLimitBytes ${limit}): main fork size compared; planner estimate ~${t.est} rows`;
+      }
+    }
     for (const [s, v] of await query(SEQUENCES, db)) snap.sequences[`${db}.${s}`] = v;
     for (const [e, v] of await query(EXTENSIONS, db)) snap.extensions[`${db}.${e}`] = v;
     snap.largeObjects[db] = (await query(LARGE_OBJECTS, db))[0]?.[0] ?? "0";
   }
+  const pct = spec.checksumSamplePercent;
   for (const ref of spec.checksumTables) {
     const t = parseTableRef(ref);
     const db = t.db ?? databases.find((d) => d !== "postgres") ?? "postgres";
-    const sql = `SELECT count(*)::text || ':' || coalesce(md5(string_agg(h, '' ORDER BY h)), '-') FROM (SELECT md5(x::text) AS h FROM ${q(t.schema)}.${q(t.table)} x) s`;
-    snap.checksums[`${db}.${t.schema}.${t.table}`] = (await query(sql, db))[0]?.[0] ?? "?";
+    const key = `${db}.${t.schema}.${t.table}`;
+    let sample: { pk: string; percent: number } | undefined;
+    if (pct !== undefined && pct < 100) {
+      const pk = (await query(primaryKeySql(t.schema, t.table), db))[0]?.[0] ?? "";
+      if (pk) {
+        sample = { pk, percent: pct };
+        methods[`checksum ${key}`] = `sampled: ${pct}% of rows, chosen by md5 of the primary key (${pk})`;
+      } else {
+        methods[`checksum ${key}`] = `every row: no primary key to sample by (checksumSamplePercent ${pct})`;
+      }
+    }
+    snap.checksums[key] = (await query(checksumSql(t.schema, t.table, sample), db))[0]?.[0] ?? "?";
   }
+  if (Object.keys(methods).length) snap.methods = methods;
+  snap.size = size;
   return snap;
 }
 
@@ -87,7 +197,12 @@ export function compare(before: Snapshot, after: Snapshot): CheckRecord[] {
   const out: CheckRecord[] = [];
   const both = (kind: CheckRecord["kind"], a: Record<string, string>, b: Record<string, string>, label: (k: string) => string) => {
     for (const k of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
-      out.push({ name: label(k), kind, status: a[k] === b[k] ? "pass" : "fail", expected: a[k] ?? "(missing)", actual: b[k] ?? "(missing)" });
+      const name = label(k);
+      const ma = before.methods?.[name];
+      const mb = after.methods?.[name];
+      const method = ma === mb ? ma : `baseline: ${ma ?? "default"}; upgraded: ${mb ?? "default"}`;
+      const status = a[k] === b[k] && ma === mb ? "pass" : "fail";
+      out.push({ name, kind, status, expected: a[k] ?? "(missing)", actual: b[k] ?? "(missing)", ...(method ? { method } : {}) });
     }
   };
   both("row-count", before.rowCounts, after.rowCounts, (k) => `rows ${k}`);
