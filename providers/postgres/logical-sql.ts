@@ -815,12 +815,14 @@ export function createLogicalSlotSql(slot: string): string {
 }
 
 /**
- * A transactional logical message, committed synchronously: everything committed before it
- * is on disk and ahead of it in the WAL, and its LSN (the end of the message record) is the
- * point a subscriber must have received past to have applied all of it. It changes no data.
+ * A transactional logical message: everything committed before it is ahead of it in the
+ * WAL, and its LSN (the end of the message record) is the point a subscriber must have
+ * received past to have applied all of it. It changes no data. `sync` commits it
+ * synchronously, which puts it and everything before it on disk — where WAL senders can
+ * read it; of several markers in a row only the last needs it.
  */
-export function markerSql(prefix: string, content: string): string {
-  return [WRITABLE, "SET synchronous_commit = on;", tagged("marker", `to_jsonb(pg_logical_emit_message(true, ${quoteLiteral(prefix)}, ${quoteLiteral(content)})::text)`)].join("\n");
+export function markerSql(prefix: string, content: string, sync = true): string {
+  return [WRITABLE, `SET synchronous_commit = ${sync ? "on" : "off"};`, tagged("marker", `to_jsonb(pg_logical_emit_message(true, ${quoteLiteral(prefix)}, ${quoteLiteral(content)})::text)`)].join("\n");
 }
 
 /**
@@ -859,27 +861,59 @@ export function dropSubscriptionSql(sub: string): string {
 }
 
 /**
- * Disable the subscription of the current database and wait (bounded, server-side) until its
- * apply worker is gone; the worker only notices a DISABLE at its next loop (up to a second
- * when idle), so it is terminated — it has applied what we waited for, and a transaction it
- * may be in is rolled back and replayed from its origin if the subscription is enabled again.
+ * Disable the subscription of the current database and terminate its apply worker: the
+ * worker only notices a DISABLE at its next loop (up to a second when idle). It has applied
+ * what we waited for; a transaction it may be in is rolled back and replayed from its origin
+ * if the subscription is enabled again. Follow with {@link waitWorkersGoneSql}.
  */
-export function disableSubscriptionSql(sub: string, waitMs = 5000): string {
-  const s = quoteIdent(sub);
-  const workers = `SELECT 1 FROM pg_stat_subscription st WHERE st.subid = ${subOid(sub)} AND st.pid IS NOT NULL`;
+export function disableSubscriptionSql(sub: string): string {
   return [
-    `ALTER SUBSCRIPTION ${s} DISABLE;`,
+    `ALTER SUBSCRIPTION ${quoteIdent(sub)} DISABLE;`,
     `SELECT 'terminated', to_jsonb(count(pg_terminate_backend(st.pid)))::text FROM pg_stat_subscription st WHERE st.subid = ${subOid(sub)} AND st.pid IS NOT NULL;`,
-    `DO $understudy$ BEGIN
-       FOR i IN 1..${Math.max(1, Math.ceil(waitMs / 5))} LOOP
+  ].join("\n");
+}
+
+/**
+ * Wait (bounded, server-side, polling every 2 ms) until the subscription named `sub` of each
+ * database has received past that database's marker LSN; on timeout RAISE an error that
+ * starts with `understudy: not applied` and names each database behind. Run first in a
+ * script, it makes everything after it conditional on the data having arrived.
+ */
+export function waitReceivedSql(sub: string, markers: Array<{ database: string; lsn: string }>, waitMs: number): string {
+  if (markers.length === 0) return "";
+  const rows = markers.map((m) => `(${quoteLiteral(validateDatabase(m.database, "database"))}, ${quoteLiteral(validateLsn(m.lsn, "marker"))}::pg_lsn)`).join(", ");
+  const n = Math.max(1, Math.ceil(waitMs / 2));
+  return `DO $understudy$ DECLARE behind text; BEGIN
+       FOR i IN 1..${n} LOOP
+         SELECT string_agg(format('%s: received %s, needs %s%s', m.db, coalesce(st.received_lsn::text, 'nothing'), m.lsn,
+                  CASE WHEN st.pid IS NULL THEN ' (apply worker not running)' ELSE '' END), '; ' ORDER BY m.db)
+           INTO behind
+           FROM (VALUES ${rows}) m(db, lsn)
+           LEFT JOIN pg_database d ON d.datname = m.db
+           LEFT JOIN pg_subscription s ON s.subdbid = d.oid AND s.subname = ${quoteLiteral(sub)}
+           LEFT JOIN pg_stat_subscription st ON st.subid = s.oid AND st.relid IS NULL
+          WHERE st.received_lsn IS NULL OR st.received_lsn < m.lsn;
+         EXIT WHEN behind IS NULL;
+         PERFORM pg_sleep(0.002);
+       END LOOP;
+       IF behind IS NOT NULL THEN
+         RAISE EXCEPTION 'understudy: not applied within % ms: %', ${waitMs}, behind;
+       END IF;
+     END $understudy$;`;
+}
+
+/** Wait (bounded, server-side) until no apply worker of a subscription named `sub` runs, in any database. */
+export function waitWorkersGoneSql(sub: string, waitMs = 5000): string {
+  const workers = `SELECT 1 FROM pg_stat_subscription st JOIN pg_subscription s ON s.oid = st.subid WHERE s.subname = ${quoteLiteral(sub)} AND st.pid IS NOT NULL`;
+  return `DO $understudy$ BEGIN
+       FOR i IN 1..${Math.max(1, Math.ceil(waitMs / 2))} LOOP
          EXIT WHEN NOT EXISTS (${workers});
-         PERFORM pg_sleep(0.005);
+         PERFORM pg_sleep(0.002);
        END LOOP;
        IF EXISTS (${workers}) THEN
-         RAISE EXCEPTION 'the apply worker of subscription % is still running % ms after DISABLE', ${quoteLiteral(sub)}, ${waitMs};
+         RAISE EXCEPTION 'an apply worker of subscription % is still running % ms after DISABLE', ${quoteLiteral(sub)}, ${waitMs};
        END IF;
-     END $understudy$;`,
-  ].join("\n");
+     END $understudy$;`;
 }
 
 export const enableSubscriptionSql = (sub: string): string => `ALTER SUBSCRIPTION ${quoteIdent(sub)} ENABLE;`;

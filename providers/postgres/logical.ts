@@ -99,6 +99,8 @@ import {
   validateLsn,
   validateSource,
   validateTag,
+  waitReceivedSql,
+  waitWorkersGoneSql,
   WRITABLE,
 } from "./logical-sql";
 import { validateDataDir, validatePath, validatePort, validateSocketDir, validateVersion } from "./validate";
@@ -900,10 +902,12 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
   async capture(direction: Direction, o: { baseline?: SchemaFingerprint[]; timeoutMs?: number } = {}): Promise<Capture> {
     const s = this.sideOf(direction);
     const t0 = Date.now();
+    // Only the last marker is committed synchronously: flushing it flushes the ones before.
+    const lastDb = this.plan.databases[this.plan.databases.length - 1];
     const all = await this.runEach(
       s.publisher,
       this.plan.databases,
-      () => [markerSql(this.names.messagePrefix, `${direction} ${this.names.tag}`), sequencesSql(), o.baseline ? fingerprintSql() : ""].join("\n"),
+      (db) => [markerSql(this.names.messagePrefix, `${direction} ${this.names.tag}`, db === lastDb), sequencesSql(), o.baseline ? fingerprintSql() : ""].join("\n"),
       o.timeoutMs ?? 30_000,
     );
     const databases = this.plan.databases.map((db) => {
@@ -966,24 +970,51 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
 
   /**
    * While clients are held, on the side they go to, in one psql over every database:
-   * sequences set from the capture, the subscription disabled (its worker stopped), then one
-   * synchronous commit (what the workers applied asynchronously is on disk) and the WAL
-   * position right after it: the side holds exactly the data of the side clients leave, and
-   * no client has written to it yet — the way back starts there ({@link startReverse}).
+   * with `waitAppliedMs`, first {@link waitApplied}'s wait, server-side (no extra round trip;
+   * on timeout {@link ReplicationTimeoutError} and nothing else ran); then sequences set from
+   * the capture, the subscription disabled (its worker stopped), then one synchronous commit
+   * (what the workers applied asynchronously is on disk) and the WAL position right after
+   * it: the side holds exactly the data of the side clients leave, and no client has written
+   * to it yet — the way back starts there ({@link startReverse}). For `back` (a roll-back),
+   * also the old live's read-only setting is undone ({@link undoReadOnly}), in the same script.
    * Undo: {@link unfinish}.
    */
-  async finish(c: Capture, o: { timeoutMs?: number } = {}): Promise<FinishResult> {
+  async finish(c: Capture, o: { waitAppliedMs?: number; timeoutMs?: number } = {}): Promise<FinishResult> {
     const s = this.sideOf(c.direction);
     const t0 = Date.now();
     const dbs = c.databases.map((d) => d.database);
     const last = dbs[dbs.length - 1];
     const seqs = new Map(c.databases.map((d) => [d.database, d.sequences]));
-    const script = scriptAcross(
-      dbs,
-      (db) => [WRITABLE, setvalSql(seqs.get(db) ?? []), disableSubscriptionSql(s.subscription), db === last ? `${flushSql()}\n${RESUME_POINT_SQL}` : ""].join("\n"),
-      dbs[0],
-    );
-    const m = parseTaggedByDatabase(await this.pg.adminQuery(s.subscriber, script, { database: dbs[0], timeoutMs: o.timeoutMs ?? 30_000 }));
+    const wait = o.waitAppliedMs === undefined ? "" : `${waitReceivedSql(s.subscription, c.databases.map((d) => ({ database: d.database, lsn: d.markerLsn })), o.waitAppliedMs)}\n`;
+    const script =
+      wait +
+      scriptAcross(
+        dbs,
+        (db) =>
+          [
+            WRITABLE,
+            setvalSql(seqs.get(db) ?? []),
+            disableSubscriptionSql(s.subscription),
+            // Back to the old live: clients will write there again.
+            c.direction === "back" ? undoReadOnlySql(db, this.names.readOnlyMarker) : "",
+            db === last ? `${waitWorkersGoneSql(s.subscription)}\n${flushSql()}\n${RESUME_POINT_SQL}` : "",
+          ].join("\n"),
+        dbs[0],
+      );
+    let rows: string[][];
+    try {
+      rows = await this.pg.adminQuery(s.subscriber, script, { database: dbs[0], timeoutMs: (o.timeoutMs ?? 30_000) + (o.waitAppliedMs ?? 0) });
+    } catch (e) {
+      const why = /understudy: not applied within \d+ ms: ([^\n]*)/.exec(`${(e as PostgresError).detail ?? ""}\n${(e as Error).message}`);
+      if (why) {
+        throw new ReplicationTimeoutError(
+          `${s.where === "live" ? "the new live" : "live"} did not apply everything within ${o.waitAppliedMs} ms (nothing was finished): ${why[1]}`,
+          why[1].split("; ").map((b) => ({ database: b.split(":")[0], detail: b.slice(b.indexOf(":") + 2) })),
+        );
+      }
+      throw e;
+    }
+    const m = parseTaggedByDatabase(rows);
     let sequencesSet = 0;
     for (const db of dbs) {
       const x = m.get(db);
@@ -994,10 +1025,19 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
     return { direction: c.direction, resumeLsn, sequencesSet, durationMs: Date.now() - t0 };
   }
 
-  /** Undo of {@link finish}: enable the subscriptions again (they continue from their origins). Sequences stay set (harmless: set again next time). */
+  /**
+   * Undo of {@link finish}: enable the subscriptions again (they continue from their
+   * origins); for `back`, make the old live read-only again. Sequences stay set (harmless:
+   * set again next time).
+   */
   async unfinish(direction: Direction): Promise<void> {
     const s = this.sideOf(direction);
-    await this.runEach(s.subscriber, this.plan.databases, () => [WRITABLE, enableSubscriptionSql(s.subscription)].join("\n"), 60_000);
+    await this.runEach(
+      s.subscriber,
+      this.plan.databases,
+      (db) => [WRITABLE, enableSubscriptionSql(s.subscription), direction === "back" ? readOnlySql(db, this.names.readOnlyMarker) : ""].join("\n"),
+      60_000,
+    );
   }
 
   // ---------------------------------------------------------------- after the swap
