@@ -679,6 +679,31 @@ export function evaluateTarget(cluster: ClusterFacts, n: number): ReadinessItem[
   return out;
 }
 
+// ------------------------------------------------------------------ conversion
+
+/**
+ * Where the server log says recovery stopped for a `recovery_target_lsn` target, and whether
+ * it stopped BEFORE the record at the target (what `recovery_target_inclusive = off` does):
+ * `undefined` when the log says nothing about it. The conversion accepts the clone only when
+ * it stopped before exactly the start point.
+ */
+export function recoveryStop(log: string): { lsn: string; before: boolean } | undefined {
+  const all = [...log.matchAll(/recovery stopping (before|after) WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/g)];
+  const m = all[all.length - 1];
+  return m ? { lsn: m[2], before: m[1] === "before" } : undefined;
+}
+
+/** Throws unless {@link recoveryStop} says the clone stopped right before `target`. */
+export function checkRecoveryStop(log: string, target: string): void {
+  const stop = recoveryStop(log);
+  if (!stop) throw new Error(`the clone was promoted, but its log does not show recovery stopping at ${target}`);
+  if (!stop.before || parseLsn(stop.lsn) !== parseLsn(target)) {
+    throw new Error(
+      `the clone's recovery stopped ${stop.before ? "before" : "after"} ${stop.lsn}, not before ${target}: transactions at the start point would be applied twice or lost`,
+    );
+  }
+}
+
 // ------------------------------------------------------------------ fingerprints
 
 /** A database's schema at one moment: md5 per object (see {@link fingerprintSql}) and a digest of them all. */

@@ -49,6 +49,7 @@ import { PostgresError } from "./errors";
 import { tail } from "../host/types";
 import { parseLsn } from "./parse";
 import {
+  checkRecoveryStop,
   ClusterFacts,
   clusterFactsSql,
   conninfo,
@@ -593,11 +594,7 @@ export class LogicalReplication {
         await sleep(100);
       }
       const catchUpMs = Date.now() - t2;
-      const log = await this.readFile(logFile);
-      const stop = /recovery stopping before WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/.exec(log)?.[1];
-      if (!stop || parseLsn(stop) !== parseLsn(target)) {
-        throw new Error(`the clone was promoted, but its log does not show recovery stopping before ${target}${stop ? ` (it stopped before ${stop})` : ""}`);
-      }
+      checkRecoveryStop(await this.readFile(logFile), target);
       // Nothing of live's replication stays on the clone.
       const found = await this.run(
         server,

@@ -280,17 +280,22 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
       "postgres",
       "CREATE UNLOGGED TABLE scratch_cache (k int PRIMARY KEY); SELECT lo_create(4242); CREATE TABLE scratch_events (doc json); ALTER TABLE scratch_events REPLICA IDENTITY FULL;",
     );
-    const more = await lr.readiness();
-    const find = (code: string) => more.problems.find((p) => p.code === code && p.database === "postgres");
-    expect(find("unlogged-tables")?.objects).toEqual(["public.scratch_cache"]);
-    expect(find("large-objects")?.message).toMatch(/postgres: 1 large object/);
-    expect(find("full-identity-equality")?.objects).toEqual(["public.scratch_events"]);
-    psql(LIVE.port, "postgres", "DROP TABLE scratch_cache, scratch_events; SELECT lo_unlink(4242);");
+    try {
+        const more = await lr.readiness();
+        const find = (code: string) => more.problems.find((p) => p.code === code && p.database === "postgres");
+        expect(find("unlogged-tables")?.objects).toEqual(["public.scratch_cache"]);
+        expect(find("large-objects")?.message).toMatch(/postgres: 1 large object/);
+        expect(find("full-identity-equality")?.objects).toEqual(["public.scratch_events"]);
+    } finally {
+      psql(LIVE.port, "postgres", "DROP TABLE scratch_cache, scratch_events; SELECT lo_unlink(4242);");
+    }
     const partial = await new LogicalReplication(pg, { tag: "main", databases: ["app", "shop"], live: LIVE }).readiness();
     expect(partial.problems.find((p) => p.code === "database-not-listed")?.objects).toEqual(["postgres"]);
     // Readiness changed nothing.
     expect(liveReplicationState()).toEqual({ slots: "", publications: "", subscriptions: "", settings: "" });
+  });
 
+  it("after the user's changes (wal_level with a restart of live, a replica identity) readiness has no problems", async () => {
     // The user's changes: wal_level (a restart of live) and a replica identity for the insert-only table.
     psql(LIVE.port, "postgres", "ALTER SYSTEM SET wal_level = logical");
     pgCtl(BIN13, LIVE_DIR, "restart");
@@ -310,27 +315,41 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     const limit = 48 * 1024 * 1024;
     let tripped: RetainedWalError | undefined;
     const watch = w.watchRetainedWal({ limitBytes: limit, intervalMs: 200, onTrip: (e) => (tripped = e) });
-    await sleep(500);
-    expect(watch.tripped).toBeUndefined();
-    expect(watch.last?.slots.length).toBe(4);
-    // WAL nobody consumes (the user's writes; the slots have no subscriber).
-    psql(LIVE.port, "postgres", "CREATE TABLE filler (id int PRIMARY KEY, pad text); INSERT INTO filler SELECT g, repeat('x', 600) FROM generate_series(1, 60000) g;");
-    await waitFor("the watch to trip", () => watch.tripped !== undefined, 60_000);
-    await watch.stop();
-    console.log(`[logical] retained-WAL watch: ${tripped?.message}`);
-    expect(tripped).toBeInstanceOf(RetainedWalError);
-    expect(tripped?.message).toMatch(/understudy_walwatch_/);
-    expect(tripped?.message).toMatch(/limit of 48\.0 MB/);
-    expect(tripped?.dropped.sort()).toEqual([w.names.physicalSlot, ...DBS.map((d) => w.names.slot(d))].sort());
-    expect(() => watch.throwIfTripped()).toThrow(RetainedWalError);
-    expect(psql(LIVE.port, "postgres", "SELECT count(*) FROM pg_replication_slots")).toBe("0");
-    const c = await w.cleanup({ target: false });
-    expect(c.remaining).toEqual([]);
-    psql(LIVE.port, "postgres", "DROP TABLE filler");
-    expect(liveReplicationState()).toEqual({ slots: "", publications: "", subscriptions: "", settings: "" });
+    try {
+      await sleep(500);
+      expect(watch.tripped).toBeUndefined();
+      expect(watch.last?.slots.length).toBe(4);
+      // WAL nobody consumes (the user's writes; the slots have no subscriber).
+      psql(LIVE.port, "postgres", "CREATE TABLE filler (id int PRIMARY KEY, pad text); INSERT INTO filler SELECT g, repeat('x', 600) FROM generate_series(1, 60000) g;");
+      await waitFor("the watch to trip", () => watch.tripped !== undefined, 60_000);
+      await watch.stop();
+      console.log(`[logical] retained-WAL watch: ${tripped?.message}`);
+      expect(tripped).toBeInstanceOf(RetainedWalError);
+      expect(tripped?.message).toMatch(/understudy_walwatch_/);
+      expect(tripped?.message).toMatch(/limit of 48\.0 MB/);
+      expect(tripped?.dropped.sort()).toEqual([w.names.physicalSlot, ...DBS.map((d) => w.names.slot(d))].sort());
+      expect(() => watch.throwIfTripped()).toThrow(RetainedWalError);
+      expect(psql(LIVE.port, "postgres", "SELECT count(*) FROM pg_replication_slots")).toBe("0");
+      const c = await w.cleanup({ target: false });
+      expect(c.remaining).toEqual([]);
+      expect(liveReplicationState()).toEqual({ slots: "", publications: "", subscriptions: "", settings: "" });
+    } finally {
+      await watch.stop();
+      await w.cleanup({ target: false }).catch(() => undefined);
+      psql(LIVE.port, "postgres", "DROP TABLE IF EXISTS filler");
+    }
   });
 
-  it("prepares under pgbench load: WAL keeper, snapshot, slots, conversion at 13, pg_upgrade, subscriptions, catch-up", async () => {
+  const prep: Record<string, number> = {};
+  const timed = async <T>(k: string, fn: () => Promise<T>): Promise<T> => {
+    const t0 = Date.now();
+    const v = await fn();
+    prep[k] = Date.now() - t0;
+    return v;
+  };
+  let watch: ReturnType<LogicalReplication["watchRetainedWal"]>;
+
+  it("prepares under pgbench load (1/3): WAL keeper before the snapshot, slots after it", async () => {
     history0 = count(LIVE.port, "app", "pgbench_history");
     orders0 = count(LIVE.port, "shop", "orders");
     bench = {
@@ -338,14 +357,6 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
       shop: pgbench("shop", BENCH_SECONDS, ["-c", "2", "-R", "60", "-f", path.join(tmp, "shop.sql")]),
     };
     await waitFor("pgbench to commit through PgBouncer", () => count(LIVE.port, "app", "pgbench_history") > history0 + 50);
-    const t: Record<string, number> = {};
-    const timed = async <T>(k: string, fn: () => Promise<T>): Promise<T> => {
-      const t0 = Date.now();
-      const v = await fn();
-      t[k] = Date.now() - t0;
-      return v;
-    };
-
     const keeper = await timed("createWalKeeper", () => lr.createWalKeeper());
     expect(keeper.slot).toBe("understudy_main_wal");
     await timed("checkpoint+snapshot+clone", async () => {
@@ -355,15 +366,26 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     });
     start = await timed("createSlots", () => lr.createSlots());
     expect(start.slots.map((s) => s.database)).toEqual(DBS);
-    const watch = lr.watchRetainedWal({ limitBytes: 2 * 1024 * 1024 * 1024, intervalMs: 1000 });
-    // The conversion's own guards refuse before anything starts: no physical slot keeping the
-    // WAL (another tag has none), and a start point inside the snapshot's WAL.
+    watch = lr.watchRetainedWal({ limitBytes: 2 * 1024 * 1024 * 1024, intervalMs: 1000 });
+  });
+
+  it("prepares (2/3): the conversion refuses a clone of a standby, a missing WAL keeper and a start point inside the snapshot's WAL, before starting anything", async () => {
+    // Short timeouts: with a guard removed, these calls would start the clone and wait.
     const clone = { dataDir: CLONE_DIR, version: 13, port: CONVERT_PORT };
-    const noKeeper = await new LogicalReplication(pg, { tag: "nokeeper", databases: DBS, live: LIVE }).convertClone(clone, start).catch((e) => e);
+    const quick = { timeoutMs: 20_000 };
+    const other = new LogicalReplication(pg, { tag: "nokeeper", databases: DBS, live: LIVE });
+    sh(["runuser", "-u", "postgres", "--", "touch", `${CLONE_DIR}/recovery.signal`]);
+    const standby = await other.convertClone(clone, start, quick).catch((e) => e);
+    sh(["rm", "-f", `${CLONE_DIR}/recovery.signal`]);
+    expect(standby.message).toMatch(/recovery\.signal exists: the clone is a copy of a standby or of a cluster in recovery/);
+    const noKeeper = await other.convertClone(clone, start, quick).catch((e) => e);
     expect(noKeeper.message).toMatch(/the physical slot understudy_nokeeper_wal is not on live: nothing keeps the WAL between the snapshot and the start point/);
-    const early = await lr.convertClone(clone, { ...start, lsn: "0/1000000" }).catch((e) => e);
+    const early = await lr.convertClone(clone, { ...start, lsn: "0/1000000" }, quick).catch((e) => e);
     expect(early.message).toMatch(/does not lie after the clone's redo point .*: the logical slots were created before the snapshot/);
     expect(sh(["ls", CLONE_DIR]).split("\n")).not.toContain("standby.signal");
+  });
+
+  it("prepares (3/3): conversion at 13, pg_upgrade, subscriptions, catch-up", async () => {
     conv = await timed("convertClone", () => lr.convertClone({ dataDir: CLONE_DIR, version: 13, port: CONVERT_PORT }, start));
     expect(conv.stoppedAt).toBe(start.lsn);
     expect(conv.timeline).toBe(2);
@@ -378,7 +400,7 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     const caught = await timed("waitCaughtUp", () => lr2.waitCaughtUp({ maxLagBytes: 512 * 1024, timeoutMs: 120_000, watch }));
     watch.throwIfTripped();
     await watch.stop();
-    report.prepare = { ms: t, convert: { readyMs: conv.readyMs, catchUpMs: conv.catchUpMs }, lag: caught.databases.map((d) => ({ db: d.database, lagBytes: d.lagBytes, replayLag: d.replayLagSeconds })) };
+    report.prepare = { ms: prep, convert: { readyMs: conv.readyMs, catchUpMs: conv.catchUpMs }, lag: caught.databases.map((d) => ({ db: d.database, lagBytes: d.lagBytes, replayLag: d.replayLagSeconds })) };
     console.log(`[logical] preparation under load: ${JSON.stringify(report.prepare)}`);
     // Live is untouched in what clients see; the new side is ours and runs our subscriptions only.
     expect(servedPort("app")).toBe(LIVE.port);
@@ -390,20 +412,23 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
 
   it("DDL on live during catch-up is detected and refused, before and while clients are held; live keeps serving", async () => {
     psql(LIVE.port, "shop", "CREATE TABLE added_later (id int PRIMARY KEY); CREATE INDEX orders_at_idx ON orders (at)");
-    const err = await lr2.checkSchema(conv.fingerprints).catch((e) => e);
-    expect(err).toBeInstanceOf(SchemaChangedError);
-    expect(err.message).toMatch(/shop: added .*index public\.orders_at_idx.*table public\.added_later/);
-    console.log(`[logical] DDL refused before PAUSE: ${err.message}`);
-    // The same guard while clients are held: the hold resumes them on live, nothing switched.
-    const held = await holdBoth(() => lr2.capture("forward", { baseline: conv.fingerprints })).catch((e) => e);
-    expect(held).toBeInstanceOf(PgBouncerError);
-    expect((held as PgBouncerError).clients).toBe("old-target");
-    expect((held as Error).message).toMatch(/schema changed on live since the snapshot/);
-    expect(servedPort("app")).toBe(LIVE.port);
-    expect(servedPort("shop")).toBe(LIVE.port);
-    expect(bench.app.running() && bench.shop.running()).toBe(true);
-    // The user undoes the DDL: the schema matches the snapshot again.
-    psql(LIVE.port, "shop", "DROP TABLE added_later; DROP INDEX orders_at_idx");
+    try {
+      const err = await lr2.checkSchema(conv.fingerprints).catch((e) => e);
+      expect(err).toBeInstanceOf(SchemaChangedError);
+      expect(err.message).toMatch(/shop: added .*index public\.orders_at_idx.*table public\.added_later/);
+      console.log(`[logical] DDL refused before PAUSE: ${err.message}`);
+      // The same guard while clients are held: the hold resumes them on live, nothing switched.
+      const held = await holdBoth(() => lr2.capture("forward", { baseline: conv.fingerprints })).catch((e) => e);
+      expect(held).toBeInstanceOf(PgBouncerError);
+      expect((held as PgBouncerError).clients).toBe("old-target");
+      expect((held as Error).message).toMatch(/schema changed on live since the snapshot/);
+      expect(servedPort("app")).toBe(LIVE.port);
+      expect(servedPort("shop")).toBe(LIVE.port);
+      expect(bench.app.running() && bench.shop.running()).toBe(true);
+    } finally {
+      // The user undoes the DDL: the schema matches the snapshot again.
+      psql(LIVE.port, "shop", "DROP TABLE IF EXISTS added_later; DROP INDEX IF EXISTS orders_at_idx");
+    }
     await lr2.checkSchema(conv.fingerprints);
   });
 
@@ -429,16 +454,20 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     });
     report.cutover = { pauseWindowMs: held.pauseWindowMs, shopWindowMs: held.innerWindowMs, pauseAckMs: held.pauseMs, phases, sequencesSet: held.value.sequencesSet };
     console.log(`[logical] cut-over: ${JSON.stringify(report.cutover)}`);
-    expect(servedPort("app")).toBe(NEW.port);
-    expect(servedPort("shop")).toBe(NEW.port);
-    expect(held.value.sequencesSet).toBe(3); // shop's three; pgbench's tables have none
-    // The way forward is stopped: no subscription enabled, no apply worker on the new live.
-    expect(psql(NEW.port, "postgres", "SELECT count(*) FILTER (WHERE subenabled) || '/' || (SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL) FROM pg_subscription")).toBe("0/0");
+    // Observed right after the swap, asserted below (the steps after RESUME run first, so that
+    // a failed assertion here leaves the state the roll-back test starts from).
+    const served = { app: servedPort("app"), shop: servedPort("shop") };
+    const forwardState = psql(NEW.port, "postgres", "SELECT count(*) FILTER (WHERE subenabled) || '/' || (SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL) FROM pg_subscription");
     // After RESUME: the way back, the old live read-only, the way forward retired.
     await lr2.startReverse(held.value);
     const ro = await lr2.makeReadOnly();
-    expect(ro.map((r) => r.database)).toEqual(DBS);
     const retired = await lr2.retireForward();
+
+    expect(served).toEqual({ app: NEW.port, shop: NEW.port });
+    expect(held.value.sequencesSet).toBe(3); // shop's three; pgbench's tables have none
+    // The way forward is stopped: no subscription enabled, no apply worker on the new live.
+    expect(forwardState).toBe("0/0");
+    expect(ro.map((r) => r.database)).toEqual(DBS);
     expect(retired.sort()).toEqual(DBS.map((d) => `live: slot ${lr.names.slot(d)}`).sort());
 
     expect(bench.app.running() && bench.shop.running(), "the cut-over happened while pgbench was writing").toBe(true);
@@ -506,8 +535,20 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
   });
 
   it("cleanup leaves nothing on live: no slot, publication, subscription or setting of ours", async () => {
+    const after = await lr2.cleanup();
+    expect(after.remaining).toEqual([]);
+    expect(liveReplicationState()).toEqual({ slots: "", publications: "", subscriptions: "", settings: "" });
+    // What a failed attempt or a destroy right after a promotion leaves: the WAL keeper, the
+    // publications and slots of the way forward, the way back's publication and slots on the
+    // new side, the old live read-only.
+    await lr2.createWalKeeper();
+    await lr2.createSlots();
+    await lr2.prepareReverse();
+    await lr2.makeReadOnly();
+    expect(liveReplicationState().settings).toMatch(/default_transaction_read_only=on/);
     const c = await lr2.cleanup();
-    console.log(`[logical] cleanup removed: ${c.removed.join("; ") || "nothing (already clean)"}`);
+    console.log(`[logical] cleanup removed: ${c.removed.join("; ")}`);
+    expect(c.removed).toEqual(expect.arrayContaining([`live: slot ${lr.names.physicalSlot}`, "live/app: publication understudy_main_pub", "live/app: default_transaction_read_only (restored)"]));
     expect(c.remaining).toEqual([]);
     expect(liveReplicationState()).toEqual({ slots: "", publications: "", subscriptions: "", settings: "" });
     expect(psql(NEW.port, "postgres", "SELECT count(*) FROM pg_replication_slots")).toBe("0");
@@ -517,4 +558,5 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     psql(LIVE.port, "app", "INSERT INTO pgbench_history (tid, bid, aid, delta) VALUES (1, 1, 1, 0)");
     await pg.stop(NEW_DIR, 15);
   });
+
 });

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../providers/errors";
 import {
+  checkRecoveryStop,
   ClusterFacts,
   conninfo,
   createSubscriptionSql,
@@ -26,6 +27,7 @@ import {
   quoteIdent,
   quoteLiteral,
   readOnlySql,
+  recoveryStop,
   requiredTargetSettings,
   scriptAcross,
   setvalSql,
@@ -304,6 +306,19 @@ describe("readiness rules", () => {
     expect(() => requiredTargetSettings(0)).toThrow(InputError);
     expect(evaluateTarget(cluster({ walLevel: "replica", maxLogicalWorkers: 4 }), 3)[0]).toMatchObject({ code: "target-settings", objects: ["wal_level", "max_logical_replication_workers", "max_worker_processes"] });
     expect(evaluateTarget(cluster({ maxLogicalWorkers: 5, maxWorkerProcesses: 11 }), 3)).toEqual([]);
+  });
+});
+
+describe("the conversion's recovery stop", () => {
+  const log13 = `2026-12-02 18:12:27.445 UTC [13479] LOG:  started streaming WAL from primary at 0/5000000 on timeline 1
+2026-12-02 18:12:27.498 UTC [13464] LOG:  recovery stopping before WAL location (LSN) "0/5645DC0"
+2026-12-02 18:12:27.498 UTC [13464] LOG:  redo done at 0/5645DC0`;
+  it("accepts only a stop right before the start point", () => {
+    expect(recoveryStop(log13)).toEqual({ lsn: "0/5645DC0", before: true });
+    expect(() => checkRecoveryStop(log13, "0/5645DC0")).not.toThrow();
+    expect(() => checkRecoveryStop(log13.replace("stopping before", "stopping after"), "0/5645DC0")).toThrow(/stopped after 0\/5645DC0, not before 0\/5645DC0: transactions at the start point would be applied twice/);
+    expect(() => checkRecoveryStop(log13, "0/5645DD0")).toThrow(/stopped before 0\/5645DC0, not before 0\/5645DD0/);
+    expect(() => checkRecoveryStop("LOG:  database system is ready to accept connections", "0/5645DC0")).toThrow(/does not show recovery stopping/);
   });
 });
 
