@@ -640,6 +640,17 @@ export function evaluateReadiness(cluster: ClusterFacts, dbs: DatabaseFacts[], l
   return out;
 }
 
+/** Findings a user may accept (then shown as warnings): data they know does not change, or does not need to move. Never replica identity, wal_level or capacity. */
+export const ACCEPTABLE: ReadonlyArray<ReadinessItem["code"]> = ["large-objects", "unlogged-tables", "live-subscriptions", "materialized-views", "foreign-tables"];
+
+/** Downgrade the `accept`ed codes to warnings (see {@link ACCEPTABLE}); refuses a code that cannot be accepted, naming it. */
+export function acceptFindings(items: ReadinessItem[], accept: readonly string[] = [], field = "logical.accept"): ReadinessItem[] {
+  accept.forEach((c, i) => {
+    if (!(ACCEPTABLE as readonly string[]).includes(c)) throw new InputError(`${field}[${i}]`, `${JSON.stringify(c)} cannot be accepted (acceptable: ${ACCEPTABLE.join(", ")})`);
+  });
+  return items.map((it) => (it.severity === "error" && accept.includes(it.code) ? { ...it, severity: "warning" as const, message: `${it.message} (accepted)` } : it));
+}
+
 /**
  * Settings the NEW side needs, to pass when starting it (`start(..., { settings })`):
  * one apply worker, one replication origin per database for the way forward; wal_level =
@@ -781,14 +792,31 @@ export function setvalSql(values: SequenceValue[]): string {
 /** The oid of a subscription of the current database, by name. */
 const subOid = (sub: string) => `(SELECT s.oid FROM pg_subscription s WHERE s.subname = ${quoteLiteral(sub)} AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()))`;
 
-/** Create the FOR ALL TABLES publication unless it exists; comment it so a DBA knows whose it is. */
+/** Tables a publication carries: every permanent plain table (partitions included, partitioned parents not) outside the system schemas. */
+const PUBLISHED = `FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${USER_NS} AND c.relkind = 'r' AND c.relpersistence = 'p'`;
+
+/**
+ * Create the publication unless it exists, listing the tables that exist NOW (not FOR ALL
+ * TABLES: with FOR ALL TABLES, every table created later joins it, and UPDATE/DELETE on a
+ * new table without a replica identity would then fail on live for as long as the
+ * publication exists). Refuses, naming them, when a table has no replica identity (the same
+ * consequence). A table created later is not replicated: the schema check at the cut-over
+ * sees it. Commented so that a DBA knows whose it is.
+ */
 export function createPublicationSql(pub: string, comment: string): string {
   return [
     WRITABLE,
-    `DO $understudy$ BEGIN
-       IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(pub)}) THEN
-         EXECUTE ${quoteLiteral(`CREATE PUBLICATION ${quoteIdent(pub)} FOR ALL TABLES`)};
+    `DO $understudy$ DECLARE missing text; tables text; BEGIN
+       IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(pub)}) THEN RETURN; END IF;
+       SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY 1) INTO missing ${PUBLISHED}
+          AND (c.relreplident = 'n'
+               OR (c.relreplident = 'd' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary))
+               OR (c.relreplident = 'i' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)));
+       IF missing IS NOT NULL THEN
+         RAISE EXCEPTION 'understudy: table(s) without a primary key or replica identity in database %: % (a publication would make their UPDATEs and DELETEs fail on this server)', current_database(), missing;
        END IF;
+       SELECT string_agg(format('%I.%I', n.nspname, c.relname), ', ' ORDER BY 1) INTO tables ${PUBLISHED};
+       EXECUTE format('CREATE PUBLICATION %I', ${quoteLiteral(pub)}) || coalesce(' FOR TABLE ' || tables, '');
      END $understudy$;`,
     `COMMENT ON PUBLICATION ${quoteIdent(pub)} IS ${quoteLiteral(comment)};`,
   ].join("\n");

@@ -49,6 +49,7 @@ import { PostgresError } from "./errors";
 import { tail } from "../host/types";
 import { parseLsn } from "./parse";
 import {
+  acceptFindings,
   checkRecoveryStop,
   ClusterFacts,
   clusterFactsSql,
@@ -70,7 +71,6 @@ import {
   evaluateTarget,
   fingerprintSql,
   flushSql,
-  formatLsn,
   leftoversSql,
   LogicalNames,
   logicalNames,
@@ -404,9 +404,10 @@ export class LogicalReplication {
    * FULL tables the subscriber cannot match, unlogged tables, large objects, sequences,
    * materialized views, live's own subscriptions, synchronous standbys, and whether the way
    * back (roll-back keeping the new live's writes) fits. With `fingerprints`, also each
-   * database's current schema.
+   * database's current schema. `accept` turns the named findings of {@link ACCEPTABLE}
+   * (e.g. `large-objects` the user knows do not change) into warnings.
    */
-  async readiness(opts: { fingerprints?: boolean } = {}): Promise<ReadinessReport> {
+  async readiness(opts: { fingerprints?: boolean; accept?: readonly string[] } = {}): Promise<ReadinessReport> {
     const live = this.plan.live;
     const cluster = taggedValue<ClusterFacts>(await this.run(live, "postgres", clusterFactsSql(live.version), 60_000), "cluster");
     const present = this.plan.databases.filter((d) => cluster.databases.includes(d));
@@ -416,7 +417,7 @@ export class LogicalReplication {
       return { facts: taggedValue<DatabaseFacts>(m, "database"), fp: opts.fingerprints ? makeFingerprint(db, taggedValue<Record<string, string>>(m, "fingerprint")) : undefined };
     });
     const databases = per.map((p) => p.facts);
-    const items = evaluateReadiness(cluster, databases, this.plan.databases, this.names);
+    const items = acceptFindings(evaluateReadiness(cluster, databases, this.plan.databases, this.names), opts.accept);
     const problems = items.filter((i) => i.severity === "error");
     return {
       items,
@@ -429,8 +430,8 @@ export class LogicalReplication {
   }
 
   /** {@link readiness}, throwing {@link NotReadyError} when it found problems. */
-  async assertReady(): Promise<ReadinessReport> {
-    const r = await this.readiness();
+  async assertReady(opts: { accept?: readonly string[] } = {}): Promise<ReadinessReport> {
+    const r = await this.readiness(opts);
     if (!r.ok) throw new NotReadyError(r.problems);
     return r;
   }
@@ -466,8 +467,9 @@ export class LogicalReplication {
   }
 
   /**
-   * AFTER the storage snapshot: in every database on live a publication FOR ALL TABLES and a
-   * logical slot (an existing slot of ours is replaced: its start would precede the new
+   * AFTER the storage snapshot: in every database on live a publication of the tables that
+   * exist now (see {@link createPublicationSql}: it refuses tables without a replica identity)
+   * and a logical slot (an existing slot of ours is replaced: its start would precede the new
    * snapshot), then a synchronously committed marker so that the WAL past the last slot is
    * on disk (an idle live would otherwise keep the clone waiting). Returns the start point:
    * the greatest slot LSN.
@@ -796,7 +798,7 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
           behind,
         );
       }
-      await sleep(o.pollMs ?? 250);
+      await sleep(o.pollMs ?? 500);
     }
   }
 
@@ -1240,6 +1242,3 @@ export function validatePlan(p: LogicalPlan, superuser: string): LogicalPlan {
   return { tag, databases, live, ...(target ? { target } : {}), liveSource, ...(targetSource ? { targetSource } : {}) };
 }
 
-/** For callers that keep LSNs as numbers. */
-export const lsnToBigint = parseLsn;
-export const bigintToLsn = formatLsn;

@@ -12,7 +12,8 @@
  * `wal_level = logical` on live is set by the TEST, as the user's change (a restart of live);
  * the module only reports it. Tests run in order and share live.
  *
- * Pool `uslog2`; PostgreSQL ports 29300-29399; PgBouncer port 29480.
+ * Pool `uslog2` (created when missing; this run's datasets under `uslog2/r<time>`);
+ * PostgreSQL ports 29300-29399; PgBouncer port 29480.
  */
 import { ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -36,21 +37,23 @@ import { createPool, destroyPoolByName, sh } from "../harness/zfs";
 import { sleep, stopServersUnder } from "../harness/postgres";
 
 const POOL = "uslog2";
+/** This run's datasets live under one parent (a pool zfs-fuse keeps "busy" after a failed teardown stays usable). */
+const RUN = `${POOL}/r${Date.now().toString(36)}`;
 const SOCK = "/tmp/uslog-s";
 const BIN13 = "/usr/lib/postgresql/13/bin";
 const BIN15 = "/usr/lib/postgresql/15/bin";
 const LIVE: ServerRef = { version: 13, socketDir: SOCK, port: 29300 };
-const LIVE_DIR = `/srv/${POOL}/live/main`;
-const CLONE_DS = `${POOL}/newlive`;
-const CLONE_DIR = `/srv/${POOL}/newlive/main`;
-const NEW_DIR = `/srv/${POOL}/newlive/main.pg15`;
+const LIVE_DIR = `/srv/${RUN}/live/main`;
+const CLONE_DS = `${RUN}/newlive`;
+const CLONE_DIR = `/srv/${RUN}/newlive/main`;
+const NEW_DIR = `/srv/${RUN}/newlive/main.pg15`;
 const CONVERT_PORT = 29310;
 const UPGRADE_PORTS = { oldPort: 29311, newPort: 29312 };
 const NEW: ServerRef = { version: 15, socketDir: SOCK, port: 29320 };
 const BOUNCER_PORT = 29480;
 const DBS = ["app", "postgres", "shop"];
 /** pgbench runs this long during the preparation and the cut-over; it must outlast both. */
-const BENCH_SECONDS = 75;
+const BENCH_SECONDS = 100;
 
 const host = new LocalHost();
 const pg = new PostgresDriver(host);
@@ -173,20 +176,59 @@ async function holdBoth<T>(fn: (retarget: (to: ServerRef) => Promise<void>) => P
   return { value: outer.value.value, pauseWindowMs: outer.pauseWindowMs, innerWindowMs: outer.value.pauseWindowMs, pauseMs: outer.phases.pauseMs };
 }
 
-/**
- * zfs-fuse reports a dataset "busy" for a while after the servers on it exit: destroy the
- * datasets, then the pool, retrying for up to a minute; the image file is removed only once
- * the pool is gone (removing it under an imported pool wedges the pool until zfs-fuse restarts).
- */
-async function destroyPoolCarefully(): Promise<void> {
-  const pools = () => sh(["zpool", "list", "-H", "-o", "name"], { allowFail: true }).split("\n");
-  for (let i = 0; i < 60 && pools().includes(POOL); i++) {
-    sh(["zfs", "destroy", "-R", `${POOL}/live`], { allowFail: true });
-    sh(["zpool", "destroy", "-f", POOL], { allowFail: true });
-    if (pools().includes(POOL)) await sleep(1000);
+/** Processes with their working directory or an open file under `root`. */
+function usersOf(root: string): number[] {
+  const out: number[] = [];
+  for (const pid of fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const paths = [fs.readlinkSync(`/proc/${pid}/cwd`), ...fs.readdirSync(`/proc/${pid}/fd`).map((f) => fs.readlinkSync(`/proc/${pid}/fd/${f}`))];
+      if (paths.some((x) => x.startsWith(`${root}/`) || x === root)) out.push(Number(pid));
+    } catch {
+      // gone, or not ours to read
+    }
   }
-  if (pools().includes(POOL)) console.error(`[logical] pool ${POOL} could not be destroyed (zfs-fuse says busy); its image is kept`);
-  else destroyPoolByName(POOL);
+  return out;
+}
+
+/**
+ * Tear this run's datasets down gently. zfs-fuse can keep a dataset "busy" for good when it
+ * is unmounted or destroyed while a process still holds files on it (seen twice here; only
+ * a restart of the zfs-fuse daemon clears it, which would hit other users' pools). So: wait
+ * until nothing uses the files, unmount each dataset without force (retrying), destroy it,
+ * and destroy the pool only when nothing else is left in it. The image file is removed only
+ * once the pool is gone.
+ */
+async function destroyRunCarefully(): Promise<void> {
+  const root = `/srv/${RUN}`;
+  for (let i = 0; i < 60 && usersOf(root).length; i++) await sleep(500);
+  const left = usersOf(root);
+  if (left.length) console.error(`[logical] processes ${left.join(", ")} still use ${root}`);
+  const exists = (ds: string) => sh(["zfs", "list", "-H", "-o", "name", ds], { allowFail: true }).trim() === ds;
+  const mounted = (ds: string) => sh(["zfs", "get", "-H", "-o", "value", "mounted", ds], { allowFail: true }).trim() === "yes";
+  for (const ds of [CLONE_DS, `${RUN}/live`, RUN]) {
+    for (let i = 0; i < 30 && exists(ds); i++) {
+      if (mounted(ds)) {
+        sh(["zfs", "umount", ds], { allowFail: true }); // never forced
+        if (mounted(ds)) {
+          await sleep(1000);
+          continue;
+        }
+      }
+      sh(["zfs", "destroy", "-r", ds], { allowFail: true });
+      if (exists(ds)) await sleep(1000);
+    }
+    if (exists(ds)) console.error(`[logical] could not destroy ${ds}`);
+  }
+  const rest = sh(["zfs", "list", "-H", "-o", "name", "-r", POOL], { allowFail: true }).split("\n").filter((n) => n && n !== POOL);
+  if (rest.length) {
+    console.error(`[logical] pool ${POOL} kept: it still holds ${rest.join(", ")}`);
+    return;
+  }
+  for (let i = 0; i < 30 && sh(["zpool", "list", "-H", "-o", "name"], { allowFail: true }).split("\n").includes(POOL); i++) {
+    sh(["zpool", "destroy", POOL], { allowFail: true });
+    await sleep(500);
+  }
+  if (!sh(["zpool", "list", "-H", "-o", "name"], { allowFail: true }).split("\n").includes(POOL)) destroyPoolByName(POOL);
 }
 
 async function waitFor(what: string, fn: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
@@ -204,9 +246,9 @@ beforeAll(async () => {
   sh(["chown", "postgres:postgres", SOCK]);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "uslog-"));
   fs.chmodSync(tmp, 0o755);
-  createPool(POOL, 8);
-  sh(["zfs", "create", `${POOL}/live`]);
-  sh(["chown", "postgres:postgres", `/srv/${POOL}/live`]);
+  if (!sh(["zpool", "list", "-H", "-o", "name"], { allowFail: true }).split("\n").includes(POOL)) createPool(POOL, 8);
+  sh(["zfs", "create", "-p", `${RUN}/live`]);
+  sh(["chown", "postgres:postgres", `/srv/${RUN}/live`]);
   sh(["runuser", "-u", "postgres", "--", `${BIN13}/initdb`, "-D", LIVE_DIR, "--data-checksums", "--locale=C.UTF-8", "-E", "UTF8", "-U", "postgres", "--auth-local=peer", "--auth-host=scram-sha-256"]);
   pgCtl(BIN13, LIVE_DIR, "start");
   psql(LIVE.port, "postgres", "CREATE DATABASE app");
@@ -248,8 +290,8 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
   await ep?.destroy({ mode: "immediate" }).catch((e) => console.error(`pgbouncer: ${(e as Error).message}`));
-  await stopServersUnder(`/srv/${POOL}`);
-  await destroyPoolCarefully();
+  await stopServersUnder(`/srv/${RUN}`);
+  await destroyRunCarefully();
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.rmSync(SOCK, { recursive: true, force: true });
   console.log(`[logical] report:\n${JSON.stringify(report, null, 2)}`);
@@ -293,6 +335,10 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     expect(partial.problems.find((p) => p.code === "database-not-listed")?.objects).toEqual(["postgres"]);
     // Readiness changed nothing.
     expect(liveReplicationState()).toEqual({ slots: "", publications: "", subscriptions: "", settings: "" });
+    // Creating the publications refuses too (a publication would make pgbench's UPDATEs fail on
+    // live if the table were updated), naming the table, and creates nothing.
+    await expect(lr.createSlots()).rejects.toThrow(/without a primary key or replica identity in database app: public\.pgbench_history/);
+    expect(liveReplicationState()).toEqual({ slots: "", publications: "", subscriptions: "", settings: "" });
   });
 
   it("after the user's changes (wal_level with a restart of live, a replica identity) readiness has no problems", async () => {
@@ -320,7 +366,7 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
       expect(watch.tripped).toBeUndefined();
       expect(watch.last?.slots.length).toBe(4);
       // WAL nobody consumes (the user's writes; the slots have no subscriber).
-      psql(LIVE.port, "postgres", "CREATE TABLE filler (id int PRIMARY KEY, pad text); INSERT INTO filler SELECT g, repeat('x', 600) FROM generate_series(1, 60000) g;");
+      psql(LIVE.port, "postgres", "CREATE TABLE filler (id int PRIMARY KEY, pad text); INSERT INTO filler SELECT g, repeat('x', 600) FROM generate_series(1, 150000) g;");
       await waitFor("the watch to trip", () => watch.tripped !== undefined, 60_000);
       await watch.stop();
       console.log(`[logical] retained-WAL watch: ${tripped?.message}`);
@@ -361,8 +407,8 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     expect(keeper.slot).toBe("understudy_main_wal");
     await timed("checkpoint+snapshot+clone", async () => {
       psql(LIVE.port, "postgres", "CHECKPOINT");
-      sh(["zfs", "snapshot", `${POOL}/live@logical`]);
-      sh(["zfs", "clone", `${POOL}/live@logical`, CLONE_DS]);
+      sh(["zfs", "snapshot", `${RUN}/live@logical`]);
+      sh(["zfs", "clone", `${RUN}/live@logical`, CLONE_DS]);
     });
     start = await timed("createSlots", () => lr.createSlots());
     expect(start.slots.map((s) => s.database)).toEqual(DBS);
@@ -413,9 +459,12 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
   it("DDL on live during catch-up is detected and refused, before and while clients are held; live keeps serving", async () => {
     psql(LIVE.port, "shop", "CREATE TABLE added_later (id int PRIMARY KEY); CREATE INDEX orders_at_idx ON orders (at)");
     try {
+      // Our publications list the tables that existed: a table created now without a key
+      // still takes UPDATEs on live (with FOR ALL TABLES they would fail while we prepare).
+      psql(LIVE.port, "shop", "CREATE TABLE added_nokey (v int); INSERT INTO added_nokey VALUES (1); UPDATE added_nokey SET v = 2; DELETE FROM added_nokey;");
       const err = await lr2.checkSchema(conv.fingerprints).catch((e) => e);
       expect(err).toBeInstanceOf(SchemaChangedError);
-      expect(err.message).toMatch(/shop: added .*index public\.orders_at_idx.*table public\.added_later/);
+      expect(err.message).toMatch(/shop: added .*index public\.orders_at_idx.*table public\.added_later, table public\.added_nokey/);
       console.log(`[logical] DDL refused before PAUSE: ${err.message}`);
       // The same guard while clients are held: the hold resumes them on live, nothing switched.
       const held = await holdBoth(() => lr2.capture("forward", { baseline: conv.fingerprints })).catch((e) => e);
@@ -427,7 +476,7 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
       expect(bench.app.running() && bench.shop.running()).toBe(true);
     } finally {
       // The user undoes the DDL: the schema matches the snapshot again.
-      psql(LIVE.port, "shop", "DROP TABLE IF EXISTS added_later; DROP INDEX IF EXISTS orders_at_idx");
+      psql(LIVE.port, "shop", "DROP TABLE IF EXISTS added_later, added_nokey; DROP INDEX IF EXISTS orders_at_idx");
     }
     await lr2.checkSchema(conv.fingerprints);
   });
@@ -502,15 +551,19 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     await lr2.waitCaughtUp({ direction: "back", maxLagBytes: 256 * 1024, timeoutMs: 30_000 });
     const phases: Record<string, number> = {};
     // The guard under test: the swap waits until the subscriber has applied everything. A lock
-    // on the old live holds the apply worker of the way back for 800 ms while clients are held.
-    const lock = spawn("runuser", ["-u", "postgres", "--", `${BIN15}/psql`, "-X", "-q", "-h", SOCK, "-p", String(LIVE.port), "-d", "app", "-c",
-      "SET default_transaction_read_only = off; BEGIN; LOCK TABLE pgbench_history IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(0.8); COMMIT;"], { stdio: "ignore" });
+    // on the old live (a session the test controls) holds the way back's apply worker; it is
+    // released 500 ms after the capture, while clients are held: finish must wait for it.
+    const lock = spawn("runuser", ["-u", "postgres", "--", `${BIN15}/psql`, "-X", "-q", "-A", "-t", "-h", SOCK, "-p", String(LIVE.port), "-d", "app"], { stdio: ["pipe", "pipe", "ignore"] });
     children.push(lock);
-    const lockReleased = new Promise((r) => lock.on("close", r));
+    const locked = new Promise<void>((resolve) => lock.stdout.on("data", (d) => String(d).includes("locked") && resolve()));
+    lock.stdin.write("SET default_transaction_read_only = off;\nBEGIN;\nLOCK TABLE pgbench_history IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n");
+    await locked;
+    await sleep(300); // the apply worker reaches the lock
     const held = await holdBoth(async (retarget) => {
       let t = Date.now();
       const c = await lr2.capture("back");
       phases.capture = Date.now() - t;
+      setTimeout(() => lock.stdin.end("COMMIT;\n"), 500);
       t = Date.now();
       await lr2.finish(c, { waitAppliedMs: 5000 });
       phases.waitAppliedAndFinish = Date.now() - t;
@@ -518,8 +571,7 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
       await retarget(LIVE);
       phases.retarget = Date.now() - t;
     });
-    await lockReleased;
-    report.rollback = { pauseWindowMs: held.pauseWindowMs, phases, note: "includes up to 800 ms of a lock that holds the apply worker on purpose" };
+    report.rollback = { pauseWindowMs: held.pauseWindowMs, phases, note: "includes 500 ms of a lock that holds the apply worker on purpose" };
     console.log(`[logical] roll-back: ${JSON.stringify(report.rollback)}`);
     expect(servedPort("app")).toBe(LIVE.port);
     expect(b.app.running(), "the roll-back happened while pgbench was writing").toBe(true);
@@ -530,6 +582,8 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     expect(count(LIVE.port, "app", "pgbench_history")).toBe(h1 + a.processed);
     expect(count(LIVE.port, "shop", "orders")).toBe(o1 + s.processed);
     expect(Number(psql(LIVE.port, "shop", "SELECT sum(orders) FROM customer_stats"))).toBe(o1 + s.processed);
+    // finish waited for the lock: the subscriber could not apply before it was released.
+    expect(phases.waitAppliedAndFinish).toBeGreaterThanOrEqual(400);
     expect(held.pauseWindowMs).toBeLessThan(2000);
     await lr2.retireReverse();
   });

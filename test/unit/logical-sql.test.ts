@@ -6,9 +6,11 @@
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../providers/errors";
 import {
+  acceptFindings,
   checkRecoveryStop,
   ClusterFacts,
   conninfo,
+  createPublicationSql,
   createSubscriptionSql,
   DatabaseFacts,
   databaseKey,
@@ -180,6 +182,14 @@ describe("SQL built from values read back from a server", () => {
     expect(setvalSql([])).toContain("to_jsonb(0)");
   });
 
+  it("publications list the tables that exist (not FOR ALL TABLES) and refuse tables without a replica identity", () => {
+    const sql = createPublicationSql("understudy_x_pub", "it's ours");
+    expect(sql).not.toMatch(/FOR ALL TABLES/);
+    expect(sql).toContain("' FOR TABLE ' || tables");
+    expect(sql).toMatch(/RAISE EXCEPTION 'understudy: table\(s\) without a primary key or replica identity/);
+    expect(sql).toContain("COMMENT ON PUBLICATION \"understudy_x_pub\" IS 'it''s ours';");
+  });
+
   it("slot, subscription and marker statements quote what they carry", () => {
     expect(dropSlotsSql(["understudy_x_wal", "a'b"])).toContain("ARRAY['understudy_x_wal', 'a''b']::text[]");
     const sub = createSubscriptionSql({ subscription: "understudy_x_sub", publication: "understudy_x_pub", slot: "understudy_x_d1", conninfo: "host=/run port=5432 user=postgres dbname=app", startLsn: "0/5645dc0" });
@@ -298,6 +308,15 @@ describe("readiness rules", () => {
     expect(w?.severity).toBe("warning");
     expect(w?.objects).toEqual(["max_logical_replication_workers", "postgres"]);
     expect(w?.message).toMatch(/roll-back cannot keep the new live's writes for postgres/);
+  });
+
+  it("a user may accept large objects or unlogged tables, never a missing replica identity", () => {
+    const items = evaluateReadiness(cluster(), [db("app", { largeObjects: 2, noIdentity: ["public.t"] }), db("postgres")], ["app", "postgres"], names);
+    const accepted = acceptFindings(items, ["large-objects"]);
+    expect(accepted.find((i) => i.code === "large-objects")).toMatchObject({ severity: "warning" });
+    expect(accepted.find((i) => i.code === "large-objects")?.message).toMatch(/\(accepted\)$/);
+    expect(codes(accepted)).toEqual(["replica-identity"]);
+    expect(inputError(() => acceptFindings(items, ["large-objects", "replica-identity"])).field).toBe("logical.accept[1]");
   });
 
   it("the new side's settings", () => {
