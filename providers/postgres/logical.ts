@@ -12,7 +12,8 @@
  * 2. {@link LogicalReplication.createWalKeeper}: a physical slot on live, BEFORE the storage
  *    snapshot: it keeps the WAL from the snapshot on.
  * 3. (caller) CHECKPOINT, storage snapshot, clone.
- * 4. {@link LogicalReplication.createSlots}: publication + logical slot per database; their
+ * 4. {@link LogicalReplication.createSlots}: per database a publication of the tables that
+ *    exist now (refused while a table lacks a replica identity) and a logical slot; their
  *    LSNs lie past the snapshot's WAL. The start point is the greatest of them.
  * 5. {@link LogicalReplication.convertClone}: the clone at the old major recovers as a standby
  *    of live over the physical slot, stops exactly before the start point, is promoted,
@@ -24,14 +25,14 @@
  * 9. Catch-up: {@link LogicalReplication.lag}, {@link LogicalReplication.waitCaughtUp},
  *    {@link LogicalReplication.watchRetainedWal}, {@link LogicalReplication.checkSchema};
  *    then {@link LogicalReplication.prepareReverse} (publication and slots of the way back).
- * 10. Cut-over, clients held: {@link LogicalReplication.capture} (marker, sequences, schema)
- *    -> {@link LogicalReplication.waitApplied} -> {@link LogicalReplication.finish}
- *    (sequences, subscriptions disabled, the point the way back starts at) -> endpoint
- *    swapped -> resume.
+ * 10. Cut-over, clients held, two psql processes: {@link LogicalReplication.capture} on live
+ *    (markers, sequences, schema) -> {@link LogicalReplication.finish} with `waitAppliedMs`
+ *    on the new side (the bounded wait for the markers, sequences, subscriptions disabled,
+ *    the point the way back starts at) -> endpoint swapped -> resume.
  * 11. After: {@link LogicalReplication.startReverse}, {@link LogicalReplication.makeReadOnly},
  *    {@link LogicalReplication.retireForward}.
- * Roll-back runs 10 in the other direction ({@link Direction} `back`), then
- * {@link LogicalReplication.undoReadOnly} before resuming and {@link LogicalReplication.retireReverse}.
+ * Roll-back runs 10 in the other direction ({@link Direction} `back`; its finish also lifts
+ * the old live's read-only setting), then {@link LogicalReplication.retireReverse}.
  * {@link LogicalReplication.cleanup} removes everything of ours from both sides (idempotent).
  *
  * Everything runs as SQL through the driver's `adminQuery` (psql on the host, as the OS user,
