@@ -156,8 +156,9 @@ describe("a Debian cluster with pg_wal and a tablespace on other datasets, under
       if (!touchesLive) continue;
       if (prog === "zfs") {
         // Snapshots of live are taken (a read); nothing else may act on its datasets.
-        expect(["get", "list", "snapshot", "destroy"], argv.join(" ")).toContain(argv[1]);
+        expect(["get", "list", "snapshot", "destroy", "clone"], argv.join(" ")).toContain(argv[1]);
         if (argv[1] === "destroy") expect(argv.join(" "), "only our own snapshots of live are destroyed").toMatch(/@(understudy-|s\d\d-)/);
+        if (argv[1] === "clone") expect(argv.at(-1), "a clone of a snapshot of live is made among the rehearsals").toMatch(new RegExp(`^${POOL}/rehearsals/`));
         continue;
       }
       expect(reads.has(prog) || (prog === "cp" && argv.at(-1)!.startsWith(`/srv/${POOL}/rehearsals/`)), `a command that may write touched live: ${argv.join(" ")}`).toBe(true);
