@@ -820,12 +820,14 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
     let timer: NodeJS.Timeout | undefined;
     let stopped = false;
     let running: Promise<unknown> | undefined;
-    const self = this;
+    const run = (sql: string) => this.run(server, "postgres", sql, 60_000);
+    const prefix = this.names.prefix;
+    const dropOurSlots = () => this.dropOurSlots(server);
     const watch = {
       last: undefined as RetainedSample | undefined,
       tripped: undefined as RetainedWalError | undefined,
       async check(): Promise<RetainedSample> {
-        const m = await self.run(server, "postgres", slotStateSql(self.names.prefix, server.version), 60_000);
+        const m = await run(slotStateSql(prefix, server.version));
         const p = taggedValue<{ slots: Array<[string, string, string, boolean, string | null, string | null, string | null, string | null]> }>(m, "slots");
         const slots = p.slots.map((r) => ({ slot: r[0], retainedBytes: Number(r[4] ?? 0), walStatus: r[7] }));
         const sample: RetainedSample = { at: new Date().toISOString(), server: which, slots, maxRetainedBytes: Math.max(0, ...slots.map((s) => s.retainedBytes)) };
@@ -836,7 +838,7 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
         const over = slots.filter((s) => s.walStatus === "lost" || s.retainedBytes >= 0.95 * o.limitBytes || s.retainedBytes + 2 * interval * rate >= o.limitBytes);
         if (over.length && !watch.tripped) {
           let dropped: string[] = [];
-          if (o.dropOnTrip ?? true) dropped = await self.dropOurSlots(server).catch(() => []);
+          if (o.dropOnTrip ?? true) dropped = await dropOurSlots().catch(() => []);
           watch.tripped = new RetainedWalError(which, over, o.limitBytes, dropped);
           o.onTrip?.(watch.tripped);
         }
