@@ -10,7 +10,7 @@ import type { Host } from "../host/types";
 import { PostgresDriver } from "../postgres/driver";
 import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
-import { checkConnection, hostIdentity, isUnknown, progress } from "../common";
+import { checkConnection, errorMessage, hostIdentity, isUnknown, progress } from "../common";
 import { InputError, collectInputError } from "../errors";
 import { UnderstudyResource } from "../shim";
 import { declaredDiff, type DiffSpec } from "../diff";
@@ -23,8 +23,9 @@ import { checkPromotionPlan, type PromotionPlan } from "../plan/promotion";
 import { resolveConfig } from "../endpoint/pgbouncer-config";
 import { validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
 import { PgLiveServer } from "../runner/live";
-import { liveTarget, newLiveTarget, promote, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Replay } from "../runner/cutover";
+import { liveTarget, newLiveTarget, promote, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
 import { runStep } from "../runner/steps";
+import { HostJournal, journalPath } from "../runner/journal";
 import { prepareClone, type SourceLayout } from "../runner/layout";
 import type { PhaseTiming } from "../runner/phases";
 
@@ -232,7 +233,10 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
         description: `PgBouncer ${i.endpoint.name} on ${host.description}`,
         current: (db) => bouncer.target(db),
         hold: async (db, f, o) => await bouncer.hold(db, (ctx) => f({ retarget: (t) => ctx.retarget(t) }), o),
+        paused: async (db) => (await bouncer.databases()).find((d) => d.name === db)?.paused ?? false,
+        resume: async (db) => void (await bouncer.resume(db)),
       },
+      journal: new HostJournal(host, journalPath(i.owner)),
       replay,
       log,
     };
@@ -246,10 +250,29 @@ function timings(p: PhaseTiming[]): Array<{ phase: string; ms: number; held: boo
   return p.map((x) => ({ phase: x.phase, ms: x.ms, held: x.held }));
 }
 
+/** Outputs for a promotion an earlier, interrupted run finished (found by the journal on the host). */
+function adopted(i: CutOverInputs, spec: CutoverSpec, rec: Recovery, prior: CutOverOutputs | undefined): CutOverOutputs {
+  const at = new Date().toISOString();
+  return {
+    ...i,
+    state: "promoted",
+    target: newLiveTarget(spec),
+    promotedAt: rec.entry.startedAt,
+    finalSnapshot: rec.entry.finalSnapshot ? `${rec.entry.liveVolumes[0]}@${rec.entry.finalSnapshot}` : prior?.finalSnapshot,
+    newLiveDataset: rec.entry.newVolumes[0],
+    newLiveVolumes: rec.entry.newVolumes,
+    newLiveDataDir: rec.newLiveDataDir,
+    events: [...(prior?.events ?? []), { at, what: `the ${rec.entry.op} started ${rec.entry.startedAt} was interrupted; found promoted on the host and kept` }],
+  };
+}
+
 async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): Promise<CutOverOutputs> {
   return await withEnv(
     i,
     async (env, spec) => {
+      // An attempt that died with the engine first: finished or undone from what the host shows.
+      const rec = await recoverInterrupted(env, spec);
+      if (rec?.outcome === "promoted") return adopted(i, spec, rec, prior);
       const r = await promote(env, spec);
       const at = new Date().toISOString();
       env.log(`promoted: clients resumed on PostgreSQL ${i.to} (${r.newLiveVolumes[0]}, port ${i.newLive.port}); pause window ${r.pauseWindowMs} ms`);
@@ -276,7 +299,19 @@ async function doRollBack(i: CutOverInputs, prior: CutOverOutputs): Promise<CutO
   return await withEnv(
     i,
     async (env, spec) => {
-      const r = await rollBack(env, spec, prior.newLiveDataDir!);
+      const rec = await recoverInterrupted(env, spec);
+      if (rec?.outcome === "rolled-back" || rec?.outcome === "restored") {
+        const at = new Date().toISOString();
+        return {
+          ...prior,
+          ...i,
+          state: "rolled-back",
+          target: liveTarget(spec),
+          rolledBackAt: at,
+          events: [...prior.events, { at, what: `an interrupted ${rec.entry.op} was found on the host; clients are on PostgreSQL ${i.live.version}` }],
+        };
+      }
+      const r = await rollBack(env, spec, prior.newLiveDataDir!, prior.newLiveVolumes ?? (prior.newLiveDataset ? [prior.newLiveDataset] : []));
       const at = new Date().toISOString();
       env.log(
         `rolled back: clients resumed on PostgreSQL ${i.live.version} (${i.live.dataset}); pause window ${r.pauseWindowMs} ms. ` +
@@ -311,7 +346,15 @@ export const cutOverProvider: UnderstudyProvider = {
     return { inputs: n, failures };
   },
   async diff(_id: string, o: CutOverOutputs, n: CutOverInputs) {
-    return diff(o as unknown as Record<string, unknown>, n as unknown as Record<string, unknown>);
+    const d = diff(o as unknown as Record<string, unknown>, n as unknown as Record<string, unknown>);
+    if (d.changes || isUnknown(n.connection)) return d;
+    // An attempt that died with the engine left its journal open on the host: `up` must run
+    // the update, which recovers it (read-only here, also in a preview).
+    const open = await withHost(n.connection, async (h) => {
+      const e = await new HostJournal(h, journalPath(n.owner)).load();
+      return !!e && !e.finished;
+    }).catch(() => false);
+    return open ? { ...d, changes: true } : d;
   },
   async create(i: CutOverInputs) {
     const outs: CutOverOutputs = i.promote ? await doPromote(i, undefined) : { ...i, state: "serving-old", target: liveTarget(specOf(i)), events: [] };
@@ -323,9 +366,17 @@ export const cutOverProvider: UnderstudyProvider = {
   async update(_id: string, o: CutOverOutputs, n: CutOverInputs) {
     if (n.promote && o.state !== "promoted") return { outs: await doPromote(n, o) };
     if (!n.promote && o.state === "promoted") return { outs: await doRollBack(n, o) };
+    // Nothing to switch, but an interrupted attempt may be open on the host: recovered now.
+    const rec = await withEnv(n, (env, spec) => recoverInterrupted(env, spec), o);
+    if (rec?.outcome === "promoted") return { outs: await withEnv(n, async (_env, spec) => adopted(n, spec, rec, o), o) };
     return { outs: { ...o, ...n, state: o.state, target: o.target } };
   },
   async delete(_id: string, p: CutOverOutputs) {
+    // An attempt that died with the engine is recovered first: never leave live stopped or clients held.
+    await withEnv(p, async (env, spec) => {
+      const rec = await recoverInterrupted(env, spec);
+      if (rec) progress(p.label, `recovered an interrupted ${rec.entry.op}: ${rec.outcome}`);
+    }, p).catch((e) => progress(p.label, `warning: could not check for an interrupted cut-over: ${errorMessage(e)}`));
     // Hand-over: never stop, move or destroy anything on delete. A promoted new live keeps serving.
     if (p.state === "promoted") {
       progress(p.label, `hand-over: ${p.database} stays on PostgreSQL ${p.to} (${p.newLiveDataset}, port ${p.newLive.port}); the old live ${p.live.dataset} stays stopped and intact. Nothing was changed.`);

@@ -17,7 +17,8 @@ import { pgPlanFor } from "../plan/rehearsal";
 import type { PlannedStep } from "../plan/steps";
 import type { SnapshotSet, Storage } from "../storage/types";
 import type { LiveServer } from "./live";
-import { runPhases, type Hold, type JournalEvent, type Phase, type PhaseRun, type PhaseTiming } from "./phases";
+import { PhaseError, runPhases, type Hold, type Phase, type PhaseRun, type PhaseTiming } from "./phases";
+import type { JournalEntry } from "./journal";
 import { serverAfter, type ServerState } from "./steps";
 
 /** What clients connect to, as the cut-over uses it (PgBouncer; a DNS record on AWS). */
@@ -31,6 +32,10 @@ export interface EndpointSwitch {
     fn: (ctl: { retarget(target: DatabaseTarget): Promise<unknown> }) => Promise<void>,
     opts: { pauseTimeoutMs: number },
   ): Promise<{ pauseWindowMs: number; phases: { pauseMs: number; resumeMs: number } }>;
+  /** Whether clients of `database` are held right now (an attempt that died mid-way leaves them held). */
+  paused(database: string): Promise<boolean>;
+  /** Let clients of `database` go on (a database that is not held is fine). */
+  resume(database: string): Promise<void>;
 }
 
 /** The upgraded server the cut-over creates (real: PostgresDriver on the clone; fakes in tests). */
@@ -63,7 +68,8 @@ export interface CutoverEnv {
   endpoint: EndpointSwitch;
   replay: Replay;
   log(message: string): void;
-  journal?(e: JournalEvent): Promise<void> | void;
+  /** The journal on the host (./journal.ts); without one, an interrupted attempt cannot be recovered automatically. */
+  journal?: { load(): Promise<JournalEntry | undefined>; save(e: JournalEntry): Promise<void> };
 }
 
 /** What a cut-over runs: the slice of the rehearsal's and the promotion's plans it needs. */
@@ -319,8 +325,12 @@ function holdFor(env: CutoverEnv, st: { retarget?: (t: DatabaseTarget) => Promis
   };
 }
 
-/** Promote: everything checked first (nothing held), then the phases. `wrap` lets tests fail a phase. */
-export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<Phase<PromoteState>>) => Array<Phase<PromoteState>> = (p) => p): Promise<PromoteResult> {
+/**
+ * Everything before anyone is held: the rehearsal passed, the new live's name is free (or a
+ * failed attempt's, removed), its ports and binaries are there, the endpoint has the
+ * database; the names the attempt will use are written to the journal on the host.
+ */
+export async function preparePromotion(env: CutoverEnv, s: CutoverSpec): Promise<{ st: PromoteState; entry: JournalEntry }> {
   if (s.rehearsal.status !== "passed") {
     throw new Error(`the rehearsal ${s.rehearsal.name} has not passed (status: ${s.rehearsal.status}); nothing was done`);
   }
@@ -334,15 +344,40 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
   let finalSnapshot = `understudy-final-${s.stack}-${stamp()}`;
   for (let n = 2; await env.storage.findSnapshotSet(s.liveVolumes, finalSnapshot).catch(() => true); n++) finalSnapshot = `understudy-final-${s.stack}-${stamp()}-${n}`;
   const st: PromoteState = { spec: s, finalSnapshot, newVolumes, server: "none", switched: false };
-  const run: PhaseRun = await runPhases(wrap(replayPhases(env, st)), st, {
-    hold: holdFor(env, st, db, s.pauseTimeoutMs),
-    log: env.log,
-    journal: env.journal,
-  });
+  // Before anyone is held: every name this attempt will use, where the next run finds it.
+  const entry: JournalEntry = {
+    op: "promote",
+    startedAt: new Date().toISOString(),
+    liveVolumes: s.liveVolumes,
+    finalSnapshot,
+    newVolumes,
+    database: db,
+    liveTarget: liveTarget(s),
+    newTarget: newLiveTarget(s),
+    owner: s.owner,
+  };
+  await env.journal?.save(entry);
+  return { st, entry };
+}
+
+/** Promote: everything checked first (nothing held), then the phases. `wrap` lets tests fail a phase. */
+export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<Phase<PromoteState>>) => Array<Phase<PromoteState>> = (p) => p): Promise<PromoteResult> {
+  const { st, entry } = await preparePromotion(env, s);
+  const db = s.database;
+  let run: PhaseRun;
+  try {
+    run = await runPhases(wrap(replayPhases(env, st)), st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log });
+  } catch (e) {
+    // Undone in full: nothing for a later run to recover. An undo that failed leaves the
+    // journal open, so the next run restores what the host shows.
+    if (e instanceof PhaseError && e.undoFailures.length === 0) await finishJournal(env, entry, "undone");
+    throw e;
+  }
+  await finishJournal(env, entry, "promoted");
   return {
     ...(st.carried ? { carried: st.carried } : {}),
     finalSnapshot: st.finalSnapshot,
-    newLiveVolumes: newVolumes,
+    newLiveVolumes: st.newVolumes,
     newLiveDataDir: st.pg!.newDataDir,
     pauseWindowMs: run.hold?.pauseWindowMs ?? 0,
     phases: [
@@ -355,8 +390,20 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
 }
 
 /** Roll back a promotion: clients back on the old live; the new live stopped and kept (it holds the writes made while it served). */
-export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: string): Promise<{ pauseWindowMs: number; phases: PhaseTiming[] }> {
+export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: string, newVolumes: string[] = []): Promise<{ pauseWindowMs: number; phases: PhaseTiming[] }> {
   const db = s.database;
+  const entry: JournalEntry = {
+    op: "rollback",
+    startedAt: new Date().toISOString(),
+    liveVolumes: s.liveVolumes,
+    newVolumes,
+    newDataDir: newLiveDataDir,
+    database: db,
+    liveTarget: liveTarget(s),
+    newTarget: newLiveTarget(s),
+    owner: s.owner,
+  };
+  await env.journal?.save(entry);
   const st: { retarget?: (t: DatabaseTarget) => Promise<unknown> } = {};
   const phases: Array<Phase<typeof st>> = [
     {
@@ -388,6 +435,86 @@ export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: 
       },
     },
   ];
-  const run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log, journal: env.journal });
+  let run: PhaseRun;
+  try {
+    run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log });
+  } catch (e) {
+    if (e instanceof PhaseError && e.undoFailures.length === 0) await finishJournal(env, entry, "undone");
+    throw e;
+  }
+  await finishJournal(env, entry, "rolled-back");
   return { pauseWindowMs: run.hold?.pauseWindowMs ?? 0, phases: run.phases };
+}
+
+async function finishJournal(env: CutoverEnv, e: JournalEntry, outcome: NonNullable<JournalEntry["finished"]>["outcome"]): Promise<void> {
+  try {
+    await env.journal?.save({ ...e, finished: { at: new Date().toISOString(), outcome } });
+  } catch (err) {
+    env.log(`warning: could not close the cut-over's journal (${errorMessage(err)}); the next run checks the host and finds nothing to recover`);
+  }
+}
+
+const sameTarget = (a: DatabaseTarget | undefined, b: DatabaseTarget) => !!a && a.host === b.host && a.port === b.port && a.dbname === b.dbname;
+
+export interface Recovery {
+  /** What the host showed and what was done: `promoted` (the switch had happened: kept), `restored` (live serves again, the attempt's leftovers removed), `rolled-back`. */
+  outcome: "promoted" | "restored" | "rolled-back";
+  entry: JournalEntry;
+  newLiveDataDir?: string;
+}
+
+/**
+ * An attempt that died with the engine (its journal is open): bring the host to a state
+ * clients can use, from what it shows now, before anything else runs. A promotion whose
+ * endpoint already points at the new live is finished (the new live started if it stopped,
+ * clients resumed); otherwise live is started if it is stopped, clients resume on it, and
+ * what the attempt made (its new volumes, its final snapshot) is removed. A roll-back is
+ * finished or undone the same way. Idempotent.
+ */
+export async function recoverInterrupted(env: CutoverEnv, s: CutoverSpec): Promise<Recovery | undefined> {
+  const e = await env.journal?.load();
+  if (!e || e.finished) return undefined;
+  const db = e.database;
+  const now = await env.endpoint.current(db);
+  const dataDirOf = async (volume: string | undefined) => {
+    const v = volume ? await env.storage.volume(volume) : undefined;
+    return v?.mountpoint ? newLivePgPlan(s, v.mountpoint).newDataDir : e.newDataDir;
+  };
+  env.log(`a ${e.op} started ${e.startedAt} did not finish (the engine stopped mid-way): recovering from what the host shows`);
+  if (e.op === "promote") {
+    const newDir = await dataDirOf(e.newVolumes[0]);
+    if (sameTarget(now, e.newTarget) && newDir) {
+      if (!(await env.server.running(newDir))) await env.server.start(newDir);
+      await env.endpoint.resume(db);
+      await finishJournal(env, e, "recovered");
+      env.log(`the switch had happened: clients go on with PostgreSQL ${s.to} (${e.newVolumes[0]})`);
+      return { outcome: "promoted", entry: e, newLiveDataDir: newDir };
+    }
+    if (!(await env.live.running())) await env.live.start();
+    await env.endpoint.resume(db);
+    env.log("live serves again and clients resumed on it; removing what the attempt made");
+    if (newDir && (await env.server.running(newDir).catch(() => false))) await env.server.stop(newDir);
+    try {
+      for (const v of [...e.newVolumes].reverse()) await env.storage.destroyVolume(v, e.owner);
+      if (e.finalSnapshot) await env.storage.destroySnapshotSet(e.liveVolumes, e.finalSnapshot, e.owner);
+    } catch (err) {
+      await env.storage.setMark(e.newVolumes[0], "promotion", FAILED_ATTEMPT).catch(() => undefined);
+      env.log(`left ${e.newVolumes.join(", ")} (marked ${FAILED_ATTEMPT}, the next promotion removes it): ${errorMessage(err)}`);
+    }
+    await finishJournal(env, e, "recovered");
+    return { outcome: "restored", entry: e };
+  }
+  // A roll-back: finished when the endpoint is on live and live serves; otherwise the new live serves again.
+  const newDir = e.newDataDir ?? (await dataDirOf(e.newVolumes[0]));
+  if (sameTarget(now, e.liveTarget) && (await env.live.running())) {
+    await env.endpoint.resume(db);
+    if (newDir && (await env.server.running(newDir).catch(() => false))) await env.server.stop(newDir);
+    await finishJournal(env, e, "recovered");
+    return { outcome: "rolled-back", entry: e };
+  }
+  if (newDir && !(await env.server.running(newDir))) await env.server.start(newDir);
+  if (await env.live.running()) await env.live.stop();
+  await env.endpoint.resume(db);
+  await finishJournal(env, e, "recovered");
+  return { outcome: "promoted", entry: e, newLiveDataDir: newDir };
 }

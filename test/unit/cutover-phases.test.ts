@@ -8,7 +8,8 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { MemoryStorage } from "../harness/memory-storage";
 import { storageContract } from "../contract/storage-contract";
-import { promote, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
+import { preparePromotion, promote, recoverInterrupted, replayPhases, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
+import type { JournalEntry } from "../../providers/runner/journal";
 import type { Phase } from "../../providers/runner/phases";
 import { PhaseError } from "../../providers/runner/phases";
 import type { LiveServer } from "../../providers/runner/live";
@@ -88,7 +89,7 @@ class FakeServer implements NewServer {
 class FakeEndpoint {
   readonly description = "fake bouncer";
   targetNow: DatabaseTarget;
-  paused = false;
+  isPaused = false;
   pauses = 0;
   liveStoppedWhileResumed = false;
   constructor(
@@ -102,7 +103,7 @@ class FakeEndpoint {
   }
   async hold(_db: string, fn: (ctl: { retarget(t: DatabaseTarget): Promise<unknown> }) => Promise<void>) {
     const before = this.targetNow;
-    this.paused = true;
+    this.isPaused = true;
     this.pauses++;
     try {
       await fn({ retarget: async (t) => void (this.targetNow = t) });
@@ -112,9 +113,16 @@ class FakeEndpoint {
     } finally {
       // Clients resume here: live must serve by now unless we promoted.
       if (!this.live.up && this.targetNow === before) this.liveStoppedWhileResumed = true;
-      this.paused = false;
+      this.isPaused = false;
     }
     return { pauseWindowMs: 5, phases: { pauseMs: 1, resumeMs: 1 } };
+  }
+  async paused() {
+    return this.isPaused;
+  }
+  async resume() {
+    if (!this.live.up && this.targetNow.port === 5432) this.liveStoppedWhileResumed = true;
+    this.isPaused = false;
   }
 }
 
@@ -140,6 +148,7 @@ describe("replay cut-over phases (fakes)", () => {
   let replayed: string[];
   let failReplay: string | undefined;
   let env: CutoverEnv;
+  let journalFile: JournalEntry | undefined;
   const spec = (over: Partial<CutoverSpec> = {}): CutoverSpec => ({
     owner: OWNER,
     stack: "s",
@@ -166,7 +175,9 @@ describe("replay cut-over phases (fakes)", () => {
     endpoint = new FakeEndpoint({ host: "/var/run/postgresql", port: 5432, dbname: "app" }, live);
     replayed = [];
     failReplay = undefined;
+    journalFile = undefined;
     env = {
+      journal: { load: async () => journalFile, save: async (e) => void (journalFile = JSON.parse(JSON.stringify(e))) },
       prepareClone: async () => undefined,
       storage,
       live,
@@ -189,7 +200,7 @@ describe("replay cut-over phases (fakes)", () => {
   it("succeeds: clients end on the new live, live stopped and kept, a final snapshot of every live volume, phases timed", async () => {
     const r = await promote(env, spec());
     expect(endpoint.targetNow).toEqual({ host: "/var/run/postgresql", port: 55442, dbname: "app" });
-    expect(endpoint.paused).toBe(false);
+    expect(endpoint.isPaused).toBe(false);
     expect(live.up).toBe(false);
     expect(storage.vols.has("live/data")).toBe(true);
     expect(r.newLiveVolumes).toEqual(["clones/go-live-pg15", "clones/go-live-pg15-wal"]);
@@ -235,7 +246,7 @@ describe("replay cut-over phases (fakes)", () => {
         expect((e as Error).message).toContain(`phase "${name}" failed: injected ${when} ${name}`);
         expect(live.up).toBe(true);
         expect(endpoint.targetNow).toEqual({ host: "/var/run/postgresql", port: 5432, dbname: "app" });
-        expect(endpoint.paused).toBe(false);
+        expect(endpoint.isPaused).toBe(false);
         expect(endpoint.liveStoppedWhileResumed).toBe(false);
         expect([...storage.vols.keys()].sort()).toEqual(["live/data", "live/wal"]);
         expect([...storage.snaps.keys()]).toEqual([]);
@@ -294,5 +305,46 @@ describe("replay cut-over phases (fakes)", () => {
     // The next promotion takes the next generation's name: the rolled-back one holds writes.
     const again = await promote(env, spec({ prior: { state: "rolled-back" } }));
     expect(again.newLiveVolumes[0]).toBe("clones/go-live-pg15-2");
+  });
+
+  describe("the engine dies mid-way (kill -9): nothing undone; the next run recovers from the journal and the host", () => {
+    const names = ["read live sequences", "stop live cleanly", "final snapshot", "clone", "replay fix", "replay upgrade", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
+    for (const [k, name] of names.entries()) {
+      it(`after "${name}": clients never stay held, live serves or the switch is finished, the attempt's leftovers go`, async () => {
+        const { st, entry } = await preparePromotion(env, spec());
+        expect(journalFile?.finished).toBeUndefined();
+        // PAUSE, then the phases up to this one, then nothing: the process is gone.
+        endpoint.isPaused = true;
+        st.retarget = async (t) => void (endpoint.targetNow = t);
+        for (const p of replayPhases(env, st).slice(0, k + 1)) await p.run(st);
+        const rec = await recoverInterrupted(env, spec());
+        expect(endpoint.isPaused).toBe(false);
+        expect(journalFile?.finished?.outcome).toBe("recovered");
+        if (name === "switch endpoint") {
+          expect(rec?.outcome).toBe("promoted");
+          expect(endpoint.targetNow.port).toBe(55442);
+          expect(server.up.size).toBe(1);
+        } else {
+          expect(rec?.outcome).toBe("restored");
+          expect(live.up).toBe(true);
+          expect(endpoint.targetNow.port).toBe(5432);
+          expect(endpoint.liveStoppedWhileResumed).toBe(false);
+          expect([...storage.vols.keys()].sort()).toEqual(["live/data", "live/wal"]);
+          expect(await storage.findSnapshotSet(["live/data", "live/wal"], entry.finalSnapshot!)).toBeUndefined();
+          expect(server.up.size).toBe(0);
+          // ... and the next promotion goes through.
+          const r = await promote(env, spec());
+          expect(endpoint.targetNow.port).toBe(55442);
+          expect(r.newLiveVolumes[0]).toBe("clones/go-live-pg15");
+        }
+        expect(await recoverInterrupted(env, spec())).toBeUndefined();
+      });
+    }
+
+    it("a journal closed by a finished attempt is left alone", async () => {
+      await promote(env, spec());
+      expect(journalFile?.finished?.outcome).toBe("promoted");
+      expect(await recoverInterrupted(env, spec())).toBeUndefined();
+    });
   });
 });
