@@ -18,26 +18,20 @@ t0=$(date +%s)
 
 # --- Debian packages --------------------------------------------------------------------
 need=()
-for b in /usr/sbin/zfs-fuse /usr/lib/postgresql/13/bin/pg_ctl /usr/lib/postgresql/15/bin/pg_upgrade /usr/sbin/pgbouncer /usr/sbin/sshd /usr/sbin/cron; do
-  [ -x "$b" ] || need+=("$b")
+# zfs-fuse, PostgreSQL 13 and 15, PgBouncer: the product's own parts. The rest is for the tests:
+# sshd and sudo (SSH to 127.0.0.1, a non-root login), lvm2 and xfsprogs (the EBS backend's
+# volume assembly on loop devices), chromium (the timeline page), shellcheck (actionlint's
+# run: checks), python3-venv (moto's server).
+pkgs=(zfs-fuse postgresql-13 postgresql-15 pgbouncer openssh-server cron sudo lvm2 xfsprogs chromium shellcheck python3-venv iproute2 procps)
+for b in /usr/sbin/zfs-fuse /usr/lib/postgresql/13/bin/pg_ctl /usr/lib/postgresql/15/bin/pg_upgrade /usr/sbin/pgbouncer /usr/sbin/sshd /usr/sbin/cron \
+         /usr/bin/sudo /usr/sbin/lvm /usr/sbin/mkfs.xfs /usr/bin/chromium /usr/bin/shellcheck /usr/bin/ss /usr/bin/pgrep /usr/share/doc/python3-venv; do
+  [ -e "$b" ] || need+=("$b")
 done
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages (missing: ${need[*]})"
-  if ! grep -rqs "bullseye" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    say "adding the bullseye suite for postgresql-13 (bookworm stays the default release)"
-    mirror=$(grep -rhoE 'https?://[^ ]+/debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | grep -v security | head -1)
-    mirror=${mirror:-http://deb.debian.org/debian}
-    cat > /etc/apt/sources.list.d/understudy-bullseye.sources <<SRC
-Types: deb
-URIs: ${mirror%/}
-Suites: bullseye
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-    echo 'APT::Default-Release "bookworm";' > /etc/apt/apt.conf.d/99understudy-default-release
-  fi
+  bash "$here/setup-apt-sources.sh" >&2 || die "could not add Debian's bullseye suite (see above)"
   apt-get update -qq >&2 || die "apt-get update failed: check the Debian mirror in /etc/apt/sources.list.d/"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zfs-fuse postgresql-13 postgresql-15 pgbouncer openssh-server cron >&2 \
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2 \
     || die "apt-get install failed (see above)"
 fi
 # The packages create and start 'main' clusters and a pgbouncer service we do not use.
@@ -78,6 +72,27 @@ fi
 # --- Pulumi CLI -------------------------------------------------------------------------
 pulumi_bin=$(bash "$here/build-pulumi.sh")
 
+# --- moto (a real AWS API server for the EBS tests) and actionlint (the CI recipe's lint) ---
+cache="${UNDERSTUDY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/understudy}"
+moto_version=5.2.1
+moto_dir="$cache/moto-$moto_version"
+if [ ! -x "$moto_dir/bin/moto_server" ]; then
+  say "installing moto $moto_version (Python venv in $moto_dir)"
+  rm -rf "$moto_dir.tmp"
+  /usr/bin/python3 -m venv "$moto_dir.tmp" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
+  "$moto_dir.tmp/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version" >&2 || die "pip install moto failed"
+  mv "$moto_dir.tmp" "$moto_dir"
+  # The venv's scripts name their interpreter by path: rewrite it after the move.
+  sed -i "1s|$moto_dir.tmp|$moto_dir|" "$moto_dir"/bin/*
+fi
+actionlint_version=1.7.12
+actionlint_dir="$cache/actionlint-v$actionlint_version"
+if [ ! -x "$actionlint_dir/actionlint" ]; then
+  say "building actionlint v$actionlint_version from Go modules"
+  GOBIN="$actionlint_dir" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version" >&2 \
+    || die "go install actionlint failed"
+fi
+
 # --- sshd for the SSH tests -------------------------------------------------------------
 bash "$here/setup-sshd.sh" >&2
 
@@ -102,5 +117,8 @@ export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true
 export UNDERSTUDY_STATE="$state"
+export UNDERSTUDY_MOTO_SERVER="$moto_dir/bin/moto_server"
+export UNDERSTUDY_ACTIONLINT="$actionlint_dir/actionlint"
+export UNDERSTUDY_CHROMIUM=/usr/bin/chromium
 ENV
 say "ready in $(( $(date +%s) - t0 )) s (pulumi $("$pulumi_bin/pulumi" version))"
