@@ -76,14 +76,13 @@ pulumi_bin=$(bash "$here/build-pulumi.sh")
 cache="${UNDERSTUDY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/understudy}"
 moto_version=5.2.1
 moto_dir="$cache/moto-$moto_version"
-if [ ! -x "$moto_dir/bin/moto_server" ]; then
+if [ ! -f "$moto_dir/.complete" ]; then
   say "installing moto $moto_version (Python venv in $moto_dir)"
-  rm -rf "$moto_dir.tmp"
-  /usr/bin/python3 -m venv "$moto_dir.tmp" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
-  "$moto_dir.tmp/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version" >&2 || die "pip install moto failed"
-  mv "$moto_dir.tmp" "$moto_dir"
-  # The venv's scripts name their interpreter by path: rewrite it after the move.
-  sed -i "1s|$moto_dir.tmp|$moto_dir|" "$moto_dir"/bin/*
+  rm -rf "$moto_dir"
+  /usr/bin/python3 -m venv "$moto_dir" >&2 || die "python3 -m venv failed (apt-get install python3-venv)"
+  "$moto_dir/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version" >&2 \
+    || { rm -rf "$moto_dir"; die "pip install moto failed"; }
+  touch "$moto_dir/.complete"
 fi
 actionlint_version=1.7.12
 actionlint_dir="$cache/actionlint-v$actionlint_version"
