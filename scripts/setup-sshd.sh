@@ -76,6 +76,24 @@ put() { # put <file> <mode> <content>
   chmod "$2" "$1"
 }
 
+# The non-root test login: `understudy-ci`, key login with the test key, `sudo -n` for all.
+ci_user=understudy-ci
+if ! id -u "$ci_user" >/dev/null 2>&1; then
+  say "creating the non-root test user $ci_user (key login, passwordless sudo)"
+  useradd -m -s /bin/bash "$ci_user" >&2
+fi
+# No password, but not "locked" ("!"): with UsePAM no, sshd refuses a locked account's key login.
+[ "$(getent shadow "$ci_user" | cut -d: -f2)" = "*" ] || usermod -p '*' "$ci_user"
+install -d -m 700 -o "$ci_user" -g "$ci_user" "/home/$ci_user/.ssh"
+install -m 600 -o "$ci_user" -g "$ci_user" id_ed25519.pub "/home/$ci_user/.ssh/authorized_keys"
+sudoers="/etc/sudoers.d/$ci_user"
+if [ "$(cat "$sudoers" 2>/dev/null)" != "$ci_user ALL=(ALL) NOPASSWD: ALL" ]; then
+  printf '%s\n' "$ci_user ALL=(ALL) NOPASSWD: ALL" > "$sudoers.tmp"
+  chmod 440 "$sudoers.tmp"
+  visudo -cqf "$sudoers.tmp" || die "visudo rejects $sudoers.tmp"
+  mv -f "$sudoers.tmp" "$sudoers"
+fi
+
 host_pub=$(cat ssh_host_ed25519_key.pub)
 put authorized_keys 600 "$(cat id_ed25519.pub)"
 put host_key.pub 644 "$host_pub"
@@ -98,7 +116,11 @@ PrintMotd no
 PermitUserEnvironment no
 # The tests open many connections at once (failed-auth tests included).
 MaxStartups 50:30:100
-MaxSessions 50"
+MaxSessions 50
+# A non-root login with passwordless sudo, as many production hosts are reached. Its key
+# file lives in its own home: sshd reads it as that user, who cannot read $dir.
+Match User $ci_user
+  AuthorizedKeysFile /home/$ci_user/.ssh/authorized_keys"
 
 # The privilege-separation directory lives on tmpfs: gone after a reboot.
 [ -d /run/sshd ] || { mkdir -p /run/sshd; chmod 755 /run/sshd; }
@@ -151,4 +173,13 @@ $why
   See $dir/sshd.log, then run scripts/setup-sshd.sh again."
   fi
 fi
-say "sshd ready on $addr:$port (key $dir/id_ed25519)"
+# The non-root login and its sudo, as the tests use them.
+if ! out=$(ssh -i "$dir/id_ed25519" -p "$port" \
+  -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=5 \
+  -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$dir/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+  -o LogLevel=ERROR "$ci_user@$addr" sudo -n true 2>&1 </dev/null); then
+  die "the non-root user $ci_user cannot log in to $addr:$port and run sudo -n with $dir/id_ed25519:
+$(printf '%s\n' "$out" | tail -n 3 | sed 's/^/    /')
+  Check /home/$ci_user/.ssh/authorized_keys, $sudoers and $dir/sshd.log."
+fi
+say "sshd ready on $addr:$port (key $dir/id_ed25519; users root and $ci_user)"

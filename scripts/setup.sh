@@ -45,7 +45,14 @@ if pgrep -x pgbouncer -u postgres >/dev/null 2>&1 && [ -f /etc/pgbouncer/pgbounc
 fi
 
 # --- zfs-fuse ---------------------------------------------------------------------------
-if ! pgrep -x zfs-fuse >/dev/null; then
+# A zfs-fuse that runs in another root (a chroot, a container) answers nobody here: what
+# counts is whether ZFS answers, and whether a daemon runs in THIS root.
+runs_here() {
+  local p
+  for p in $(pgrep -x "$1"); do [ "$(readlink "/proc/$p/root")" = / ] && return 0; done
+  return 1
+}
+if ! runs_here zfs-fuse; then
   say "starting the zfs-fuse daemon"
   [ -e /dev/fuse ] || die "/dev/fuse is missing: zfs-fuse needs FUSE"
   mkdir -p /var/run/zfs
@@ -64,7 +71,7 @@ if ! pgrep -x zfs-fuse >/dev/null; then
 fi
 
 # --- cron (SnapshotSchedule installs /etc/cron.d entries) -------------------------------
-if ! pgrep -x cron >/dev/null; then
+if ! runs_here cron; then
   say "starting cron"
   /usr/sbin/cron >&2 || die "cron did not start"
 fi

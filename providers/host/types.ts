@@ -131,8 +131,14 @@ export function checkEnvNames(env: Record<string, string> | undefined): void {
 export function asUser(loginUser: string, user: string, argv: readonly string[], opts: RunOptions = {}): { argv: string[]; opts: RunOptions } {
   checkEnvNames(opts.env);
   const entries = Object.entries(opts.env ?? {});
-  const inner = entries.length ? ["env", ...entries.map(([k, v]) => `${k}=${v}`), ...argv] : [...argv];
+  let inner = entries.length ? ["env", ...entries.map(([k, v]) => `${k}=${v}`), ...argv] : [...argv];
   const { env: _env, ...rest } = opts;
+  // Through sudo the working directory is entered AFTER the switch: it is often the target
+  // user's own 0700 directory (a data directory), which the login user cannot enter.
+  if (opts.cwd && user !== loginUser && loginUser !== "root") {
+    inner = ["sh", "-c", 'unset CDPATH; cd -- "$1" && shift && exec "$@"', "sh", opts.cwd, ...inner];
+    delete rest.cwd;
+  }
   return { argv: switchUserArgv(loginUser, user, inner), opts: rest };
 }
 

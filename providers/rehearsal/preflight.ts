@@ -17,7 +17,7 @@ import { InputError } from "../errors";
  * snapshotted, cloned or started: both PostgreSQL versions installed (with pg_upgrade),
  * every port the rehearsal will listen on free, the source dataset there (holding a
  * data directory of `from`), the clone's dataset free (or ours, from an earlier run) and
- * its parent there. Read-only: it runs `stat`, `ss`, `zfs get` and `postgres --version`.
+ * its parent there. Read-only: `stat`, `ss`, `cat`, `postgres --version` and the storage's own reads.
  */
 export interface PreflightInputs {
   connection?: ConnectionArgs;
@@ -67,12 +67,14 @@ function asProblem(e: unknown, side: "from" | "to"): string {
 /** Ports held by a live server whose data directory is inside our own clone (e.g. the upgraded server of an earlier run). */
 async function portsOfOurServers(host: Host, mountpoint: string): Promise<Set<number>> {
   const ours = new Set<number>();
-  const found = await host.run(["find", mountpoint, "-maxdepth", "2", "-name", "postmaster.pid", "-type", "f"], { okExitCodes: [0, 1], timeoutMs: 60_000 });
+  // As root: the clone's data directories are 0700 and the pids are the cluster user's (a
+  // non-root login would see nothing and count our own servers' ports as taken).
+  const found = await host.runAs("root", ["find", mountpoint, "-maxdepth", "2", "-name", "postmaster.pid", "-type", "f"], { okExitCodes: [0, 1], timeoutMs: 60_000 });
   for (const file of found.stdout.split("\n").filter(Boolean)) {
-    const r = await host.run(["head", "-n", "4", "--", file], { okExitCodes: [0, 1], timeoutMs: 60_000 });
+    const r = await host.runAs("root", ["head", "-n", "4", "--", file], { okExitCodes: [0, 1], timeoutMs: 60_000 });
     const [pid, , , port] = r.stdout.split("\n").map((s) => s.trim());
     if (!/^\d+$/.test(pid ?? "") || !/^\d+$/.test(port ?? "")) continue;
-    const alive = await host.run(["kill", "-0", pid], { okExitCodes: [0, 1], timeoutMs: 60_000 });
+    const alive = await host.runAs("root", ["kill", "-0", pid], { okExitCodes: [0, 1], timeoutMs: 60_000 });
     if (alive.exitCode === 0) ours.add(Number(port));
   }
   return ours;
@@ -102,10 +104,11 @@ export async function runPreflight(host: Host, i: PreflightInputs, storage: Stor
   } else {
     if (src.mountpoint?.startsWith("/")) {
       const dir = `${src.mountpoint}/${i.source.pgdata}`;
-      const v = await host.run(["cat", "--", `${dir}/PG_VERSION`], { okExitCodes: [0, 1], timeoutMs: 60_000 });
-      if (v.exitCode !== 0) problems.push(`source.pgdata: ${dir} on ${host.description} is not a PostgreSQL data directory (no PG_VERSION)`);
-      else if (v.stdout.trim() !== String(i.from.version)) {
-        problems.push(`source.version: ${i.from.version}, but ${dir} on ${host.description} holds a PostgreSQL ${v.stdout.trim()} cluster`);
+      // Read as the cluster's OS user: a data directory is 0700, and the login may be another user.
+      const v = await pg.dataDirVersion(dir, "source.pgdata").catch(() => undefined);
+      if (v === undefined) problems.push(`source.pgdata: ${dir} on ${host.description} is not a PostgreSQL data directory (no PG_VERSION readable by ${i.osUser})`);
+      else if (v !== i.from.version) {
+        problems.push(`source.version: ${i.from.version}, but ${dir} on ${host.description} holds a PostgreSQL ${v} cluster`);
       }
     }
     if (i.source.snapshot && !(await storage.findSnapshotSet([i.source.dataset], i.source.snapshot).catch(() => undefined))) {

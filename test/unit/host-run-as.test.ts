@@ -18,6 +18,13 @@ describe("asUser", () => {
     expect(r.argv).toEqual(["sudo", "-n", "-u", "postgres", "--", "env", "PGHOST=/run/clone", "PGPORT=55432", "psql", "-c", "SELECT 1"]);
     expect(r.opts).toEqual({ timeoutMs: 5 });
   });
+  it("non-root login with a working directory: the directory is entered after sudo (it may be the target user's 0700 directory)", () => {
+    const r = asUser("deploy", "postgres", ["pg_upgrade", "--check"], { env: { A: "1" }, cwd: "/srv/x/main.pg15-pg_upgrade" });
+    expect(r.argv).toEqual(["sudo", "-n", "-u", "postgres", "--", "sh", "-c", 'unset CDPATH; cd -- "$1" && shift && exec "$@"', "sh", "/srv/x/main.pg15-pg_upgrade", "env", "A=1", "pg_upgrade", "--check"]);
+    expect(r.opts).toEqual({});
+    // root switches with runuser from the directory it entered itself: cwd stays an option.
+    expect(asUser("root", "postgres", ["id"], { cwd: "/srv/x" })).toEqual({ argv: ["runuser", "-u", "postgres", "--", "id"], opts: { cwd: "/srv/x" } });
+  });
   it("root login: runuser, then env", () => {
     expect(asUser("root", "postgres", ["id"], { env: { A: "1" } }).argv).toEqual(["runuser", "-u", "postgres", "--", "env", "A=1", "id"]);
   });

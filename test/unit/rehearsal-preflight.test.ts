@@ -149,7 +149,7 @@ describe("runPreflight", () => {
     const host2 = new ScriptedHost(world({ files: {} }));
     const r2 = await runPreflight(host2, inputs({ source: { dataset: "tank/pg13", pgdata: "data", snapshot: "nightly" } }));
     expect(r2.problems).toEqual([
-      "source.pgdata: /srv/tank/pg13/data on db1 is not a PostgreSQL data directory (no PG_VERSION)",
+      "source.pgdata: /srv/tank/pg13/data on db1 is not a PostgreSQL data directory (no PG_VERSION readable by postgres)",
       "snapshot: tank/pg13@nightly does not exist on db1",
     ]);
   });
