@@ -149,6 +149,23 @@ describe("UpgradeRehearsal input checks (no engine)", () => {
     });
   }
 
+  it("a Promotion whose new live has a socket directory PgBouncer would refuse (/run/pg+15) fails at construction, naming newLive.socketDir: no endpoint, no cut-over declared", async () => {
+    const { UpgradeRehearsal } = await import("../../components/upgrade-rehearsal");
+    const { Promotion } = await import("../../components/promotion");
+    const r = new UpgradeRehearsal("pr", args());
+    registered.length = 0;
+    let err: unknown;
+    try {
+      new Promotion("go-live", { rehearsal: r, promote: true, endpoint: { name: "app", listenPort: 6432, database: "app" }, newLive: { socketDir: "/run/pg+15" } });
+    } catch (e) {
+      err = e;
+    }
+    expect(pulumi.InputPropertiesError.isInstance(err) || pulumi.InputPropertyError.isInstance(err), String(err)).toBe(true);
+    expect(String((err as Error).message)).toMatch(/newLive\.socketDir: "\/run\/pg\+15" contains "\+"/);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(registered.filter((t) => /CutOver|PgBouncerEndpoint/.test(t))).toEqual([]);
+  });
+
   it("registers the preflight first, then the snapshot, the clone and one step per planned step", async () => {
     const { UpgradeRehearsal } = await import("../../components/upgrade-rehearsal");
     registered.length = 0;
