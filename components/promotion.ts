@@ -9,6 +9,9 @@ import { UNKNOWN_ID } from "../providers/plan/rehearsal";
 import { checked } from "./errors";
 import type { CutoverRecord, RehearsalReport } from "../providers/rehearsal/report";
 import { writeReportFiles } from "../providers/rehearsal/report-files";
+import { PostgresDriver } from "../providers/postgres/driver";
+import { readReplication, replicationRefusal, unacknowledged, type ReplicationItem } from "../providers/runner/replication";
+import { errorMessage } from "../providers/errors";
 
 export interface PromotionArgs {
   /** The rehearsal whose plan is replayed. Promotion only proceeds when it passed. */
@@ -33,6 +36,14 @@ export interface PromotionArgs {
   };
   /** The new live: a clone of the final snapshot, upgraded. */
   newLive?: { dataset?: pulumi.Input<string>; port?: number; socketDir?: string; listen?: string };
+  /**
+   * Live's replication slots, standbys and subscriptions that the promotion drops
+   * (pg_upgrade carries none), acknowledged one by one by id: `slot:<name>`,
+   * `standby:<application_name>`, `subscription:<database>.<name>`. The `replication`
+   * output and `pulumi preview` list them. A promotion with one not listed here is refused.
+   * @default []
+   */
+  acknowledgeReplicationLoss?: string[];
   /** How live is started and stopped, as argv (default: pg_ctl, with the options live was started with). */
   liveStartCommand?: string[];
   liveStopCommand?: string[];
@@ -73,6 +84,8 @@ export class Promotion extends pulumi.ComponentResource {
    * to the rehearsal's report files (JSON, Markdown, the timeline page) after each switch.
    */
   readonly report: pulumi.Output<RehearsalReport>;
+  /** Live's replication that a promotion drops, read while the program runs (empty when live cannot be read, e.g. after the promotion stopped it). */
+  readonly replication: pulumi.Output<ReplicationItem[]>;
 
   constructor(name: string, args: PromotionArgs, opts?: pulumi.ComponentResourceOptions) {
     // The cut-over stops, snapshots and restarts live through the storage's host and swaps
@@ -124,6 +137,28 @@ export class Promotion extends pulumi.ComponentResource {
       databases: { [ep.database]: { host: rp.source.socketDir, port: rp.source.port, dbname: ep.database } },
     }));
     const endpoint = new PgBouncerEndpointResource(`${name}-endpoint`, { connection: storage.connection, config }, { parent: this, retainOnDelete: ep.retainOnDelete });
+    // Replication that pg_upgrade does not carry: read on live while the program runs (also
+    // in preview), listed, and a promotion refused until each item is acknowledged by id.
+    const acknowledged = args.acknowledgeReplicationLoss ?? [];
+    if (!Array.isArray(acknowledged) || acknowledged.some((a) => typeof a !== "string")) {
+      throw new pulumi.InputPropertyError({ propertyPath: "acknowledgeReplicationLoss", reason: `${name}: must be a list of ids such as "slot:<name>"` });
+    }
+    const replication = storage.withStorage(async (_s, host): Promise<ReplicationItem[]> => {
+      try {
+        return await readReplication(new PostgresDriver(host, { osUser: rp.source.osUser }), rp.source);
+      } catch (e) {
+        // Live is not running (after a promotion stopped it) or cannot be reached: nothing to list.
+        // A promotion then fails on its own, before clients are held, when it cannot reach live.
+        await pulumi.log.info(`${name}: live's replication could not be read (${errorMessage(e).split("\n")[0]})`, this);
+        return [];
+      }
+    });
+    const promote = pulumi.all([args.promote, replication]).apply(async ([p, items]) => {
+      const missing = unacknowledged(items, acknowledged);
+      if (missing.length && p) throw new pulumi.InputPropertyError({ propertyPath: "acknowledgeReplicationLoss", reason: `${name}: ${replicationRefusal(missing)}` });
+      if (missing.length) await pulumi.log.warn(`${name}: a promotion would drop: ${missing.map((i) => `${i.id} (${i.detail})`).join("; ")}`, this);
+      return p;
+    });
     const newLiveDataset =
       args.newLive?.dataset ?? r.plan.apply((p) => storage.siblingVolume(p.clone.dataset, `${sanitize(name)}-live-pg${rp.to}`));
     const cut = new CutOver(
@@ -134,7 +169,7 @@ export class Promotion extends pulumi.ComponentResource {
         label: name,
         owner: ownerId("Promotion", name),
         stack: sanitize(pulumi.getStack()),
-        promote: args.promote,
+        promote,
         endpoint: config,
         database: ep.database,
         pauseTimeoutMs: ep.pauseTimeoutMs,
@@ -168,6 +203,7 @@ export class Promotion extends pulumi.ComponentResource {
     this.finalSnapshot = cut.finalSnapshot;
     this.events = cut.events;
     this.endpointAddress = endpoint.address;
+    this.replication = replication;
     this.report = pulumi
       .all([r.report, cut.state, cut.phases, cut.pauseWindowMs, cut.promotedAt, cut.rolledBackAt])
       .apply(([rep, state, phases, pause, promotedAt, rolledBackAt]) => {

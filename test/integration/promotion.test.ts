@@ -242,6 +242,30 @@ afterAll(async () => {
 // ------------------------------------------------------------------------------ tests
 
 describe("Promotion through PgBouncer", () => {
+  it("refuses to promote while live has a replication slot nobody acknowledged, naming it, with nothing stopped; acknowledged, it is listed and the promotion may go", async () => {
+    psql(SOCK, LIVE_PORT, "SELECT pg_create_physical_replication_slot('cdc_consumer')", BIN13);
+    await setPromote(true);
+    let error = "";
+    try {
+      await stack.up();
+    } catch (e) {
+      const err = e as { message?: string; stdout?: string; stderr?: string };
+      error = [err.message, err.stdout, err.stderr].filter(Boolean).join("\n");
+    }
+    expect(error).toMatch(/acknowledgeReplicationLoss/);
+    expect(error).toMatch(/slot:cdc_consumer: physical slot, inactive; afterwards: create it again on the new live/);
+    // Nothing happened: clients on live, live not restarted, the cut-over still serving the old live.
+    expect(servedPort()).toBe(LIVE_PORT);
+    expect((await cutOverState()).state).toBe("serving-old");
+    await setPromote(false);
+    await stack.setConfig("promotion", {
+      value: JSON.stringify({ endpoint: { name: BOUNCER_NAME, listenPort: BOUNCER_PORT, database: "app", authType: "trust" }, newLive: { port: NEW_LIVE_PORT }, acknowledgeReplicationLoss: ["slot:cdc_consumer"] }),
+    });
+    const up = await stack.up();
+    expect(up.summary.result).toBe("succeeded");
+    expect((up.outputs.endpoint.value as { replication: Array<{ id: string }> }).replication.map((i) => i.id)).toEqual(["slot:cdc_consumer"]);
+  });
+
   it("promotes under load: no failed transaction, no lost commit, clients on PostgreSQL 15, old live kept stopped", async () => {
     // Before: the rehearsal passed, the endpoint serves live.
     expect(served()).toBeGreaterThanOrEqual(130000);

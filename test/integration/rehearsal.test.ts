@@ -247,98 +247,106 @@ describe("a healthy database passes", () => {
       ],
     });
     const stack = await stackFor(tag, cfg);
-    const out = collector();
-    let t0 = Date.now();
-    const up = await stack.up({ onOutput: out.onOutput });
-    time("healthy: pulumi up (9 steps)", t0);
-    expect(up.summary.result).toBe("succeeded");
-    const clone = `${POOL}/rehearsals/${tag}`;
-    const sourceSnap = `${SRC}@understudy-${tag}-${tag}`;
-    expect(up.outputs.clone.value.snapshot).toBe(sourceSnap);
-    expect(up.outputs.clone.value.dataset).toBe(clone);
-    expect(out.text()).toMatch(/preflight: PostgreSQL 13\.\d+ and 15\.\d+ installed, ports 26010, 26011, 26012, 26013 free/);
+    try {
+      const out = collector();
+      let t0 = Date.now();
+      const up = await stack.up({ onOutput: out.onOutput });
+      time("healthy: pulumi up (9 steps)", t0);
+      expect(up.summary.result).toBe("succeeded");
+      const clone = `${POOL}/rehearsals/${tag}`;
+      const sourceSnap = `${SRC}@understudy-${tag}-${tag}`;
+      expect(up.outputs.clone.value.snapshot).toBe(sourceSnap);
+      expect(up.outputs.clone.value.dataset).toBe(clone);
+      expect(out.text()).toMatch(/preflight: PostgreSQL 13\.\d+ and 15\.\d+ installed, ports 26010, 26011, 26012, 26013 free/);
 
-    // Steps: built-in and user steps in order, each with its own snapshot of the clone, which exists.
-    const report = up.outputs.report.value as RehearsalReport;
-    expect(report.status).toBe("passed");
-    expect(report.failure).toBeUndefined();
-    const names = ["recover", "check", "upgrade", "start", "post-upgrade", "analyze", "smoke", "app-check", "verify"];
-    expect(report.steps.map((s) => s.name)).toEqual(names);
-    const cloneSnaps = snapshotsOf(clone);
-    report.steps.forEach((s: StepRecord, i: number) => {
-      expect(s.status).toBe("ok");
-      expect(s.index).toBe(i + 1);
-      expect(s.snapshot).toBe(`${clone}@s${String(i + 1).padStart(2, "0")}-${s.name}`);
-      expect(cloneSnaps).toContain(s.snapshot);
-      expect(s.durationMs).toBeGreaterThan(0);
-    });
-    expect(up.outputs.steps.value).toEqual(report.steps);
-    expect(report.steps.find((s) => s.name === "app-check")!.detail).toMatch(/command exited 0: 200000/);
-    expect(report.source).toMatchObject({ dataset: SRC, snapshot: sourceSnap, version: 13 });
-    expect(report.target).toMatchObject({ version: 15, port });
+      // Steps: built-in and user steps in order, each with its own snapshot of the clone, which exists.
+      const report = up.outputs.report.value as RehearsalReport;
+      expect(report.status).toBe("passed");
+      expect(report.failure).toBeUndefined();
+      const names = ["recover", "check", "upgrade", "start", "post-upgrade", "analyze", "smoke", "app-check", "verify"];
+      expect(report.steps.map((s) => s.name)).toEqual(names);
+      const cloneSnaps = snapshotsOf(clone);
+      report.steps.forEach((s: StepRecord, i: number) => {
+        expect(s.status).toBe("ok");
+        expect(s.index).toBe(i + 1);
+        expect(s.snapshot).toBe(`${clone}@s${String(i + 1).padStart(2, "0")}-${s.name}`);
+        expect(cloneSnaps).toContain(s.snapshot);
+        expect(s.durationMs).toBeGreaterThan(0);
+      });
+      expect(up.outputs.steps.value).toEqual(report.steps);
+      expect(report.steps.find((s) => s.name === "app-check")!.detail).toMatch(/command exited 0: 200000/);
+      expect(report.source).toMatchObject({ dataset: SRC, snapshot: sourceSnap, version: 13 });
+      expect(report.target).toMatchObject({ version: 15, port });
 
-    // Verification: every check passes with equal values on both sides, covering the varied schema.
-    expect(report.checks.length).toBeGreaterThan(15);
-    for (const c of report.checks) {
-      expect(c.status, c.name).toBe("pass");
-      if (c.kind !== "assertion") expect(c.actual, c.name).toBe(c.expected);
+      // Verification: every check passes with equal values on both sides, covering the varied schema.
+      expect(report.checks.length).toBeGreaterThan(15);
+      for (const c of report.checks) {
+        expect(c.status, c.name).toBe("pass");
+        if (c.kind !== "assertion") expect(c.actual, c.name).toBe(c.expected);
+      }
+      const check = (name: string) => report.checks.find((c) => c.name === name);
+      for (const t of ["pgbench_branches", "orders_2025", "customers", "documents"]) {
+        expect(check(`checksum app.public.${t}`)?.expected, t).toMatch(/^\d+:[0-9a-f]{32}$/);
+      }
+      expect(check("checksum app.public.pgbench_branches")!.expected).toMatch(/^2:/);
+      expect(check("rows app.public.pgbench_accounts")!.expected).toBe("200000");
+      expect(check("rows app.public.orders_2025")!.expected).not.toBe("0"); // a partition
+      expect(check("rows app.public.orders_2026")).toBeDefined();
+      expect(check("rows app.public.revenue_by_month")).toBeDefined(); // a materialized view
+      expect(check("large objects in app")!.expected).toBe("20");
+      expect(check("sequence app.public.invoice_numbers")).toBeDefined();
+      expect(check("sequence app.public.customers_id_seq")).toBeDefined(); // identity column
+      for (const e of ["hstore", "pg_trgm", "plpgsql"]) expect(check(`extension app.${e}`)?.status).toBe("pass");
+      expect(check("every order has a customer")?.actual).toBe("t");
+      expect(check("large objects readable")?.actual).toBe("t");
+      // The clone holds the source as of the snapshot: the writer's history at that moment, not now.
+      const historyAtSnapshot = Number(check("rows app.public.pgbench_history")!.expected);
+      expect(historyAtSnapshot).toBeGreaterThan(0);
+      expect(historyAtSnapshot).toBeLessThan(Number(one(LIVE_PORT, "SELECT count(*) FROM pgbench_history")));
+
+      // Report files: JSON and Markdown, the same as the stack outputs.
+      const files = up.outputs.reportFiles.value as { json: string; markdown: string; html: string };
+      expect(files).toEqual({ json: path.join(reportRoot, tag, `${tag}.json`), markdown: path.join(reportRoot, tag, `${tag}.md`), html: path.join(reportRoot, tag, `${tag}.html`) });
+      const page = fs.readFileSync(files.html, "utf8");
+      for (const s of report.steps) expect(page).toContain(s.snapshot);
+      const written = readReport(tag);
+      expect(written.json).toEqual(report);
+      expect(written.markdown).toBe(up.outputs.reportMarkdown.value);
+      expect(written.markdown).toMatch(/^# Upgrade rehearsal `healthy`: PASSED/);
+      for (const s of report.steps) expect(written.markdown).toContain(`\`${s.snapshot}\``);
+      expect(written.markdown).toMatch(/## Verification: \d+ passed, 0 failed/);
+      expect(written.markdown).toMatch(/## Predicted cut-over downtime: /);
+
+      // The upgraded clone answers on its port, as PostgreSQL 15, with the data and the user steps' effects.
+      expect(psql(port, "SELECT current_setting('server_version_num')::int / 10000, (SELECT count(*) FROM pgbench_accounts), (SELECT count(*) FROM customers)", { bin: BIN15 })).toEqual([
+        ["15", "200000", "5000"],
+      ]);
+      expect(one(port, "SELECT extversion FROM pg_extension WHERE extname = 'hstore'", { bin: BIN15 })).toMatch(/^\d+\.\d+$/);
+      expect(up.outputs.upgraded.value.connectionString).toBe(`postgresql:///app?host=${SOCK}&port=${port}&user=postgres`);
+
+      // Nothing to do on a second look.
+      t0 = Date.now();
+      const preview = await stack.preview();
+      time("healthy: pulumi preview", t0);
+      expect(Object.keys(preview.changeSummary)).toEqual(["same"]);
+
+      // Destroy: the clone, every step snapshot, the source snapshot and the PostgreSQL 15 server are gone.
+      t0 = Date.now();
+      const destroy = await stack.destroy();
+      time("healthy: pulumi destroy", t0);
+      expect(destroy.summary.result).toBe("succeeded");
+      expect(datasetExists(clone)).toBe(false);
+      expect(datasetExists(sourceSnap)).toBe(false);
+      expect(snapshotsOf(SRC)).toEqual(before.snapshots);
+      expect(poolContents().filter((n) => n.startsWith(`${POOL}/rehearsals/`))).toEqual([]);
+      expect(processesOnClones()).toEqual([]);
+      expect(() => psql(port, "SELECT 1", { bin: BIN15 })).toThrow(/No such file or directory|could not connect|Connection refused/);
+      await stack.workspace.removeStack(tag);
+    } catch (e) {
+      // A failure here must not leave the upgraded server running for every later test to trip over.
+      await stack.destroy().catch(() => undefined);
+      throw e;
     }
-    const check = (name: string) => report.checks.find((c) => c.name === name);
-    for (const t of ["pgbench_branches", "orders_2025", "customers", "documents"]) {
-      expect(check(`checksum app.public.${t}`)?.expected, t).toMatch(/^\d+:[0-9a-f]{32}$/);
-    }
-    expect(check("checksum app.public.pgbench_branches")!.expected).toMatch(/^2:/);
-    expect(check("rows app.public.pgbench_accounts")!.expected).toBe("200000");
-    expect(check("rows app.public.orders_2025")!.expected).not.toBe("0"); // a partition
-    expect(check("rows app.public.orders_2026")).toBeDefined();
-    expect(check("rows app.public.revenue_by_month")).toBeDefined(); // a materialized view
-    expect(check("large objects in app")!.expected).toBe("20");
-    expect(check("sequence app.public.invoice_numbers")).toBeDefined();
-    expect(check("sequence app.public.customers_id_seq")).toBeDefined(); // identity column
-    for (const e of ["hstore", "pg_trgm", "plpgsql"]) expect(check(`extension app.${e}`)?.status).toBe("pass");
-    expect(check("every order has a customer")?.actual).toBe("t");
-    expect(check("large objects readable")?.actual).toBe("t");
-    // The clone holds the source as of the snapshot: the writer's history at that moment, not now.
-    const historyAtSnapshot = Number(check("rows app.public.pgbench_history")!.expected);
-    expect(historyAtSnapshot).toBeGreaterThan(0);
-    expect(historyAtSnapshot).toBeLessThan(Number(one(LIVE_PORT, "SELECT count(*) FROM pgbench_history")));
-
-    // Report files: JSON and Markdown, the same as the stack outputs.
-    const files = up.outputs.reportFiles.value as { json: string; markdown: string };
-    expect(files).toEqual({ json: path.join(reportRoot, tag, `${tag}.json`), markdown: path.join(reportRoot, tag, `${tag}.md`) });
-    const written = readReport(tag);
-    expect(written.json).toEqual(report);
-    expect(written.markdown).toBe(up.outputs.reportMarkdown.value);
-    expect(written.markdown).toMatch(/^# Upgrade rehearsal `healthy`: PASSED/);
-    for (const s of report.steps) expect(written.markdown).toContain(`\`${s.snapshot}\``);
-    expect(written.markdown).toMatch(/## Verification: \d+ passed, 0 failed/);
-    expect(written.markdown).toMatch(/## Predicted cut-over downtime: /);
-
-    // The upgraded clone answers on its port, as PostgreSQL 15, with the data and the user steps' effects.
-    expect(psql(port, "SELECT current_setting('server_version_num')::int / 10000, (SELECT count(*) FROM pgbench_accounts), (SELECT count(*) FROM customers)", { bin: BIN15 })).toEqual([
-      ["15", "200000", "5000"],
-    ]);
-    expect(one(port, "SELECT extversion FROM pg_extension WHERE extname = 'hstore'", { bin: BIN15 })).toMatch(/^\d+\.\d+$/);
-    expect(up.outputs.upgraded.value.connectionString).toBe(`postgresql:///app?host=${SOCK}&port=${port}&user=postgres`);
-
-    // Nothing to do on a second look.
-    t0 = Date.now();
-    const preview = await stack.preview();
-    time("healthy: pulumi preview", t0);
-    expect(Object.keys(preview.changeSummary)).toEqual(["same"]);
-
-    // Destroy: the clone, every step snapshot, the source snapshot and the PostgreSQL 15 server are gone.
-    t0 = Date.now();
-    const destroy = await stack.destroy();
-    time("healthy: pulumi destroy", t0);
-    expect(destroy.summary.result).toBe("succeeded");
-    expect(datasetExists(clone)).toBe(false);
-    expect(datasetExists(sourceSnap)).toBe(false);
-    expect(snapshotsOf(SRC)).toEqual(before.snapshots);
-    expect(poolContents().filter((n) => n.startsWith(`${POOL}/rehearsals/`))).toEqual([]);
-    expect(processesOnClones()).toEqual([]);
-    expect(() => psql(port, "SELECT 1", { bin: BIN15 })).toThrow(/No such file or directory|could not connect|Connection refused/);
-    await stack.workspace.removeStack(tag);
   });
 });
 

@@ -103,10 +103,13 @@ describe("UpgradeRehearsal input checks (no engine)", () => {
     );
   });
 
-  // No host here: live's layout (read while the program runs) is given, one plain dataset.
+  // No host here: what the program reads on live (its layout, its replication) fails to be
+  // read, and the components fall back as they do when a host cannot be reached: one plain
+  // dataset, no replication listed.
+  const unreachable = new Proxy({}, { get: () => () => Promise.reject(new Error("no host in this test")) });
   class NoHostZfs extends ZfsStorage {
-    override withStorage<T>(): pulumi.Output<T> {
-      return pulumi.output({ volumes: ["tank/pg13"] }) as unknown as pulumi.Output<T>;
+    override withStorage<T>(fn: (s: never, h: never) => Promise<T>): pulumi.Output<T> {
+      return pulumi.output(fn(unreachable as never, unreachable as never)) as unknown as pulumi.Output<T>;
     }
   }
   const args = (over: Partial<UpgradeRehearsalArgs> = {}): UpgradeRehearsalArgs => ({
