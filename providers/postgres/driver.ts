@@ -555,8 +555,22 @@ export class PostgresDriver {
       const r = await this.host.run(["bash", "-c", 'exec 3<>"/dev/tcp/127.0.0.1/$1"', "probe", String(port)], { okExitCodes: [0, 1], timeoutMs: SHORT });
       inUse = r.exitCode === 0;
     }
-    if (!inUse && socketDir !== undefined) inUse = await this.exists(`${socketDir}/.s.PGSQL.${port}.lock`);
+    if (!inUse && socketDir !== undefined) inUse = await this.socketLockHeld(`${socketDir}/.s.PGSQL.${port}.lock`);
     if (inUse) throw new PostgresInputError(field, `port ${port} is already in use on ${this.host.description}`);
+  }
+
+  /**
+   * Whether a socket lock file belongs to a running server. A server killed with -9 leaves
+   * its lock behind; PostgreSQL replaces such a lock when its pid is gone, so only a lock
+   * whose pid runs holds the port.
+   */
+  private async socketLockHeld(lock: string): Promise<boolean> {
+    if (!(await this.exists(lock))) return false;
+    const r = await this.host.runAs(this.osUser, ["head", "-n", "1", "--", lock], { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" });
+    const pid = r.stdout.trim();
+    if (r.exitCode !== 0 || !/^\d+$/.test(pid)) return true; // unreadable: assume held
+    const alive = await this.host.runAs("root", ["kill", "-0", pid], { okExitCodes: [0, 1], timeoutMs: SHORT });
+    return alive.exitCode === 0;
   }
 
   // ---------------------------------------------------------------- operations

@@ -243,7 +243,10 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       held: true,
       run: async () => {
         const set = (await env.storage.findSnapshotSet(s.liveVolumes, st.finalSnapshot)) as SnapshotSet;
-        const made = await env.storage.clone(set, s.liveVolumes.map((src, i) => ({ source: src, target: st.newVolumes[i] })), s.owner);
+        // The new live is a production volume: it keeps live's own settings (ZFS: recordsize,
+        // compression, logbias, ...), which a clone would otherwise take from its parent.
+        const props = await Promise.all(s.liveVolumes.map(async (v) => (await env.storage.volume(v))?.properties ?? {}));
+        const made = await env.storage.clone(set, s.liveVolumes.map((src, i) => ({ source: src, target: st.newVolumes[i], properties: props[i] })), s.owner);
         const mnt = made[0].mountpoint;
         if (!mnt) throw new Error(`the clone ${made[0].id} is not mounted`);
         st.pg = newLivePgPlan(s, mnt);

@@ -213,6 +213,8 @@ beforeAll(async () => {
   const t0 = Date.now();
   await cleanupEverything(); // left over from an earlier, crashed run
   sh(["bash", LIVE, "up", POOL, String(LIVE_PORT), "2"]);
+  // Live's own dataset settings, which the new live must keep (a clone takes its parent's).
+  sh(["zfs", "set", "recordsize=16K", "logbias=throughput", `${POOL}/pg13`]);
   backend = fileBackend();
   program = fixtureProgram("promotion-program");
   reportDir = tempDir("prom-reports");
@@ -322,6 +324,9 @@ describe("Promotion through PgBouncer", () => {
     expect(fs.readFileSync(`${LIVE_DIR}/PG_VERSION`, "utf8").trim()).toBe("13");
     expect(datasetExists(SRC)).toBe(true);
     expect(datasetExists(NEW_LIVE)).toBe(true);
+    const prop = (p: string) => sh(["zfs", "get", "-H", "-o", "value,source", p, NEW_LIVE]).trim().split("\t");
+    expect(prop("recordsize")).toEqual(["16K", "local"]);
+    expect(prop("logbias")).toEqual(["throughput", "local"]);
     expect(snapshotsOf(SRC)).toContain(ep.finalSnapshot);
     oldLiveTree = treeChecksum(LIVE_DIR);
 
