@@ -7,7 +7,7 @@
 import { InputError, InputErrors, collectInputError } from "../errors";
 import { validateArgv, validateListenPort, validatePgName, validateSocketDir, validateTimeoutMs } from "../validate";
 import { validateListen } from "../postgres/validate";
-import { validateEntryName, validateInstanceName, validateListenAddr, validateTarget } from "../endpoint/pgbouncer-config";
+import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validateTarget } from "../endpoint/pgbouncer-config";
 import { DEFAULTS } from "./defaults";
 import { UNKNOWN_ID, type RehearsalPlan, type VolumeIdCheck } from "./rehearsal";
 
@@ -26,6 +26,8 @@ export interface EndpointPlan {
   /** How long PAUSE may wait for transactions in flight. */
   pauseTimeoutMs: number;
   retainOnDelete: boolean;
+  /** Where PgBouncer reaches live and the new live over TCP (absent: their unix socket directory). */
+  serverHost?: string;
 }
 
 export interface PromotionPlan {
@@ -47,10 +49,22 @@ export interface PromotionArgsPlain {
     authType?: AuthType;
     pauseTimeoutMs?: number;
     retainOnDelete?: boolean;
+    serverHost?: string;
+    /** Only whether users are given matters here (their values may be secrets, unknown while planning). */
+    users?: unknown;
   };
   newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string };
   liveStartCommand?: string[];
   liveStopCommand?: string[];
+}
+
+function isNetworkHost(v: unknown): v is string {
+  try {
+    validateNetworkHost(v);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Names a derived volume next to another (the storage's naming rule; injected). */
@@ -64,6 +78,17 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   check(() => validateInstanceName(e.name, "endpoint.name"));
   check(() => validateListenPort(e.listenPort, "endpoint.listenPort"));
   check(() => validateListenAddr(e.listenAddr, "endpoint.listenAddr"));
+  check(() => assertTrustOnLoopback(e.authType, e.listenAddr, "endpoint.listenAddr"));
+  if (e.serverHost !== undefined) {
+    check(() => {
+      validateNetworkHost(e.serverHost, "endpoint.serverHost");
+      // The new live is reached there too: it must listen on it.
+      const listen = p.newLive.listen.split(",").map((x) => x.trim());
+      if (!listen.some((x) => x === e.serverHost || x === "*" || x === "0.0.0.0" || x === "::")) {
+        throw new InputError("newLive.listen", `${JSON.stringify(p.newLive.listen)} does not include endpoint.serverHost ${JSON.stringify(e.serverHost)}: PgBouncer could not reach the new live (leave newLive.listen unset to listen there)`);
+      }
+    });
+  }
   check(() => validateEntryName(e.database, "endpoint.database"));
   // The cut-over also reads live's sequences in that database with psql.
   check(() => validatePgName(e.database, "endpoint.database", "database name"));
@@ -122,12 +147,14 @@ export function resolvePromotionPlan(
       authType: ep.authType ?? DEFAULTS.authType,
       pauseTimeoutMs: ep.pauseTimeoutMs ?? DEFAULTS.pauseTimeoutMs,
       retainOnDelete: ep.retainOnDelete ?? DEFAULTS.retainEndpoint,
+      ...(ep.serverHost !== undefined ? { serverHost: ep.serverHost } : {}),
     },
     newLive: {
       dataset: args.newLive?.dataset ?? (typeof rehearsal.clone.dataset === "string" ? opts.sibling(rehearsal.clone.dataset, `${opts.sanitize(name)}-live-pg${rehearsal.to}`) : ""),
       port: args.newLive?.port ?? rehearsal.postgres.port + DEFAULTS.newLivePortOffset,
       socketDir: args.newLive?.socketDir ?? rehearsal.source.socketDir,
-      listen: args.newLive?.listen ?? rehearsal.postgres.listen,
+      // PgBouncer reaches the new live where it reaches live: on serverHost when given.
+      listen: args.newLive?.listen ?? (ep.serverHost !== undefined && isNetworkHost(ep.serverHost) ? ep.serverHost : rehearsal.postgres.listen),
     },
     live: {
       ...(args.liveStartCommand !== undefined ? { startCommand: args.liveStartCommand } : {}),
@@ -135,6 +162,10 @@ export function resolvePromotionPlan(
     },
   };
   const errors = checkPromotionPlan(plan, rehearsal, opts.volumeId);
+  // With a password method, PgBouncer has to know every client's password: no users, no client gets in.
+  if (plan.endpoint.authType !== "trust" && ep.users === undefined) {
+    errors.push(new InputError("endpoint.users", `required with authType ${JSON.stringify(plan.endpoint.authType)}: the users clients log in as, with their passwords (PgBouncer also logs into the server with them); pass them as a secret`));
+  }
   if (errors.length) throw new InputErrors(errors, `invalid arguments for ${name} (nothing was run)`);
   return plan;
 }

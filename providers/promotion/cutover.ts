@@ -20,7 +20,7 @@ import { debianBinDir } from "../plan/defaults";
 import { validatePlannedSteps, type PlannedStep } from "../plan/steps";
 import type { UpgradeMode } from "../plan/rehearsal";
 import { checkPromotionPlan, type PromotionPlan } from "../plan/promotion";
-import { resolveConfig } from "../endpoint/pgbouncer-config";
+import { checkConfig } from "../endpoint/pgbouncer-config";
 import { validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
 import { PgLiveServer } from "../runner/live";
 import { liveTarget, newLiveTarget, promote, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
@@ -57,9 +57,12 @@ export interface CutOverInputs {
   promote: boolean;
   /** The storage backend (absent in 0.1.0 state: ZFS). */
   storage?: StorageSpec;
+  /** PgBouncer's config; its admin password is read from the instance's userlist on the host (one copy of the secret in state: the endpoint's). */
   endpoint: PgBouncerEndpointConfig;
   database: string;
   pauseTimeoutMs: number;
+  /** Where PgBouncer reaches live and the new live over TCP (absent: their unix socket directory, as in 0.1.0). */
+  serverHost?: string;
   live: LiveSpec;
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
   to: number;
@@ -91,7 +94,7 @@ export interface CutOverOutputs extends CutOverInputs {
 /** Nothing here is ever replaced: promote flips are updates (promote / roll back); the rest is remembered for the next flip. */
 export const CUTOVER_DIFF: DiffSpec = {
   replace: [],
-  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal"],
+  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "serverHost", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal"],
 };
 
 /** 0.1.0 state -> this shape. */
@@ -130,6 +133,7 @@ export function specOf(i: CutOverInputs, prior?: CutOverOutputs): CutoverSpec {
     database: i.database,
     pauseTimeoutMs: i.pauseTimeoutMs,
     newLive: i.newLive,
+    ...(i.serverHost !== undefined ? { serverHost: i.serverHost } : {}),
     ...(prior ? { prior: { state: prior.state } } : {}),
   };
 }
@@ -157,8 +161,8 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
   check(n.to, () => validateVersion(n.to, "to"));
   if (n.toBinDir !== undefined) check(n.toBinDir, () => validatePath(n.toBinDir, "toBinDir", "bin directory"));
   check(n.steps, () => validatePlannedSteps(n.steps, "steps"));
-  check(n.endpoint, () => resolveConfig(n.endpoint));
-  if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs)) return errors;
+  check(n.endpoint, () => checkConfig(n.endpoint));
+  if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs) || !known(n.serverHost)) return errors;
   const plan: PromotionPlan = {
     name: n.label,
     endpoint: {
@@ -170,6 +174,7 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
       authType: n.endpoint.authType ?? "scram-sha-256",
       pauseTimeoutMs: n.pauseTimeoutMs,
       retainOnDelete: true,
+      ...(n.serverHost !== undefined ? { serverHost: n.serverHost } : {}),
     },
     newLive: n.newLive,
     live: { ...(n.live.startCommand !== undefined ? { startCommand: n.live.startCommand } : {}), ...(n.live.stopCommand !== undefined ? { stopCommand: n.live.stopCommand } : {}) },
@@ -216,7 +221,8 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
       stopCommand: i.live.stopCommand,
       logFile: `/var/log/understudy/live-${i.stack}.log`,
     });
-    const bouncer = new PgBouncerEndpoint(host, i.endpoint);
+    // The admin password from the endpoint's userlist on the host (0600), not from an input.
+    const bouncer = await PgBouncerEndpoint.open(host, i.endpoint);
     const replay: Replay = async (step, pgPlan, state) => {
       const r = await runStep(
         { host, storage, pg, log },

@@ -94,6 +94,8 @@ export interface CutoverSpec {
   database: string;
   pauseTimeoutMs: number;
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
+  /** Where PgBouncer reaches live and the new live over TCP (default: their unix socket directory). */
+  serverHost?: string;
   /** State left by the last promotion of this resource (for the next generation's name). */
   prior?: { state: string };
 }
@@ -114,11 +116,11 @@ export const FAILED_ATTEMPT = "failed-attempt";
 const target = (socketDir: string, port: number, dbname: string): DatabaseTarget => ({ host: socketDir, port, dbname });
 
 export function liveTarget(s: CutoverSpec): DatabaseTarget {
-  return target(s.source.socketDir, s.source.port, s.database);
+  return target(s.serverHost ?? s.source.socketDir, s.source.port, s.database);
 }
 
 export function newLiveTarget(s: CutoverSpec): DatabaseTarget {
-  return target(s.newLive.socketDir, s.newLive.port, s.database);
+  return target(s.serverHost ?? s.newLive.socketDir, s.newLive.port, s.database);
 }
 
 /** The new live's PostgreSQL parameters on a clone mounted at `mountpoint` (the rehearsal's rules, the new live's server). */
