@@ -4,7 +4,7 @@ import { PgBouncerEndpointResource } from "../providers/endpoint/resource";
 import { CutOver } from "../providers/promotion/cutover";
 import { UpgradeRehearsal } from "./upgrade-rehearsal";
 import { ownerId, sanitize } from "../providers/common";
-import { resolvePromotionPlan } from "../providers/plan/promotion";
+import { queryWaitTimeoutFor, resolvePromotionPlan } from "../providers/plan/promotion";
 import { UNKNOWN_ID } from "../providers/plan/rehearsal";
 import { checked } from "./errors";
 import type { CutoverRecord, RehearsalReport } from "../providers/rehearsal/report";
@@ -45,6 +45,13 @@ export interface PromotionArgs {
   };
   /** The new live: a clone of the final snapshot, upgraded. */
   newLive?: { dataset?: pulumi.Input<string>; port?: number; socketDir?: string; listen?: string };
+  /**
+   * How long a promotion (or roll-back) may hold clients in all, in ms: default 300000, from
+   * 30000 to 3600000. No held phase starts after it (what ran is undone, clients resume on
+   * live); PgBouncer's `query_wait_timeout` is set a minute above it, so held clients are not
+   * dropped first; a promotion whose rehearsal predicted a longer pause is refused in preview.
+   */
+  switchoverTimeoutMs?: number;
   /** How live is started and stopped, as argv (default: pg_ctl, with the options live was started with). */
   liveStartCommand?: string[];
   liveStopCommand?: string[];
@@ -104,6 +111,7 @@ export class Promotion extends pulumi.ComponentResource {
           newLive: { ...args.newLive, dataset: known(args.newLive?.dataset) ? args.newLive.dataset : undefined },
           liveStartCommand: args.liveStartCommand,
           liveStopCommand: args.liveStopCommand,
+          switchoverTimeoutMs: args.switchoverTimeoutMs,
         },
         rp,
         {
@@ -122,6 +130,7 @@ export class Promotion extends pulumi.ComponentResource {
       listenAddr: ep.listenAddr,
       poolMode: ep.poolMode,
       authType: ep.authType,
+      queryWaitTimeoutMs: queryWaitTimeoutFor(plan.switchoverTimeoutMs!) * 1000,
       ...(users ? { users } : {}),
       databases: { [ep.database]: { host: ep.serverHost ?? rp.source.socketDir, port: rp.source.port, dbname: ep.database } },
     }));
@@ -141,6 +150,7 @@ export class Promotion extends pulumi.ComponentResource {
         database: ep.database,
         pauseTimeoutMs: ep.pauseTimeoutMs,
         ...(ep.serverHost !== undefined ? { serverHost: ep.serverHost } : {}),
+        switchoverTimeoutMs: plan.switchoverTimeoutMs,
         live: pulumi.all([r.plan, r.sourceVolumes, r.layout]).apply(([p, volumes, layout]) => ({
           dataset: p.source.dataset,
           pgdata: p.source.pgdata,

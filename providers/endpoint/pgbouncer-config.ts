@@ -308,6 +308,12 @@ export interface PgBouncerEndpointConfig {
   databases?: Record<string, DatabaseTarget>;
   /** How long `ensure()` waits for the admin console after starting. Default 15000. */
   startTimeoutMs?: number;
+  /**
+   * `query_wait_timeout` in milliseconds (written in whole seconds): how long a client's query
+   * may wait for a server connection, PAUSE included, before PgBouncer drops the client.
+   * Unset: PgBouncer's default (120 s). A Promotion sets it a minute above its switchover timeout.
+   */
+  queryWaitTimeoutMs?: number;
 }
 
 /** The config with every default applied and every path derived. */
@@ -330,6 +336,7 @@ export interface ResolvedPgBouncerConfig {
   defaultPoolSize: number;
   databases: Record<string, DatabaseTarget>;
   startTimeoutMs: number;
+  queryWaitTimeoutMs?: number;
   paths: PgBouncerPaths;
 }
 
@@ -402,6 +409,7 @@ const configSchema = z
     defaultPoolSize: z.number().int().min(1).max(10000).optional(),
     databases: z.record(z.unknown()).optional(),
     startTimeoutMs: z.number().int().min(100).max(600000).optional(),
+    queryWaitTimeoutMs: z.number().int().min(1000).max(86_400_000).optional(),
   })
   .strict();
 
@@ -483,6 +491,7 @@ export function resolveConfig(input: PgBouncerEndpointConfig): ResolvedPgBouncer
     defaultPoolSize: c.defaultPoolSize ?? 20,
     databases,
     startTimeoutMs: c.startTimeoutMs ?? 15000,
+    ...(c.queryWaitTimeoutMs !== undefined ? { queryWaitTimeoutMs: c.queryWaitTimeoutMs } : {}),
     paths: pathsFor(configDir),
   };
 }
@@ -522,6 +531,7 @@ export function renderIni(c: ResolvedPgBouncerConfig): string {
     `default_pool_size = ${c.defaultPoolSize}`,
     `ignore_startup_parameters = ${c.ignoreStartupParameters.join(",")}`,
     `server_reset_query = ${c.serverResetQuery}`,
+    ...(c.queryWaitTimeoutMs !== undefined ? [`query_wait_timeout = ${Math.ceil(c.queryWaitTimeoutMs / 1000)}`] : []),
     `logfile = ${c.paths.logfile}`,
     `pidfile = ${c.paths.pidfile}`,
     "",

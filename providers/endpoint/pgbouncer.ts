@@ -512,6 +512,34 @@ export class PgBouncerEndpoint {
     return { created, started, restarted, reloaded, pid };
   }
 
+  /**
+   * Make PgBouncer's `query_wait_timeout` at least `minSeconds` (0, no limit, is left alone):
+   * the running value from SHOW CONFIG; when lower, the `query_wait_timeout` line of the ini
+   * is written (a runtime SET would not survive the RELOAD of a switch), then RELOAD. Returns
+   * the value it had when it was raised, else undefined. For an endpoint whose config has no
+   * `queryWaitTimeoutMs` yet (made by 0.1.0): its next `ensure()` writes the config's ini again.
+   */
+  async raiseQueryWaitTimeout(minSeconds: number): Promise<number | undefined> {
+    if (!Number.isInteger(minSeconds) || minSeconds < 1 || minSeconds > 86_400) throw new PgBouncerConfigError("queryWaitTimeout", `${minSeconds} must be whole seconds from 1 to 86400`);
+    const rows = await this.withAdmin((a) => a.query("SHOW CONFIG"));
+    const current = Number(rows.find((r) => r.key === "query_wait_timeout")?.value);
+    if (!Number.isFinite(current) || current === 0 || current >= minSeconds) return undefined;
+    const ini = await this.readOptional(this.paths.ini);
+    if (ini === undefined) throw new PgBouncerError(`${this.paths.ini} does not exist on ${this.host.description}: run ensure() first`, { host: this.host.description, clients: "unaffected" });
+    const line = `query_wait_timeout = ${minSeconds}`;
+    const lines = ini.split("\n");
+    const at = lines.findIndex((l) => /^query_wait_timeout\s*=/.test(l));
+    if (at >= 0) lines[at] = line;
+    else {
+      const section = lines.indexOf("[pgbouncer]");
+      if (section < 0) throw new PgBouncerError(`${this.paths.ini} on ${this.host.description} has no [pgbouncer] section; not rewriting it`, { host: this.host.description, clients: "unaffected" });
+      lines.splice(section + 1, 0, line);
+    }
+    await this.writeOwned(this.paths.ini, lines.join("\n"), "0644");
+    await this.reload();
+    return current;
+  }
+
   /** Until the admin console accepts this config's admin user (after a reload by signal). */
   private async waitForAdmin(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;

@@ -70,7 +70,14 @@ export const pgBouncerEndpointProvider: pulumi.dynamic.ResourceProvider = {
     return { inputs: n, failures };
   },
   async diff(_id: string, o: Outputs, n: Inputs) {
-    return diff(o as unknown as Record<string, unknown>, n as unknown as Record<string, unknown>);
+    // State written before queryWaitTimeoutMs existed (0.1.0): gaining it is not a change by
+    // itself (the cut-over raises query_wait_timeout on the host when it switches).
+    let news = n;
+    if (o.config && o.config.queryWaitTimeoutMs === undefined && n.config && !isUnknown(n.config) && n.config.queryWaitTimeoutMs !== undefined) {
+      const { queryWaitTimeoutMs: _added, ...rest } = n.config;
+      news = { ...n, config: rest };
+    }
+    return diff(o as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
   },
   async create(i: Inputs) {
     const outs = await ensure(i, adminPasswordFor(i.config, undefined));

@@ -33,6 +33,8 @@ export interface EndpointPlan {
 export interface PromotionPlan {
   name: string;
   endpoint: EndpointPlan;
+  /** How long clients may be held in all; PgBouncer's query_wait_timeout is set above it. */
+  switchoverTimeoutMs?: number;
   /** The new live: a clone of live's final snapshot, upgraded. */
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
   /** argv that start / stop live (default: pg_ctl with the options live was started with). */
@@ -56,6 +58,27 @@ export interface PromotionArgsPlain {
   newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string };
   liveStartCommand?: string[];
   liveStopCommand?: string[];
+  switchoverTimeoutMs?: number;
+}
+
+/** The switchover timeout: 30 s to 1 h. */
+export function validateSwitchoverTimeout(v: unknown, field = "switchoverTimeoutMs"): number {
+  return validateTimeoutMs(v, field, { min: 30_000, max: 3_600_000 });
+}
+
+/** PgBouncer's query_wait_timeout for a switchover timeout: a minute above it, in whole seconds. */
+export function queryWaitTimeoutFor(switchoverTimeoutMs: number): number {
+  return Math.ceil(switchoverTimeoutMs / 1000) + 60;
+}
+
+/** Refuse a promotion whose rehearsal predicted a longer pause than the switchover timeout allows. */
+export function assertPredictedWithin(predictedMs: unknown, switchoverTimeoutMs: number, rehearsal = "the rehearsal"): void {
+  if (typeof predictedMs === "number" && predictedMs > switchoverTimeoutMs) {
+    throw new InputError(
+      "switchoverTimeoutMs",
+      `${switchoverTimeoutMs} ms is shorter than the pause ${rehearsal} predicted (${predictedMs} ms): clients would be held past it and the switch given up. Raise switchoverTimeoutMs (at most 3600000), or shorten the cut-over (fewer cut-over steps, the logical method)`,
+    );
+  }
 }
 
 function isNetworkHost(v: unknown): v is string {
@@ -124,6 +147,7 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   if (p.newLive.dataset !== UNKNOWN_ID && (p.newLive.dataset === r.source.dataset || p.newLive.dataset === r.clone?.dataset)) {
     errors.push(new InputError("newLive.dataset", "must differ from the source and from the rehearsal's clone"));
   }
+  if (p.switchoverTimeoutMs !== undefined) check(() => validateSwitchoverTimeout(p.switchoverTimeoutMs));
   if (p.live.startCommand !== undefined) check(() => validateArgv(p.live.startCommand, "liveStartCommand"));
   if (p.live.stopCommand !== undefined) check(() => validateArgv(p.live.stopCommand, "liveStopCommand"));
   return errors;
@@ -156,6 +180,7 @@ export function resolvePromotionPlan(
       // PgBouncer reaches the new live where it reaches live: on serverHost when given.
       listen: args.newLive?.listen ?? (ep.serverHost !== undefined && isNetworkHost(ep.serverHost) ? ep.serverHost : rehearsal.postgres.listen),
     },
+    switchoverTimeoutMs: args.switchoverTimeoutMs ?? DEFAULTS.switchoverTimeoutMs,
     live: {
       ...(args.liveStartCommand !== undefined ? { startCommand: args.liveStartCommand } : {}),
       ...(args.liveStopCommand !== undefined ? { stopCommand: args.liveStopCommand } : {}),

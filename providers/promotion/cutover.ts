@@ -19,7 +19,7 @@ import { openStorage, validateStorageSpec, type StorageSpec } from "../storage";
 import { debianBinDir } from "../plan/defaults";
 import { validatePlannedSteps, type PlannedStep } from "../plan/steps";
 import type { UpgradeMode } from "../plan/rehearsal";
-import { checkPromotionPlan, type PromotionPlan } from "../plan/promotion";
+import { assertPredictedWithin, checkPromotionPlan, queryWaitTimeoutFor, validateSwitchoverTimeout, type PromotionPlan } from "../plan/promotion";
 import { checkConfig } from "../endpoint/pgbouncer-config";
 import { validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
 import { PgLiveServer } from "../runner/live";
@@ -63,6 +63,8 @@ export interface CutOverInputs {
   pauseTimeoutMs: number;
   /** Where PgBouncer reaches live and the new live over TCP (absent: their unix socket directory, as in 0.1.0). */
   serverHost?: string;
+  /** How long clients may be held in all (absent in 0.1.0 state: unbounded). Read at the next switch; changing it alone changes nothing now. */
+  switchoverTimeoutMs?: number;
   live: LiveSpec;
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
   to: number;
@@ -94,6 +96,8 @@ export interface CutOverOutputs extends CutOverInputs {
 /** Nothing here is ever replaced: promote flips are updates (promote / roll back); the rest is remembered for the next flip. */
 export const CUTOVER_DIFF: DiffSpec = {
   replace: [],
+  // Used by the next switch (from the new inputs); no update of its own, so state written by 0.1.0 shows no change.
+  ignore: ["switchoverTimeoutMs"],
   update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "serverHost", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal"],
 };
 
@@ -134,6 +138,7 @@ export function specOf(i: CutOverInputs, prior?: CutOverOutputs): CutoverSpec {
     pauseTimeoutMs: i.pauseTimeoutMs,
     newLive: i.newLive,
     ...(i.serverHost !== undefined ? { serverHost: i.serverHost } : {}),
+    ...(i.switchoverTimeoutMs !== undefined ? { switchoverTimeoutMs: i.switchoverTimeoutMs } : {}),
     ...(prior ? { prior: { state: prior.state } } : {}),
   };
 }
@@ -162,6 +167,13 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
   if (n.toBinDir !== undefined) check(n.toBinDir, () => validatePath(n.toBinDir, "toBinDir", "bin directory"));
   check(n.steps, () => validatePlannedSteps(n.steps, "steps"));
   check(n.endpoint, () => checkConfig(n.endpoint));
+  if (n.switchoverTimeoutMs !== undefined) {
+    check(n.switchoverTimeoutMs, () => validateSwitchoverTimeout(n.switchoverTimeoutMs, "switchoverTimeoutMs"));
+    // Refused in preview: a switch the rehearsal says would hold clients longer than allowed.
+    if (n.promote === true && known(n.rehearsal) && n.rehearsal && typeof n.switchoverTimeoutMs === "number") {
+      check(n.rehearsal, () => assertPredictedWithin(n.rehearsal.predictedCutoverMs, n.switchoverTimeoutMs!, `the rehearsal ${n.rehearsal.name}`));
+    }
+  }
   if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs) || !known(n.serverHost)) return errors;
   const plan: PromotionPlan = {
     name: n.label,
@@ -206,7 +218,7 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer 
   };
 }
 
-async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverSpec) => Promise<T>, prior?: CutOverOutputs): Promise<T> {
+async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverSpec) => Promise<T>, prior?: CutOverOutputs, switching = false): Promise<T> {
   return await withHost(i.connection, async (host) => {
     const pg = new PostgresDriver(host, { osUser: i.live.osUser });
     const storage = openStorage(i.storage, host);
@@ -223,6 +235,13 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
     });
     // The admin password from the endpoint's userlist on the host (0600), not from an input.
     const bouncer = await PgBouncerEndpoint.open(host, i.endpoint);
+    if (switching && i.switchoverTimeoutMs !== undefined) {
+      // Clients held up to the switchover timeout must not be dropped by PgBouncer first
+      // (an endpoint made by 0.1.0 still has PgBouncer's default of 120 s).
+      const need = queryWaitTimeoutFor(i.switchoverTimeoutMs);
+      const was = await bouncer.raiseQueryWaitTimeout(need);
+      if (was !== undefined) log(`PgBouncer ${i.endpoint.name}: query_wait_timeout raised from ${was} s to ${need} s (above switchoverTimeoutMs ${i.switchoverTimeoutMs} ms)`);
+    }
     const replay: Replay = async (step, pgPlan, state) => {
       const r = await runStep(
         { host, storage, pg, log },
@@ -298,6 +317,7 @@ async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): P
       };
     },
     prior,
+    true,
   );
 }
 
@@ -339,6 +359,7 @@ async function doRollBack(i: CutOverInputs, prior: CutOverOutputs): Promise<CutO
       };
     },
     prior,
+    true,
   );
 }
 

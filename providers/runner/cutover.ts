@@ -96,6 +96,8 @@ export interface CutoverSpec {
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
   /** Where PgBouncer reaches live and the new live over TCP (default: their unix socket directory). */
   serverHost?: string;
+  /** Bound on how long clients are held (runPhases' holdTimeoutMs); absent: unbounded, as in 0.1.0. */
+  switchoverTimeoutMs?: number;
   /** State left by the last promotion of this resource (for the next generation's name). */
   prior?: { state: string };
 }
@@ -368,7 +370,7 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
   const db = s.database;
   let run: PhaseRun;
   try {
-    run = await runPhases(wrap(replayPhases(env, st)), st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log });
+    run = await runPhases(wrap(replayPhases(env, st)), st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
   } catch (e) {
     // Undone in full: nothing for a later run to recover. An undo that failed leaves the
     // journal open, so the next run restores what the host shows.
@@ -439,7 +441,7 @@ export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: 
   ];
   let run: PhaseRun;
   try {
-    run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log });
+    run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
   } catch (e) {
     if (e instanceof PhaseError && e.undoFailures.length === 0) await finishJournal(env, entry, "undone");
     throw e;
