@@ -373,7 +373,13 @@ export const cutOverProvider: UnderstudyProvider = {
     return { inputs: n, failures };
   },
   async diff(_id: string, o: CutOverOutputs, n: CutOverInputs) {
-    const d = diff(o as unknown as Record<string, unknown>, n as unknown as Record<string, unknown>);
+    // State written before queryWaitTimeoutMs existed (0.1.0): gaining it is not a change by itself (the next switch reads the new inputs).
+    let news = n;
+    if (o.endpoint && o.endpoint.queryWaitTimeoutMs === undefined && n.endpoint && !isUnknown(n.endpoint) && n.endpoint.queryWaitTimeoutMs !== undefined) {
+      const { queryWaitTimeoutMs: _added, ...rest } = n.endpoint;
+      news = { ...n, endpoint: rest };
+    }
+    const d = diff(o as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
     if (d.changes || isUnknown(n.connection)) return d;
     // An attempt that died with the engine left its journal open on the host: `up` must run
     // the update, which recovers it (read-only here, also in a preview).

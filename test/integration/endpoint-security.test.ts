@@ -228,6 +228,8 @@ describe("a scram endpoint in front of a scram live (real PgBouncer, real Postgr
     expect(admin).toMatch(/^[A-Za-z0-9]{32}$/);
     expect(fs.statSync(`${BOUNCER_DIR}/userlist.txt`).mode & 0o777).toBe(0o600);
     expect(fs.readFileSync(`${BOUNCER_DIR}/pgbouncer.ini`, "utf8")).toMatch(/^auth_type = scram-sha-256$/m);
+    // Clients held up to the switchover timeout (default 300 s) are not dropped by PgBouncer first.
+    expect(fs.readFileSync(`${BOUNCER_DIR}/pgbouncer.ini`, "utf8")).toMatch(/^query_wait_timeout = 360$/m);
     expect(tcpPsql(BOUNCER_PORT, "understudy_admin", admin, "SHOW VERSION", "pgbouncer")[0]).toBe(0);
     expect(tcpPsql(BOUNCER_PORT, "understudy_admin", "", "SHOW VERSION", "pgbouncer")[0]).not.toBe(0);
   });

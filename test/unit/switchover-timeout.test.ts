@@ -108,6 +108,17 @@ describe("switchoverTimeoutMs", () => {
     const d2 = await pgBouncerEndpointProvider.diff!("id", { ...stored, config: { ...config, queryWaitTimeoutMs: 360_000 } }, { label: "go-endpoint", config: { ...config, queryWaitTimeoutMs: 420_000 } });
     expect(d2.changes).toBe(true);
   });
+
+  it("a CutOver stored by 0.1.0 shows no change for its endpoint gaining queryWaitTimeoutMs, nor for switchoverTimeoutMs", async () => {
+    const { cutOverProvider } = await import("../../providers/promotion/cutover");
+    const i = cutOver(false, 1000, 300_000);
+    const { switchoverTimeoutMs: _s, ...stored010 } = i;
+    const olds = { ...stored010, state: "serving-old", target: { host: "/var/run/postgresql", port: 5432, dbname: "app" }, events: [] };
+    const news = { ...i, endpoint: { ...i.endpoint, queryWaitTimeoutMs: 360_000 } };
+    expect((await cutOverProvider.diff!("id", olds, news)).changes).toBe(false);
+    // Positive control: a real change of the endpoint is one.
+    expect((await cutOverProvider.diff!("id", olds, { ...news, endpoint: { ...news.endpoint, listenPort: 6433 } })).changes).toBe(true);
+  });
 });
 
 function cutOver(promote: boolean, predictedCutoverMs: number, switchoverTimeoutMs: number): CutOverInputs {
