@@ -87,7 +87,7 @@ zfs set ${OWNER_PROPERTY}="$OWNER" "$SNAP" || log "could not mark $SNAP"
 log "took $SNAP"
 
 # Retention: newest KEEP_HOURLY, plus the newest of each of the last KEEP_DAILY days.
-# A pipeline, no temporary file: nothing for another local user to plant or read in /tmp.
+# A pipeline, no temporary file: nothing another local user could plant or read.
 zfs list -H -o name -t snapshot -r -d 1 "$DATASET" | grep -F "$DATASET@$PREFIX-" | sort -r | {
 i=0; days=0; lastday=""
 while read -r snap; do
