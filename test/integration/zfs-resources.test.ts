@@ -10,9 +10,12 @@ import { createPool, datasetExists, sh, snapshotsOf, TestPool, treeChecksum, zfs
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, tempDir, TestBackend } from "../harness/pulumi";
 import { readCommandLog } from "../../providers/host/record";
 
+const cmdlogDirs: string[] = [];
 /** A fresh file for UNDERSTUDY_COMMAND_LOG (absent until a command is recorded). */
 function commandLog(): string {
-  return `${tempDir("cmdlog")}/commands.jsonl`;
+  const d = tempDir("cmdlog");
+  cmdlogDirs.push(d);
+  return `${d}/commands.jsonl`;
 }
 
 let pool: TestPool;
@@ -32,7 +35,10 @@ beforeAll(() => {
   program = fixtureProgram("zfs-program");
 });
 
-afterAll(() => pool?.destroy());
+afterAll(() => {
+  pool?.destroy();
+  for (const d of cmdlogDirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 function sourceState() {
   return { sum: treeChecksum(`${pool.mountpoint}/live`), snaps: snapshotsOf(SRC) };
