@@ -89,6 +89,10 @@ export const rehearsalConfigSchema = z
         listenAddr: z.string().optional(),
         authType: z.enum(["trust", "md5", "scram-sha-256"]).optional(),
         pauseTimeoutMs: z.number().int().positive().optional(),
+        /** Where PgBouncer reaches live and the new live over TCP (e.g. 127.0.0.1). */
+        serverHost: z.string().optional(),
+        /** Set with `pulumi config set --secret --path 'understudy:endpoint.users[0].password'`. */
+        users: z.array(z.object({ name: z.string().min(1), password: z.string().optional() }).strict()).optional(),
       })
       .strict()
       .optional(),

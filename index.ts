@@ -14,16 +14,17 @@ const raw: Record<string, unknown> = {};
 for (const k of keys) {
   // `host` is set with --secret: read its raw JSON (validated below, then wrapped as a secret
   // again) instead of getObject, which warns about reading a secret in plain form.
-  const v = k === "host" ? parseJson(pulumi.runtime.getConfig(`${NS}:host`)) : cfg.getObject<unknown>(k);
+  // So is `endpoint` when it holds users' passwords.
+  const v = k === "host" || k === "endpoint" ? parseJson(pulumi.runtime.getConfig(`${NS}:${k}`), k) : cfg.getObject<unknown>(k);
   if (v !== undefined) raw[k] = v;
 }
 
-function parseJson(text: string | undefined): unknown {
+function parseJson(text: string | undefined, key: string): unknown {
   if (text === undefined) return undefined;
   try {
     return JSON.parse(text);
   } catch {
-    throw new Error(`invalid stack configuration (nothing was run):\n  - ${NS}:host: must be a JSON object (set it with \`pulumi config set --secret --path\`)`);
+    throw new Error(`invalid stack configuration (nothing was run):\n  - ${NS}:${key}: must be a JSON object (set it with \`pulumi config set --secret --path\`)`);
   }
 }
 // Validated in full before anything is declared; the host connection is then passed on as a secret.
@@ -55,7 +56,8 @@ const promotion = conf.endpoint
   ? new Promotion(`${pulumi.getStack()}-promotion`, {
       rehearsal,
       promote: conf.promote ?? false,
-      endpoint: conf.endpoint,
+      // The users' passwords stay secret from here on (in state too).
+      endpoint: { ...conf.endpoint, users: conf.endpoint.users ? pulumi.secret(conf.endpoint.users) : undefined },
     })
   : undefined;
 export const endpoint = promotion

@@ -4,7 +4,7 @@ import { PgBouncerEndpointResource } from "../providers/endpoint/resource";
 import { CutOver } from "../providers/promotion/cutover";
 import { UpgradeRehearsal } from "./upgrade-rehearsal";
 import { ownerId, sanitize } from "../providers/common";
-import { resolvePromotionPlan } from "../providers/plan/promotion";
+import { queryWaitTimeoutFor, resolvePromotionPlan } from "../providers/plan/promotion";
 import { UNKNOWN_ID } from "../providers/plan/rehearsal";
 import { checked } from "./errors";
 import type { CutoverRecord, RehearsalReport } from "../providers/rehearsal/report";
@@ -27,8 +27,20 @@ export interface PromotionArgs {
     database: string;
     /** `transaction` (default): PAUSE then waits only for in-flight transactions. */
     poolMode?: PoolMode;
+    /**
+     * `scram-sha-256` (default) or `md5`: clients log in with the `users` passwords. `trust`
+     * (no password) is refused unless `listenAddr` is a loopback address.
+     */
     authType?: AuthType;
+    /** Required unless `authType` is `trust`: the users clients log in as, with their passwords (pass them as a secret). */
     users?: pulumi.Input<PgBouncerUser[]>;
+    /**
+     * Where PgBouncer reaches live and the new live over TCP, e.g. `127.0.0.1` (default: their
+     * unix socket directory). Use it when the server's `local` pg_hba lines are `peer` (Debian's
+     * default), so that the users' passwords are checked on a `host` line instead. Live must
+     * listen there; the new live listens there unless `newLive.listen` says otherwise.
+     */
+    serverHost?: string;
     /** Give up holding clients if in-flight transactions do not finish in time (default 10 s): nothing changes, clients resume on live. */
     pauseTimeoutMs?: number;
     /** Keep PgBouncer running when this stack is destroyed (default true: clients depend on it). */
@@ -44,6 +56,13 @@ export interface PromotionArgs {
    * @default []
    */
   acknowledgeReplicationLoss?: string[];
+  /**
+   * How long a promotion (or roll-back) may hold clients in all, in ms: default 300000, from
+   * 30000 to 3600000. No held phase starts after it (what ran is undone, clients resume on
+   * live); PgBouncer's `query_wait_timeout` is set a minute above it, so held clients are not
+   * dropped first; a promotion whose rehearsal predicted a longer pause is refused in preview.
+   */
+  switchoverTimeoutMs?: number;
   /** How live is started and stopped, as argv (default: pg_ctl, with the options live was started with). */
   liveStartCommand?: string[];
   liveStopCommand?: string[];
@@ -78,6 +97,8 @@ export class Promotion extends pulumi.ComponentResource {
   readonly finalSnapshot: pulumi.Output<string | undefined>;
   /** `host:port` of PgBouncer. */
   readonly endpointAddress: pulumi.Output<string>;
+  /** The password of PgBouncer's admin console (user `understudy_admin`), generated once; a secret. */
+  readonly endpointAdminPassword: pulumi.Output<string>;
   readonly events: pulumi.Output<Array<{ at: string; what: string }>>;
   /**
    * The rehearsal's report with the cut-over as it happened (phases, clients held); rewritten
@@ -111,10 +132,11 @@ export class Promotion extends pulumi.ComponentResource {
       resolvePromotionPlan(
         name,
         {
-          endpoint: args.endpoint,
+          endpoint: { ...args.endpoint, users: args.endpoint?.users },
           newLive: { ...args.newLive, dataset: known(args.newLive?.dataset) ? args.newLive.dataset : undefined },
           liveStartCommand: args.liveStartCommand,
           liveStopCommand: args.liveStopCommand,
+          switchoverTimeoutMs: args.switchoverTimeoutMs,
         },
         rp,
         {
@@ -133,8 +155,9 @@ export class Promotion extends pulumi.ComponentResource {
       listenAddr: ep.listenAddr,
       poolMode: ep.poolMode,
       authType: ep.authType,
+      queryWaitTimeoutMs: queryWaitTimeoutFor(plan.switchoverTimeoutMs!) * 1000,
       ...(users ? { users } : {}),
-      databases: { [ep.database]: { host: rp.source.socketDir, port: rp.source.port, dbname: ep.database } },
+      databases: { [ep.database]: { host: ep.serverHost ?? rp.source.socketDir, port: rp.source.port, dbname: ep.database } },
     }));
     const endpoint = new PgBouncerEndpointResource(`${name}-endpoint`, { connection: storage.connection, config }, { parent: this, retainOnDelete: ep.retainOnDelete });
     // Replication that pg_upgrade does not carry: read on live while the program runs (also
@@ -173,6 +196,8 @@ export class Promotion extends pulumi.ComponentResource {
         endpoint: config,
         database: ep.database,
         pauseTimeoutMs: ep.pauseTimeoutMs,
+        ...(ep.serverHost !== undefined ? { serverHost: ep.serverHost } : {}),
+        switchoverTimeoutMs: plan.switchoverTimeoutMs,
         live: pulumi.all([r.plan, r.sourceVolumes, r.layout]).apply(([p, volumes, layout]) => ({
           dataset: p.source.dataset,
           pgdata: p.source.pgdata,
@@ -204,6 +229,7 @@ export class Promotion extends pulumi.ComponentResource {
     this.events = cut.events;
     this.endpointAddress = endpoint.address;
     this.replication = replication;
+    this.endpointAdminPassword = endpoint.adminPassword;
     this.report = pulumi
       .all([r.report, cut.state, cut.phases, cut.pauseWindowMs, cut.promotedAt, cut.rolledBackAt])
       .apply(([rep, state, phases, pause, promotedAt, rolledBackAt]) => {

@@ -38,8 +38,10 @@ export function dynamicProvider(kind: string): pulumi.dynamic.ResourceProvider {
 
 /**
  * Base of every Understudy dynamic resource: the constant shim as provider, the type token
- * `pulumi-nodejs:dynamic/understudy:<kind>`, the `connection` input wrapped as a secret, and
- * `connection` (plus `secretOutputs`) kept secret in state.
+ * `pulumi-nodejs:dynamic/understudy:<kind>`, and `connection` plus every property named in
+ * `secretProps` kept secret in state, as inputs AND outputs: `additionalSecretOutputs` alone
+ * encrypts the outputs, while the engine stores the inputs as they came (a password in a
+ * PgBouncer config would sit in the state file in clear).
  */
 export abstract class UnderstudyResource extends pulumiRuntime.dynamic.Resource {
   protected constructor(
@@ -47,13 +49,17 @@ export abstract class UnderstudyResource extends pulumiRuntime.dynamic.Resource 
     name: string,
     props: Record<string, unknown> & { connection?: unknown },
     opts?: pulumiRuntime.CustomResourceOptions,
-    secretOutputs: string[] = [],
+    secretProps: string[] = [],
   ) {
+    const inputs: Record<string, unknown> = { ...props };
+    for (const k of ["connection", ...secretProps]) {
+      if (inputs[k] !== undefined && inputs[k] !== null) inputs[k] = pulumiRuntime.secret(inputs[k]);
+    }
     super(
       dynamicProvider(kind),
       name,
-      { ...props, connection: props.connection ? pulumiRuntime.secret(props.connection) : undefined },
-      { ...opts, additionalSecretOutputs: ["connection", ...secretOutputs, ...(opts?.additionalSecretOutputs ?? [])] },
+      inputs,
+      { ...opts, additionalSecretOutputs: ["connection", ...secretProps, ...(opts?.additionalSecretOutputs ?? [])] },
       "understudy",
       kind,
     );

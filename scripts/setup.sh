@@ -21,10 +21,10 @@ need=()
 # zfs-fuse, PostgreSQL 13 and 15, PgBouncer: the product's own parts. The rest is for the tests:
 # sshd and sudo (SSH to 127.0.0.1, a non-root login), lvm2 and xfsprogs (the EBS backend's
 # volume assembly on loop devices), chromium (the timeline page), shellcheck (actionlint's
-# run: checks), python3-venv (moto's server).
-pkgs=(zfs-fuse postgresql-13 postgresql-15 pgbouncer openssh-server cron sudo lvm2 xfsprogs chromium shellcheck python3-venv iproute2 procps)
+# run: checks), python3-venv (moto's server), strace (the schedule script writes no file).
+pkgs=(zfs-fuse postgresql-13 postgresql-15 pgbouncer openssh-server cron sudo lvm2 xfsprogs chromium shellcheck python3-venv iproute2 procps strace)
 for b in /usr/sbin/zfs-fuse /usr/lib/postgresql/13/bin/pg_ctl /usr/lib/postgresql/15/bin/pg_upgrade /usr/sbin/pgbouncer /usr/sbin/sshd /usr/sbin/cron \
-         /usr/bin/sudo /usr/sbin/lvm /usr/sbin/mkfs.xfs /usr/bin/chromium /usr/bin/shellcheck /usr/bin/ss /usr/bin/pgrep /usr/share/doc/python3-venv; do
+         /usr/bin/sudo /usr/sbin/lvm /usr/sbin/mkfs.xfs /usr/bin/chromium /usr/bin/shellcheck /usr/bin/ss /usr/bin/pgrep /usr/share/doc/python3-venv /usr/bin/strace; do
   [ -e "$b" ] || need+=("$b")
 done
 if [ ${#need[@]} -gt 0 ]; then

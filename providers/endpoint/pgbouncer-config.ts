@@ -99,6 +99,29 @@ export function validateTargetHost(value: unknown, field = "host"): string {
   return validateNetworkHost(value, field);
 }
 
+/**
+ * Is `addr` a loopback listen address (only this host's own processes reach it)?
+ * `127.0.0.0/8`, `::1` and `localhost`; `*`, `0.0.0.0`, `::`, other addresses and host names are not.
+ */
+export function isLoopback(addr: string): boolean {
+  const parts = addr.split(",").map((a) => a.trim());
+  return parts.length > 0 && parts.every((a) => a === "localhost" || a === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a));
+}
+
+/**
+ * `trust` lets anyone who reaches the port in as any listed user (the admin console
+ * included): refused unless PgBouncer listens on loopback only. `field` names the listen
+ * address the way the caller's user wrote it.
+ */
+export function assertTrustOnLoopback(authType: string, listenAddr: string, field = "listenAddr"): void {
+  if (authType === "trust" && !isLoopback(listenAddr)) {
+    throw new PgBouncerConfigError(
+      field,
+      `${show(listenAddr)} with authType "trust" would let anyone who reaches that address in without a password (as any listed user, the admin console included); use a loopback address (127.0.0.1, ::1) or authType "scram-sha-256"`,
+    );
+  }
+}
+
 /** `listen_addr`: `*` (all addresses), an IP address or a host name. */
 export function validateListenAddr(value: unknown, field = "listenAddr"): string {
   if (value === "*") return value;
@@ -253,13 +276,17 @@ export interface PgBouncerEndpointConfig {
    * (session state: prepared statements in PgBouncer 1.18, advisory locks, `SET`, `LISTEN`).
    */
   poolMode?: PoolMode;
-  /** `auth_type`. Default `scram-sha-256`. `trust` is meant for tests on loopback. */
+  /** `auth_type`. Default `scram-sha-256`. `trust` is refused unless `listenAddr` is a loopback address. */
   authType?: AuthType;
   /** Users written to the userlist (`auth_file`). The admin user is added automatically. */
   users?: PgBouncerUser[];
   /** The admin-console user (`admin_users`). Default `understudy_admin`. */
   adminUser?: string;
-  /** The admin user's password (required unless `authType` is `trust`). Never logged. */
+  /**
+   * The admin user's password. Never logged. The driver requires it unless `authType` is
+   * `trust`; {@link PgBouncerEndpointResource} generates one when it is not given, and
+   * {@link PgBouncerEndpoint.open} reads it back from the instance's userlist on the host.
+   */
   adminPassword?: string;
   /** The OS user PgBouncer runs as and that owns the config directory. Default `postgres`. */
   osUser?: string;
@@ -281,6 +308,12 @@ export interface PgBouncerEndpointConfig {
   databases?: Record<string, DatabaseTarget>;
   /** How long `ensure()` waits for the admin console after starting. Default 15000. */
   startTimeoutMs?: number;
+  /**
+   * `query_wait_timeout` in milliseconds (written in whole seconds): how long a client's query
+   * may wait for a server connection, PAUSE included, before PgBouncer drops the client.
+   * Unset: PgBouncer's default (120 s). A Promotion sets it a minute above its switchover timeout.
+   */
+  queryWaitTimeoutMs?: number;
 }
 
 /** The config with every default applied and every path derived. */
@@ -303,6 +336,7 @@ export interface ResolvedPgBouncerConfig {
   defaultPoolSize: number;
   databases: Record<string, DatabaseTarget>;
   startTimeoutMs: number;
+  queryWaitTimeoutMs?: number;
   paths: PgBouncerPaths;
 }
 
@@ -375,6 +409,7 @@ const configSchema = z
     defaultPoolSize: z.number().int().min(1).max(10000).optional(),
     databases: z.record(z.unknown()).optional(),
     startTimeoutMs: z.number().int().min(100).max(600000).optional(),
+    queryWaitTimeoutMs: z.number().int().min(1000).max(86_400_000).optional(),
   })
   .strict();
 
@@ -408,6 +443,7 @@ export function resolveConfig(input: PgBouncerEndpointConfig): ResolvedPgBouncer
   }
   const poolMode = c.poolMode ?? "transaction";
   const authType = c.authType ?? "scram-sha-256";
+  assertTrustOnLoopback(authType, listenAddr, "listenAddr");
   const adminUser = c.adminUser === undefined ? DEFAULT_ADMIN_USER : validateUserName(c.adminUser, "adminUser");
   const adminPassword = c.adminPassword === undefined ? undefined : validatePassword(c.adminPassword, "adminPassword");
   if (authType !== "trust" && !adminPassword) {
@@ -455,6 +491,7 @@ export function resolveConfig(input: PgBouncerEndpointConfig): ResolvedPgBouncer
     defaultPoolSize: c.defaultPoolSize ?? 20,
     databases,
     startTimeoutMs: c.startTimeoutMs ?? 15000,
+    ...(c.queryWaitTimeoutMs !== undefined ? { queryWaitTimeoutMs: c.queryWaitTimeoutMs } : {}),
     paths: pathsFor(configDir),
   };
 }
@@ -494,6 +531,7 @@ export function renderIni(c: ResolvedPgBouncerConfig): string {
     `default_pool_size = ${c.defaultPoolSize}`,
     `ignore_startup_parameters = ${c.ignoreStartupParameters.join(",")}`,
     `server_reset_query = ${c.serverResetQuery}`,
+    ...(c.queryWaitTimeoutMs !== undefined ? [`query_wait_timeout = ${Math.ceil(c.queryWaitTimeoutMs / 1000)}`] : []),
     `logfile = ${c.paths.logfile}`,
     `pidfile = ${c.paths.pidfile}`,
     "",
@@ -569,6 +607,33 @@ export function renderUserlist(c: ResolvedPgBouncerConfig): string {
   const lines = [`${quoteUserlist(c.adminUser)} ${quoteUserlist(c.adminPassword ?? "")}`];
   for (const u of c.users) lines.push(`${quoteUserlist(u.name)} ${quoteUserlist(u.password ?? "")}`);
   return lines.join("\n") + "\n";
+}
+
+/**
+ * A userlist this driver wrote: `"name" "password"` per line (`""` inside quotes is one `"`).
+ * Returns name -> password; lines it cannot read are skipped (the file is ours).
+ */
+export function parseUserlist(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const q = '"((?:[^"]|"")*)"';
+  const re = new RegExp(`^\\s*${q}\\s+${q}\\s*$`);
+  for (const line of text.split("\n")) {
+    const m = re.exec(line);
+    if (m) out.set(m[1].replace(/""/g, '"'), m[2].replace(/""/g, '"'));
+  }
+  return out;
+}
+
+/** Stands in for a password that is generated or read from the host later (validation only; never written). */
+export const ADMIN_PASSWORD_LATER = "(generated)";
+
+/**
+ * Validate a config whose admin password may be absent because it is generated (the
+ * resource) or read from the host (the cut-over): every other rule, nothing run.
+ */
+export function checkConfig(input: PgBouncerEndpointConfig): ResolvedPgBouncerConfig {
+  if (!input || typeof input !== "object") return resolveConfig(input);
+  return resolveConfig(input.adminPassword === undefined ? { ...input, adminPassword: ADMIN_PASSWORD_LATER } : input);
 }
 
 /** Every secret in the config, for `redact`. */

@@ -29,6 +29,9 @@ import {
   PgBouncerConfigError,
   PgBouncerEndpointConfig,
   PgBouncerPaths,
+  checkConfig,
+  parseUserlist,
+  pathsFor,
   renderDatabases,
   renderIni,
   renderUserlist,
@@ -230,6 +233,28 @@ export class PgBouncerEndpoint {
     config: PgBouncerEndpointConfig,
   ) {
     this.config = resolveConfig(config);
+  }
+
+  /**
+   * The instance as it runs on the host, for a caller that does not hold the admin
+   * password (the cut-over): when `config` has none, it is read from the instance's userlist
+   * (mode 0600, owned by the PgBouncer OS user), so the secret has one copy in Pulumi state,
+   * the endpoint's. Throws when the userlist has no line for the admin user and the
+   * instance needs a password.
+   */
+  static async open(host: Host, config: PgBouncerEndpointConfig): Promise<PgBouncerEndpoint> {
+    if (config.adminPassword !== undefined) return new PgBouncerEndpoint(host, config);
+    const c = checkConfig(config);
+    const userlist = pathsFor(c.configDir).userlist;
+    const r = await host.runAs("root", ["sh", "-c", READ_SCRIPT, "sh", userlist], { okExitCodes: [0, 3], timeoutMs: 30_000 });
+    const pw = r.exitCode === 3 ? undefined : parseUserlist(r.stdout).get(c.adminUser);
+    if (pw === undefined && c.authType !== "trust") {
+      throw new PgBouncerError(
+        `cannot log into the admin console of PgBouncer "${c.name}" on ${host.description}: ${userlist} ${r.exitCode === 3 ? "does not exist" : `has no line for ${c.adminUser}`} (was the endpoint created by Understudy and is it up to date? run pulumi up)`,
+        { host: host.description, clients: "unaffected" },
+      );
+    }
+    return new PgBouncerEndpoint(host, { ...config, adminPassword: pw ?? "" });
   }
 
   get paths(): PgBouncerPaths {
@@ -473,12 +498,71 @@ export class PgBouncerEndpoint {
       started = !restarted;
     } else {
       pid = status.pid as number;
-      if (userlistChanged || iniChanged || dbChanged) {
+      if (userlistChanged) {
+        // The running PgBouncer still knows the old admin password (rotated, or generated for
+        // an endpoint made by 0.1.0): a signal reloads without logging in, then the new one must work.
+        await this.owner(["kill", "-HUP", String(pid)], { timeoutMs: 30_000 });
+        await this.waitForAdmin(10_000);
+        reloaded = true;
+      } else if (iniChanged || dbChanged) {
         await this.reload();
         reloaded = true;
       }
     }
     return { created, started, restarted, reloaded, pid };
+  }
+
+  /**
+   * Make PgBouncer's `query_wait_timeout` at least `minSeconds` (0, no limit, is left alone):
+   * the running value from SHOW CONFIG; when lower, the `query_wait_timeout` line of the ini
+   * is written (a runtime SET would not survive the RELOAD of a switch), then RELOAD. Returns
+   * the value it had when it was raised, else undefined. For an endpoint whose config has no
+   * `queryWaitTimeoutMs` yet (made by 0.1.0): its next `ensure()` writes the config's ini again.
+   */
+  async raiseQueryWaitTimeout(minSeconds: number): Promise<number | undefined> {
+    if (!Number.isInteger(minSeconds) || minSeconds < 1 || minSeconds > 86_400) throw new PgBouncerConfigError("queryWaitTimeout", `${minSeconds} must be whole seconds from 1 to 86400`);
+    const rows = await this.withAdmin((a) => a.query("SHOW CONFIG"));
+    const current = Number(rows.find((r) => r.key === "query_wait_timeout")?.value);
+    if (!Number.isFinite(current) || current === 0 || current >= minSeconds) return undefined;
+    const ini = await this.readOptional(this.paths.ini);
+    if (ini === undefined) throw new PgBouncerError(`${this.paths.ini} does not exist on ${this.host.description}: run ensure() first`, { host: this.host.description, clients: "unaffected" });
+    const line = `query_wait_timeout = ${minSeconds}`;
+    const lines = ini.split("\n");
+    const at = lines.findIndex((l) => /^query_wait_timeout\s*=/.test(l));
+    if (at >= 0) lines[at] = line;
+    else {
+      const section = lines.indexOf("[pgbouncer]");
+      if (section < 0) throw new PgBouncerError(`${this.paths.ini} on ${this.host.description} has no [pgbouncer] section; not rewriting it`, { host: this.host.description, clients: "unaffected" });
+      lines.splice(section + 1, 0, line);
+    }
+    await this.writeOwned(this.paths.ini, lines.join("\n"), "0644");
+    await this.reload();
+    return current;
+  }
+
+  /** Until the admin console accepts this config's admin user (after a reload by signal). */
+  private async waitForAdmin(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const a = await this.admin(2000);
+        try {
+          await a.query("SHOW VERSION");
+          return;
+        } finally {
+          await a.end();
+        }
+      } catch (e) {
+        if (Date.now() > deadline) {
+          throw new PgBouncerError(`${this.where()} did not accept the new userlist within ${timeoutMs} ms after SIGHUP: ${msg(e)}`, {
+            host: this.host.description,
+            clients: "unaffected",
+            cause: e,
+          });
+        }
+        await sleep(100);
+      }
+    }
   }
 
   /** Stop PgBouncer (safe shutdown by default). Returns false when it was not running. */

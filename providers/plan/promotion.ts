@@ -7,7 +7,7 @@
 import { InputError, InputErrors, collectInputError } from "../errors";
 import { validateArgv, validateListenPort, validatePgName, validateSocketDir, validateTimeoutMs } from "../validate";
 import { validateListen } from "../postgres/validate";
-import { validateEntryName, validateInstanceName, validateListenAddr, validateTarget } from "../endpoint/pgbouncer-config";
+import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validateTarget } from "../endpoint/pgbouncer-config";
 import { DEFAULTS } from "./defaults";
 import { UNKNOWN_ID, type RehearsalPlan, type VolumeIdCheck } from "./rehearsal";
 
@@ -26,11 +26,15 @@ export interface EndpointPlan {
   /** How long PAUSE may wait for transactions in flight. */
   pauseTimeoutMs: number;
   retainOnDelete: boolean;
+  /** Where PgBouncer reaches live and the new live over TCP (absent: their unix socket directory). */
+  serverHost?: string;
 }
 
 export interface PromotionPlan {
   name: string;
   endpoint: EndpointPlan;
+  /** How long clients may be held in all; PgBouncer's query_wait_timeout is set above it. */
+  switchoverTimeoutMs?: number;
   /** The new live: a clone of live's final snapshot, upgraded. */
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
   /** argv that start / stop live (default: pg_ctl with the options live was started with). */
@@ -47,10 +51,43 @@ export interface PromotionArgsPlain {
     authType?: AuthType;
     pauseTimeoutMs?: number;
     retainOnDelete?: boolean;
+    serverHost?: string;
+    /** Only whether users are given matters here (their values may be secrets, unknown while planning). */
+    users?: unknown;
   };
   newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string };
   liveStartCommand?: string[];
   liveStopCommand?: string[];
+  switchoverTimeoutMs?: number;
+}
+
+/** The switchover timeout: 30 s to 1 h. */
+export function validateSwitchoverTimeout(v: unknown, field = "switchoverTimeoutMs"): number {
+  return validateTimeoutMs(v, field, { min: 30_000, max: 3_600_000 });
+}
+
+/** PgBouncer's query_wait_timeout for a switchover timeout: a minute above it, in whole seconds. */
+export function queryWaitTimeoutFor(switchoverTimeoutMs: number): number {
+  return Math.ceil(switchoverTimeoutMs / 1000) + 60;
+}
+
+/** Refuse a promotion whose rehearsal predicted a longer pause than the switchover timeout allows. */
+export function assertPredictedWithin(predictedMs: unknown, switchoverTimeoutMs: number, rehearsal = "the rehearsal"): void {
+  if (typeof predictedMs === "number" && predictedMs > switchoverTimeoutMs) {
+    throw new InputError(
+      "switchoverTimeoutMs",
+      `${switchoverTimeoutMs} ms is shorter than the pause ${rehearsal} predicted (${predictedMs} ms): clients would be held past it and the switch given up. Raise switchoverTimeoutMs (at most 3600000), or shorten the cut-over (fewer cut-over steps, the logical method)`,
+    );
+  }
+}
+
+function isNetworkHost(v: unknown): v is string {
+  try {
+    validateNetworkHost(v);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Names a derived volume next to another (the storage's naming rule; injected). */
@@ -64,6 +101,17 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   check(() => validateInstanceName(e.name, "endpoint.name"));
   check(() => validateListenPort(e.listenPort, "endpoint.listenPort"));
   check(() => validateListenAddr(e.listenAddr, "endpoint.listenAddr"));
+  check(() => assertTrustOnLoopback(e.authType, e.listenAddr, "endpoint.listenAddr"));
+  if (e.serverHost !== undefined) {
+    check(() => {
+      validateNetworkHost(e.serverHost, "endpoint.serverHost");
+      // The new live is reached there too: it must listen on it.
+      const listen = p.newLive.listen.split(",").map((x) => x.trim());
+      if (!listen.some((x) => x === e.serverHost || x === "*" || x === "0.0.0.0" || x === "::")) {
+        throw new InputError("newLive.listen", `${JSON.stringify(p.newLive.listen)} does not include endpoint.serverHost ${JSON.stringify(e.serverHost)}: PgBouncer could not reach the new live (leave newLive.listen unset to listen there)`);
+      }
+    });
+  }
   check(() => validateEntryName(e.database, "endpoint.database"));
   // The cut-over also reads live's sequences in that database with psql.
   check(() => validatePgName(e.database, "endpoint.database", "database name"));
@@ -99,6 +147,7 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   if (p.newLive.dataset !== UNKNOWN_ID && (p.newLive.dataset === r.source.dataset || p.newLive.dataset === r.clone?.dataset)) {
     errors.push(new InputError("newLive.dataset", "must differ from the source and from the rehearsal's clone"));
   }
+  if (p.switchoverTimeoutMs !== undefined) check(() => validateSwitchoverTimeout(p.switchoverTimeoutMs));
   if (p.live.startCommand !== undefined) check(() => validateArgv(p.live.startCommand, "liveStartCommand"));
   if (p.live.stopCommand !== undefined) check(() => validateArgv(p.live.stopCommand, "liveStopCommand"));
   return errors;
@@ -122,19 +171,26 @@ export function resolvePromotionPlan(
       authType: ep.authType ?? DEFAULTS.authType,
       pauseTimeoutMs: ep.pauseTimeoutMs ?? DEFAULTS.pauseTimeoutMs,
       retainOnDelete: ep.retainOnDelete ?? DEFAULTS.retainEndpoint,
+      ...(ep.serverHost !== undefined ? { serverHost: ep.serverHost } : {}),
     },
     newLive: {
       dataset: args.newLive?.dataset ?? (typeof rehearsal.clone.dataset === "string" ? opts.sibling(rehearsal.clone.dataset, `${opts.sanitize(name)}-live-pg${rehearsal.to}`) : ""),
       port: args.newLive?.port ?? rehearsal.postgres.port + DEFAULTS.newLivePortOffset,
       socketDir: args.newLive?.socketDir ?? rehearsal.source.socketDir,
-      listen: args.newLive?.listen ?? rehearsal.postgres.listen,
+      // PgBouncer reaches the new live where it reaches live: on serverHost when given.
+      listen: args.newLive?.listen ?? (ep.serverHost !== undefined && isNetworkHost(ep.serverHost) ? ep.serverHost : rehearsal.postgres.listen),
     },
+    switchoverTimeoutMs: args.switchoverTimeoutMs ?? DEFAULTS.switchoverTimeoutMs,
     live: {
       ...(args.liveStartCommand !== undefined ? { startCommand: args.liveStartCommand } : {}),
       ...(args.liveStopCommand !== undefined ? { stopCommand: args.liveStopCommand } : {}),
     },
   };
   const errors = checkPromotionPlan(plan, rehearsal, opts.volumeId);
+  // With a password method, PgBouncer has to know every client's password: no users, no client gets in.
+  if (plan.endpoint.authType !== "trust" && ep.users === undefined) {
+    errors.push(new InputError("endpoint.users", `required with authType ${JSON.stringify(plan.endpoint.authType)}: the users clients log in as, with their passwords (PgBouncer also logs into the server with them); pass them as a secret`));
+  }
   if (errors.length) throw new InputErrors(errors, `invalid arguments for ${name} (nothing was run)`);
   return plan;
 }

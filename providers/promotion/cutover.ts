@@ -19,8 +19,8 @@ import { openStorage, validateStorageSpec, type StorageSpec } from "../storage";
 import { debianBinDir } from "../plan/defaults";
 import { validatePlannedSteps, type PlannedStep } from "../plan/steps";
 import type { UpgradeMode } from "../plan/rehearsal";
-import { checkPromotionPlan, type PromotionPlan } from "../plan/promotion";
-import { resolveConfig } from "../endpoint/pgbouncer-config";
+import { assertPredictedWithin, checkPromotionPlan, queryWaitTimeoutFor, validateSwitchoverTimeout, type PromotionPlan } from "../plan/promotion";
+import { checkConfig } from "../endpoint/pgbouncer-config";
 import { validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
 import { PgLiveServer } from "../runner/live";
 import { liveTarget, newLiveTarget, promote, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
@@ -57,9 +57,14 @@ export interface CutOverInputs {
   promote: boolean;
   /** The storage backend (absent in 0.1.0 state: ZFS). */
   storage?: StorageSpec;
+  /** PgBouncer's config; its admin password is read from the instance's userlist on the host (one copy of the secret in state: the endpoint's). */
   endpoint: PgBouncerEndpointConfig;
   database: string;
   pauseTimeoutMs: number;
+  /** Where PgBouncer reaches live and the new live over TCP (absent: their unix socket directory, as in 0.1.0). */
+  serverHost?: string;
+  /** How long clients may be held in all (absent in 0.1.0 state: unbounded). Read at the next switch; changing it alone changes nothing now. */
+  switchoverTimeoutMs?: number;
   live: LiveSpec;
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
   to: number;
@@ -91,7 +96,9 @@ export interface CutOverOutputs extends CutOverInputs {
 /** Nothing here is ever replaced: promote flips are updates (promote / roll back); the rest is remembered for the next flip. */
 export const CUTOVER_DIFF: DiffSpec = {
   replace: [],
-  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal"],
+  // Used by the next switch (from the new inputs); no update of its own, so state written by 0.1.0 shows no change.
+  ignore: ["switchoverTimeoutMs"],
+  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "serverHost", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal"],
 };
 
 /** 0.1.0 state -> this shape. */
@@ -130,6 +137,8 @@ export function specOf(i: CutOverInputs, prior?: CutOverOutputs): CutoverSpec {
     database: i.database,
     pauseTimeoutMs: i.pauseTimeoutMs,
     newLive: i.newLive,
+    ...(i.serverHost !== undefined ? { serverHost: i.serverHost } : {}),
+    ...(i.switchoverTimeoutMs !== undefined ? { switchoverTimeoutMs: i.switchoverTimeoutMs } : {}),
     ...(prior ? { prior: { state: prior.state } } : {}),
   };
 }
@@ -157,8 +166,15 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
   check(n.to, () => validateVersion(n.to, "to"));
   if (n.toBinDir !== undefined) check(n.toBinDir, () => validatePath(n.toBinDir, "toBinDir", "bin directory"));
   check(n.steps, () => validatePlannedSteps(n.steps, "steps"));
-  check(n.endpoint, () => resolveConfig(n.endpoint));
-  if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs)) return errors;
+  check(n.endpoint, () => checkConfig(n.endpoint));
+  if (n.switchoverTimeoutMs !== undefined) {
+    check(n.switchoverTimeoutMs, () => validateSwitchoverTimeout(n.switchoverTimeoutMs, "switchoverTimeoutMs"));
+    // Refused in preview: a switch the rehearsal says would hold clients longer than allowed.
+    if (n.promote === true && known(n.rehearsal) && n.rehearsal && typeof n.switchoverTimeoutMs === "number") {
+      check(n.rehearsal, () => assertPredictedWithin(n.rehearsal.predictedCutoverMs, n.switchoverTimeoutMs!, `the rehearsal ${n.rehearsal.name}`));
+    }
+  }
+  if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs) || !known(n.serverHost)) return errors;
   const plan: PromotionPlan = {
     name: n.label,
     endpoint: {
@@ -170,6 +186,7 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
       authType: n.endpoint.authType ?? "scram-sha-256",
       pauseTimeoutMs: n.pauseTimeoutMs,
       retainOnDelete: true,
+      ...(n.serverHost !== undefined ? { serverHost: n.serverHost } : {}),
     },
     newLive: n.newLive,
     live: { ...(n.live.startCommand !== undefined ? { startCommand: n.live.startCommand } : {}), ...(n.live.stopCommand !== undefined ? { stopCommand: n.live.stopCommand } : {}) },
@@ -201,7 +218,7 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer 
   };
 }
 
-async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverSpec) => Promise<T>, prior?: CutOverOutputs): Promise<T> {
+async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverSpec) => Promise<T>, prior?: CutOverOutputs, switching = false): Promise<T> {
   return await withHost(i.connection, async (host) => {
     const pg = new PostgresDriver(host, { osUser: i.live.osUser });
     const storage = openStorage(i.storage, host);
@@ -216,7 +233,15 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
       stopCommand: i.live.stopCommand,
       logFile: `/var/log/understudy/live-${i.stack}.log`,
     });
-    const bouncer = new PgBouncerEndpoint(host, i.endpoint);
+    // The admin password from the endpoint's userlist on the host (0600), not from an input.
+    const bouncer = await PgBouncerEndpoint.open(host, i.endpoint);
+    if (switching && i.switchoverTimeoutMs !== undefined) {
+      // Clients held up to the switchover timeout must not be dropped by PgBouncer first
+      // (an endpoint made by 0.1.0 still has PgBouncer's default of 120 s).
+      const need = queryWaitTimeoutFor(i.switchoverTimeoutMs);
+      const was = await bouncer.raiseQueryWaitTimeout(need);
+      if (was !== undefined) log(`PgBouncer ${i.endpoint.name}: query_wait_timeout raised from ${was} s to ${need} s (above switchoverTimeoutMs ${i.switchoverTimeoutMs} ms)`);
+    }
     const replay: Replay = async (step, pgPlan, state) => {
       const r = await runStep(
         { host, storage, pg, log },
@@ -292,6 +317,7 @@ async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): P
       };
     },
     prior,
+    true,
   );
 }
 
@@ -333,6 +359,7 @@ async function doRollBack(i: CutOverInputs, prior: CutOverOutputs): Promise<CutO
       };
     },
     prior,
+    true,
   );
 }
 
@@ -346,7 +373,13 @@ export const cutOverProvider: UnderstudyProvider = {
     return { inputs: n, failures };
   },
   async diff(_id: string, o: CutOverOutputs, n: CutOverInputs) {
-    const d = diff(o as unknown as Record<string, unknown>, n as unknown as Record<string, unknown>);
+    // State written before queryWaitTimeoutMs existed (0.1.0): gaining it is not a change by itself (the next switch reads the new inputs).
+    let news = n;
+    if (o.endpoint && o.endpoint.queryWaitTimeoutMs === undefined && n.endpoint && !isUnknown(n.endpoint) && n.endpoint.queryWaitTimeoutMs !== undefined) {
+      const { queryWaitTimeoutMs: _added, ...rest } = n.endpoint;
+      news = { ...n, endpoint: rest };
+    }
+    const d = diff(o as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
     if (d.changes || isUnknown(n.connection)) return d;
     // An attempt that died with the engine left its journal open on the host: `up` must run
     // the update, which recovers it (read-only here, also in a preview).

@@ -110,6 +110,16 @@ export async function runPreflight(host: Host, i: PreflightInputs, storage: Stor
       else if (v !== i.from.version) {
         problems.push(`source.version: ${i.from.version}, but ${dir} on ${host.description} holds a PostgreSQL ${v} cluster`);
       }
+      // A standby (or a cluster in archive recovery) as source: refused here, before anything is
+      // snapshotted; a clone of it would follow its primary or its archive.
+      for (const f of ["standby.signal", "recovery.signal", "recovery.conf"]) {
+        const t = await host.run(["test", "-e", `${dir}/${f}`], { okExitCodes: [0, 1], timeoutMs: 60_000 });
+        if (t.exitCode === 0) {
+          problems.push(
+            `source.dataset: ${dir} on ${host.description} holds ${f}: the source is a standby or a cluster in archive recovery. Rehearse from the primary (a clone of a standby would try to follow its primary or archive); nothing was snapshotted`,
+          );
+        }
+      }
     }
     if (i.source.snapshot && !(await storage.findSnapshotSet([i.source.dataset], i.source.snapshot).catch(() => undefined))) {
       problems.push(`snapshot: ${i.source.dataset}@${i.source.snapshot} does not exist on ${host.description}`);

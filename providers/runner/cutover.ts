@@ -94,6 +94,10 @@ export interface CutoverSpec {
   database: string;
   pauseTimeoutMs: number;
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
+  /** Where PgBouncer reaches live and the new live over TCP (default: their unix socket directory). */
+  serverHost?: string;
+  /** Bound on how long clients are held (runPhases' holdTimeoutMs); absent: unbounded, as in 0.1.0. */
+  switchoverTimeoutMs?: number;
   /** State left by the last promotion of this resource (for the next generation's name). */
   prior?: { state: string };
 }
@@ -114,11 +118,11 @@ export const FAILED_ATTEMPT = "failed-attempt";
 const target = (socketDir: string, port: number, dbname: string): DatabaseTarget => ({ host: socketDir, port, dbname });
 
 export function liveTarget(s: CutoverSpec): DatabaseTarget {
-  return target(s.source.socketDir, s.source.port, s.database);
+  return target(s.serverHost ?? s.source.socketDir, s.source.port, s.database);
 }
 
 export function newLiveTarget(s: CutoverSpec): DatabaseTarget {
-  return target(s.newLive.socketDir, s.newLive.port, s.database);
+  return target(s.serverHost ?? s.newLive.socketDir, s.newLive.port, s.database);
 }
 
 /** The new live's PostgreSQL parameters on a clone mounted at `mountpoint` (the rehearsal's rules, the new live's server). */
@@ -369,7 +373,7 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
   const db = s.database;
   let run: PhaseRun;
   try {
-    run = await runPhases(wrap(replayPhases(env, st)), st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log });
+    run = await runPhases(wrap(replayPhases(env, st)), st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
   } catch (e) {
     // Undone in full: nothing for a later run to recover. An undo that failed leaves the
     // journal open, so the next run restores what the host shows.
@@ -440,7 +444,7 @@ export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: 
   ];
   let run: PhaseRun;
   try {
-    run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log });
+    run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
   } catch (e) {
     if (e instanceof PhaseError && e.undoFailures.length === 0) await finishJournal(env, entry, "undone");
     throw e;

@@ -79,7 +79,17 @@ export class PhaseError extends Error {
 export async function runPhases<C>(
   phases: Phase<C>[],
   ctx: C,
-  opts: { hold?: Hold; log?: (m: string) => void; journal?: (e: JournalEvent) => Promise<void> | void } = {},
+  opts: {
+    hold?: Hold;
+    log?: (m: string) => void;
+    journal?: (e: JournalEvent) => Promise<void> | void;
+    /**
+     * The switchover timeout: once clients have been held this long, no further held phase
+     * starts; what ran is undone (live serves again) and clients resume. Checked before each
+     * held phase: one that is running is not interrupted.
+     */
+    holdTimeoutMs?: number;
+  } = {},
 ): Promise<PhaseRun> {
   const log = opts.log ?? (() => undefined);
   const journal = async (e: JournalEvent) => {
@@ -167,8 +177,19 @@ export async function runPhases<C>(
       await journal({ event: "hold", at: at() });
       held = true;
       holdResult = await opts.hold(async () => {
+        const heldSince = Date.now();
         try {
-          for (const g of group) await runOne(g);
+          for (const g of group) {
+            const waited = Date.now() - heldSince;
+            if (opts.holdTimeoutMs !== undefined && waited >= opts.holdTimeoutMs) {
+              failure = {
+                phase: g.name,
+                cause: new Error(`the switchover timeout (${opts.holdTimeoutMs} ms) was reached: clients were held ${waited} ms, so "${g.name}" was not started`),
+              };
+              throw failure.cause;
+            }
+            await runOne(g);
+          }
         } catch (e) {
           // Still held: put live back before clients resume.
           await undo((x) => !!x.held);

@@ -87,7 +87,8 @@ zfs set ${OWNER_PROPERTY}="$OWNER" "$SNAP" || log "could not mark $SNAP"
 log "took $SNAP"
 
 # Retention: newest KEEP_HOURLY, plus the newest of each of the last KEEP_DAILY days.
-zfs list -H -o name -t snapshot -r -d 1 "$DATASET" | grep -F "$DATASET@$PREFIX-" | sort -r > "/tmp/understudy-${s.id}.$$"
+# A pipeline, no temporary file: nothing another local user could plant or read.
+zfs list -H -o name -t snapshot -r -d 1 "$DATASET" | grep -F "$DATASET@$PREFIX-" | sort -r | {
 i=0; days=0; lastday=""
 while read -r snap; do
   i=$((i + 1))
@@ -103,8 +104,8 @@ while read -r snap; do
   owner=$(zfs get -H -o value ${OWNER_PROPERTY} "$snap" 2>/dev/null)
   [ "$owner" = "$OWNER" ] || continue
   if zfs destroy "$snap" 2>/dev/null; then log "pruned $snap"; else log "kept $snap (busy or has clones)"; fi
-done < "/tmp/understudy-${s.id}.$$"
-rm -f "/tmp/understudy-${s.id}.$$"
+done
+}
 `;
 }
 

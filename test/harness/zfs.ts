@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 
 /** File-backed zfs-fuse pools for tests, created on demand and removable. */
@@ -53,15 +53,23 @@ export function treeChecksum(dir: string): string {
   return out.split(" ")[0];
 }
 
-/** Names of the snapshots of exactly this dataset. */
+/**
+ * Names of the snapshots of exactly this dataset. Throws when `zfs` fails (a missing dataset
+ * included): an empty answer from a failed command would make "the snapshot list is
+ * unchanged" pass without looking.
+ */
 export function snapshotsOf(dataset: string): string[] {
-  return sh(["zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r", "-d", "1", dataset], { allowFail: true })
+  return sh(["zfs", "list", "-H", "-o", "name", "-t", "snapshot", "-r", "-d", "1", dataset])
     .split("\n")
     .filter((n) => n.startsWith(dataset + "@"));
 }
 
+/** Does the dataset (or snapshot) exist? `false` only when zfs says it does not; any other failure of `zfs` throws. */
 export function datasetExists(name: string): boolean {
-  return sh(["zfs", "list", "-H", "-o", "name", "-t", "all", name], { allowFail: true }).trim() === name;
+  const r = spawnSync("zfs", ["list", "-H", "-o", "name", "-t", "all", name], { encoding: "utf8" });
+  if (r.status === 0) return r.stdout.trim() === name;
+  if (/does not exist/.test(r.stderr ?? "")) return false;
+  throw new Error(`zfs list ${name} failed (exit ${r.status ?? r.signal ?? r.error?.message}): ${(r.stderr ?? "").trim()}`);
 }
 
 /** `zfs destroy` done by hand (behind Pulumi's back), retrying zfs-fuse's transient "busy". */

@@ -7,7 +7,16 @@ import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from
 import * as fs from "node:fs";
 import { spawn, ChildProcess } from "node:child_process";
 import { createPool, datasetExists, sh, snapshotsOf, TestPool, treeChecksum, zfsDestroyByHand } from "../harness/zfs";
-import { collector, failureOf, fileBackend, fixtureProgram, openStack, TestBackend } from "../harness/pulumi";
+import { collector, failureOf, fileBackend, fixtureProgram, openStack, tempDir, TestBackend } from "../harness/pulumi";
+import { readCommandLog } from "../../providers/host/record";
+
+const cmdlogDirs: string[] = [];
+/** A fresh file for UNDERSTUDY_COMMAND_LOG (absent until a command is recorded). */
+function commandLog(): string {
+  const d = tempDir("cmdlog");
+  cmdlogDirs.push(d);
+  return `${d}/commands.jsonl`;
+}
 
 let pool: TestPool;
 let backend: TestBackend;
@@ -26,7 +35,10 @@ beforeAll(() => {
   program = fixtureProgram("zfs-program");
 });
 
-afterAll(() => pool?.destroy());
+afterAll(() => {
+  pool?.destroy();
+  for (const d of cmdlogDirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 function sourceState() {
   return { sum: treeChecksum(`${pool.mountpoint}/live`), snaps: snapshotsOf(SRC) };
@@ -108,14 +120,32 @@ describe("bad input is refused before anything runs", () => {
       const stack = await openStack(program, "hostile", backend, {
         resources: { value: JSON.stringify([{ type: "ZfsSnapshot", name: "bad", args }]) },
       });
+      // Every command the host layer runs, in the program and in the providers the engine starts.
+      const cmdlog = commandLog();
+      stack.workspace.envVars.UNDERSTUDY_COMMAND_LOG = cmdlog;
       const message = await failureOf(() => stack.up());
+      delete stack.workspace.envVars.UNDERSTUDY_COMMAND_LOG;
       expect(message).toMatch(expected);
-      expect(fs.existsSync("/tmp/pwned-understudy")).toBe(false);
+      expect(readCommandLog(cmdlog), "no command may run for a refused input").toEqual([]);
       expect(sh(["zfs", "list", "-H", "-o", "name", "-t", "all", "-r", pool.name]).split("\n").filter((n) => n.includes("@"))).toEqual(before.snaps);
       const state = await stack.exportStack();
       expect((state.deployment.resources ?? []).filter((r: { type: string }) => r.type.includes("understudy"))).toEqual([]);
     });
   }
+
+  it("positive control: the command log does record what a good input runs", async () => {
+    const stack = await openStack(program, "logged", backend, {
+      resources: { value: JSON.stringify([{ type: "ZfsSnapshot", name: "ok", args: { dataset: SRC, name: "understudy-logged" } }]) },
+    });
+    const cmdlog = commandLog();
+    stack.workspace.envVars.UNDERSTUDY_COMMAND_LOG = cmdlog;
+    await stack.up();
+    delete stack.workspace.envVars.UNDERSTUDY_COMMAND_LOG;
+    const ran = readCommandLog(cmdlog).map((c) => c.argv.join(" "));
+    expect(ran.some((a) => /\bzfs snapshot\b/.test(a) && a.includes(`${SRC}@understudy-logged`)), ran.join("\n")).toBe(true);
+    await stack.destroy();
+    await stack.workspace.removeStack("logged");
+  });
 
   it("names the missing dataset and creates nothing", async () => {
     const stack = await openStack(program, "missing", backend, {
@@ -217,7 +247,13 @@ describe("interrupted runs", () => {
         if (/taken in/.test(s)) abort.abort();
       },
     });
-    await first.catch(() => undefined);
+    // The first `up` really was interrupted: the abort fired mid-run and the run did not succeed.
+    const outcome = await first.then(
+      (r) => `completed: ${r.summary.result}`,
+      (e: unknown) => `interrupted: ${String((e as Error)?.message ?? e)}`,
+    );
+    expect(abort.signal.aborted, "the abort never fired (no snapshot was reported)").toBe(true);
+    expect(outcome).toMatch(/^interrupted: /);
     const again = await stack.up();
     expect(again.summary.result).toBe("succeeded");
     expect(datasetExists(`${pool.name}/rehearsal/int`)).toBe(true);

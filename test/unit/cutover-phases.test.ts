@@ -134,7 +134,7 @@ const rehearsal = resolveRehearsalPlan("r", {
   steps: [{ name: "fix", sql: "SELECT 1", phase: "before-upgrade" }],
   checks: { assertions: [{ name: "a", sql: "SELECT true" }] },
 });
-const promotion = resolvePromotionPlan("go", { endpoint: { name: "app", listenPort: 6432, database: "app" } }, rehearsal, {
+const promotion = resolvePromotionPlan("go", { endpoint: { name: "app", listenPort: 6432, database: "app", users: [{ name: "app", password: "pw" }] } }, rehearsal, {
   sibling: (of, n) => [...of.split("/").slice(0, -1), n].join("/"),
   sanitize: (s) => s,
 });

@@ -123,6 +123,18 @@ describe("runPreflight", () => {
     expect(host.ran.some((c) => c.startsWith("ss "))).toBe(true);
   });
 
+  it("refuses a standby (or a cluster in archive recovery) as source, naming source.dataset", async () => {
+    for (const f of ["standby.signal", "recovery.signal", "recovery.conf"]) {
+      const host = new ScriptedHost(world({ files: { "/srv/tank/pg13/main/PG_VERSION": "13\n", [`/srv/tank/pg13/main/${f}`]: "" } }));
+      const r = await runPreflight(host, inputs());
+      expect(r.problems, f).toEqual([expect.stringMatching(new RegExp(`^source\\.dataset: /srv/tank/pg13/main on db1 holds ${f.replace(".", "\\.")}: the source is a standby`))]);
+    }
+    // Positive control: the checks ran on the primary too, and found nothing.
+    const host = new ScriptedHost(world());
+    expect((await runPreflight(host, inputs())).problems).toEqual([]);
+    expect(host.ran).toContain("test -e /srv/tank/pg13/main/standby.signal");
+  });
+
   it("lists every problem at once, each naming the config field", async () => {
     const host = new ScriptedHost(
       world({
