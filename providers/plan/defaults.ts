@@ -36,6 +36,8 @@ export const DEFAULTS = {
   authType: "scram-sha-256",
   /** How long PAUSE may wait for transactions in flight before the cut-over gives up (nothing changed). */
   pauseTimeoutMs: 10_000,
+  /** How a promotion moves clients. */
+  method: "replay" as "replay" | "logical",
   /** PgBouncer stays when the stack is destroyed (clients depend on it). */
   retainEndpoint: true,
 } as const;
