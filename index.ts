@@ -9,7 +9,7 @@ import { Promotion } from "./components/promotion";
 
 const NS = "understudy";
 const cfg = new pulumi.Config(NS);
-const keys = ["host", "source", "snapshot", "clone", "to", "toBinDir", "postgres", "mode", "steps", "checks", "reportDir", "promote", "endpoint"];
+const keys = ["host", "source", "snapshot", "clone", "to", "toBinDir", "postgres", "mode", "steps", "checks", "reportDir", "promote", "method", "logical", "endpoint"];
 const raw: Record<string, unknown> = {};
 for (const k of keys) {
   // `host` is set with --secret: read its raw JSON (validated below, then wrapped as a secret
@@ -56,6 +56,8 @@ const promotion = conf.endpoint
       rehearsal,
       promote: conf.promote ?? false,
       endpoint: conf.endpoint,
+      ...(conf.method ? { method: conf.method } : {}),
+      ...(conf.logical ? { logical: conf.logical } : {}),
     })
   : undefined;
 export const endpoint = promotion
