@@ -8,7 +8,7 @@ import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
 import type { Host } from "../host/types";
 import { PostgresDriver } from "../postgres/driver";
-import { LogicalReplication, requiredTargetSettings } from "../postgres/logical";
+import { LogicalReplication, PUBLISHABLE_TABLES_SQL, logicalNames, publicationTablesSql, requiredTargetSettings } from "../postgres/logical";
 import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
 import { checkConnection, errorMessage, hostIdentity, isUnknown, progress } from "../common";
@@ -236,6 +236,16 @@ function logicalEnvOf(pg: PostgresDriver, s: CutoverSpec): LogicalEnv {
     clusterDatabases: async () => (await pg.adminQuery(live, CLUSTER_DATABASES_SQL, { database: "postgres" })).map((r) => r[0]),
     open: (tag, databases) => new LogicalReplication(pg, { tag, databases, live }),
     checkpoint: async () => void (await pg.adminQuery(live, "CHECKPOINT", { database: "postgres" })),
+    unpublishedTables: async (tag, databases) => {
+      const pub = logicalNames(tag).publication;
+      const out: Array<{ database: string; tables: string[] }> = [];
+      for (const db of databases) {
+        const published = new Set((await pg.adminQuery(live, publicationTablesSql(pub), { database: db })).map((r) => r[0]));
+        const have = (await pg.adminQuery(newSrv, PUBLISHABLE_TABLES_SQL, { database: db })).map((r) => r[0]);
+        out.push({ database: db, tables: have.filter((t) => !published.has(t)) });
+      }
+      return out;
+    },
     ensureTargetSettings: async (dataDir, n) => {
       const want = requiredTargetSettings(n);
       const have = new Map((await pg.adminQuery(newSrv, `SELECT name, setting FROM pg_settings WHERE name IN (${Object.keys(want).map((k) => `'${k}'`).join(", ")})`, { database: "postgres" })).map((r) => [r[0], r[1]]));

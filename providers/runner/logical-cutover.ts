@@ -79,6 +79,7 @@ export type LogicalOps = Pick<
   | "retireReverse"
   | "cleanup"
   | "leftovers"
+  | "names"
 > & { withTarget(target: ServerRef): LogicalOps };
 
 /** What the logical phases need beyond the replay's environment. */
@@ -89,6 +90,12 @@ export interface LogicalEnv {
   open(tag: string, databases: string[]): LogicalOps;
   /** CHECKPOINT on live (the clone's recovery then replays little). */
   checkpoint(): Promise<void>;
+  /**
+   * Tables the new live has (it is live as of the start point) that live's publication of
+   * this tag does not list, per database: a table created on live between the publications
+   * and the start point. Its writes would not be replicated, so the cut-over refuses.
+   */
+  unpublishedTables(tag: string, databases: string[]): Promise<Array<{ database: string; tables: string[] }>>;
   /** The running new live gets what a subscriber and the way back need (raised with ALTER SYSTEM and a restart of the new live, only when short). */
   ensureTargetSettings(dataDir: string, databases: number): Promise<string[]>;
 }
@@ -187,6 +194,15 @@ export function logicalPhases(env: CutoverEnv, st: LogicalState): Array<Phase<Lo
     {
       name: "subscribe",
       run: async () => {
+        // Every table the new live has must be published on live (a table created while the
+        // publications were made exists on the clone but would never be replicated).
+        const missing = (await lenv.unpublishedTables(st.lr.names.tag, st.clusterDbs)).filter((m) => m.tables.length);
+        if (missing.length) {
+          throw new Error(
+            `the schema changed on live while the clone was prepared (logical replication does not carry DDL): ${missing.map((m) => `${m.database}: ${m.tables.join(", ")}`).join("; ")} ` +
+              "exist on the new live but are not in our publication, so their writes would not be replicated. Promote again (a new snapshot)",
+          );
+        }
         st.lr2 = st.lr.withTarget(newServerRef(s));
         await st.lr2.subscribe(st.start!);
       },

@@ -96,6 +96,7 @@ class FakeLogical {
   live = new Set<string>();
   target = new Set<string>();
   notReady = false;
+  unpublished: string[] = [];
   schemaChanged = false;
   ops(): LogicalOps {
     return fakeOps(this);
@@ -195,6 +196,7 @@ function fakeOps(f: FakeLogical): LogicalOps {
       async leftovers() {
         return [...f.live];
       },
+      names: { tag: "t" },
       withTarget: () => ops,
     };
     return ops as unknown as LogicalOps;
@@ -266,6 +268,7 @@ describe("logical cut-over phases (fakes)", () => {
         open: () => logical.ops(),
         checkpoint: async () => undefined,
         ensureTargetSettings: async () => [],
+        unpublishedTables: async (_tag, dbs) => dbs.map((d) => ({ database: d, tables: d === "app" ? logical.unpublished : [] })),
       },
     };
   });
@@ -308,6 +311,15 @@ describe("logical cut-over phases (fakes)", () => {
     expect([...logical.live]).toEqual([]);
     expect([...storage.vols.keys()]).toEqual(["live/data"]);
     expect(journal?.finished?.outcome).toBe("undone");
+  });
+
+  it("a table created on live while the publications were made (on the clone, not published): refused before subscribing, naming it", async () => {
+    logical.unpublished = ["public.created_meanwhile"];
+    const e = await promoteLogical(env, spec).catch((x) => x);
+    expect(e.message).toMatch(/phase "subscribe" failed: the schema changed on live while the clone was prepared .*app: public\.created_meanwhile/);
+    expect(onLive()).toBe(true);
+    expect([...logical.live]).toEqual([]);
+    expect([...logical.target]).toEqual([]);
   });
 
   const names = [
