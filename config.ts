@@ -81,11 +81,23 @@ export const rehearsalConfigSchema = z
       .optional(),
     reportDir: z.string().optional(),
     promote: z.boolean().optional(),
+    method: z.enum(["replay", "logical"]).optional(),
+    logical: z
+      .object({
+        maxLagBytes: z.number().int().nonnegative().optional(),
+        switchoverTimeoutMs: z.number().int().min(30_000).max(3_600_000).optional(),
+        applyTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+        retainedWalLimitBytes: z.number().int().positive().optional(),
+        accept: z.array(z.enum(["large-objects", "unlogged-tables", "live-subscriptions", "materialized-views", "foreign-tables"])).optional(),
+      })
+      .strict()
+      .optional(),
     endpoint: z
       .object({
         name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,40}$/, "lower-case letters, digits and -"),
         listenPort: port,
         database: ident,
+        databases: z.array(ident).min(1).optional(),
         listenAddr: z.string().optional(),
         authType: z.enum(["trust", "md5", "scram-sha-256"]).optional(),
         pauseTimeoutMs: z.number().int().positive().optional(),
@@ -100,7 +112,8 @@ export const rehearsalConfigSchema = z
   .strict()
   .refine((c) => c.to > c.source.version, { message: "must be newer than source.version", path: ["to"] })
   .refine((c) => c.postgres.port !== c.source.port, { message: "must differ from source.port (the live server's port)", path: ["postgres", "port"] })
-  .refine((c) => !c.promote || c.endpoint, { message: "promote needs an endpoint (clients must reach the database through it)", path: ["promote"] });
+  .refine((c) => !c.promote || c.endpoint, { message: "promote needs an endpoint (clients must reach the database through it)", path: ["promote"] })
+  .refine((c) => c.logical === undefined || c.method === "logical", { message: 'is for method "logical"', path: ["logical"] });
 
 export type RehearsalConfig = z.infer<typeof rehearsalConfigSchema>;
 

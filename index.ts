@@ -9,7 +9,7 @@ import { Promotion } from "./components/promotion";
 
 const NS = "understudy";
 const cfg = new pulumi.Config(NS);
-const keys = ["host", "source", "snapshot", "clone", "to", "toBinDir", "postgres", "mode", "steps", "checks", "reportDir", "promote", "endpoint"];
+const keys = ["host", "source", "snapshot", "clone", "to", "toBinDir", "postgres", "mode", "steps", "checks", "reportDir", "promote", "method", "logical", "endpoint"];
 const raw: Record<string, unknown> = {};
 for (const k of keys) {
   // `host` is set with --secret: read its raw JSON (validated below, then wrapped as a secret
@@ -58,6 +58,8 @@ const promotion = conf.endpoint
       promote: conf.promote ?? false,
       // The users' passwords stay secret from here on (in state too).
       endpoint: { ...conf.endpoint, users: conf.endpoint.users ? pulumi.secret(conf.endpoint.users) : undefined },
+      ...(conf.method ? { method: conf.method } : {}),
+      ...(conf.logical ? { logical: conf.logical } : {}),
     })
   : undefined;
 export const endpoint = promotion

@@ -29,6 +29,7 @@ export { PgBouncerEndpointResource, PgBouncerEndpointArgs } from "./providers/en
 export { PgBouncerEndpoint } from "./providers/endpoint/pgbouncer";
 export { CutOver } from "./providers/promotion/cutover";
 export { Promotion, PromotionArgs } from "./components/promotion";
+export type { LogicalSettings } from "./providers/plan/logical";
 // EBS (AWS): the storage backend, the rehearsal instance, the Route53 endpoint. `@pulumi/aws` is
 // an optional peer dependency, loaded only by what declares AWS resources.
 export { EbsStorage, EbsStorageArgs, EbsRehearsalTarget, EbsScheduleTarget, dlmIntervalHours } from "./components/storage/ebs";

@@ -40,3 +40,33 @@ export function discoverLayout(
     }),
   );
 }
+
+/**
+ * Every database of live's cluster that clients can connect to (templates left out), read
+ * when the program runs (also in preview; read-only). When live cannot be reached, `[fallback]`
+ * with a warning: the cut-over checks the list against live again before holding anyone.
+ */
+export function discoverDatabases(
+  component: string,
+  storage: StorageBackend,
+  source: Pick<SourcePlan, "version" | "binDir" | "socketDir" | "port" | "osUser">,
+  fallback: string,
+): pulumi.Output<string[]> {
+  return storage.withStorage(async (_s, host): Promise<string[]> => {
+    try {
+      const pg = new PostgresDriver(host, { osUser: source.osUser });
+      const rows = await pg.adminQuery(
+        { version: source.version, binDir: source.binDir, socketDir: source.socketDir, port: source.port },
+        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+        { database: "postgres", timeoutMs: 30_000 },
+      );
+      const names = rows.map((r) => r[0]).filter((d) => /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(d));
+      const skipped = rows.map((r) => r[0]).filter((d) => !names.includes(d));
+      if (skipped.length) await pulumi.log.warn(`${component}: database(s) ${skipped.join(", ")} get no PgBouncer entry (names outside letters, digits and _): list endpoint.databases yourself`);
+      return names.includes(fallback) ? names : [fallback, ...names];
+    } catch (e) {
+      await pulumi.log.warn(`${component}: live's databases could not be read (${errorMessage(e).split("\n")[0]}); only ${fallback} gets a PgBouncer entry`);
+      return [fallback];
+    }
+  });
+}

@@ -7,6 +7,8 @@ import { ownerId, sanitize } from "../providers/common";
 import { queryWaitTimeoutFor, resolvePromotionPlan } from "../providers/plan/promotion";
 import { UNKNOWN_ID } from "../providers/plan/rehearsal";
 import { checked } from "./errors";
+import { discoverDatabases } from "./discover";
+import type { LogicalSettings } from "../providers/plan/logical";
 import type { CutoverRecord, RehearsalReport } from "../providers/rehearsal/report";
 import { writeReportFiles } from "../providers/rehearsal/report-files";
 import { PostgresDriver } from "../providers/postgres/driver";
@@ -25,6 +27,12 @@ export interface PromotionArgs {
     listenAddr?: string;
     /** The database clients use (also the PgBouncer entry name). */
     database: string;
+    /**
+     * Every database whose PgBouncer entry moves with the cluster (`database` among them): all
+     * are held, switched and resumed together. Default: every database of live's cluster
+     * (templates left out), read when the program runs.
+     */
+    databases?: string[];
     /** `transaction` (default): PAUSE then waits only for in-flight transactions. */
     poolMode?: PoolMode;
     /**
@@ -66,6 +74,19 @@ export interface PromotionArgs {
   /** How live is started and stopped, as argv (default: pg_ctl, with the options live was started with). */
   liveStartCommand?: string[];
   liveStopCommand?: string[];
+  /**
+   * How clients move to the upgraded cluster.
+   * - `replay` (default): clients held, live stopped, final snapshot, the rehearsed cut-over
+   *   steps (pg_upgrade) replayed on its clone, switch. The pause grows with pg_upgrade's time.
+   * - `logical`: while live keeps serving, a clone is converted, upgraded and catches up by
+   *   logical replication; clients are held only for the last transactions (under a second).
+   *   Needs `wal_level = logical` and a replica identity on every table (checked in preview).
+   *   Roll-back keeps the new live's writes (replicated back).
+   * @default "replay"
+   */
+  method?: "replay" | "logical";
+  /** The logical method's thresholds and timeouts (see {@link LogicalSettings}). */
+  logical?: LogicalSettings;
 }
 
 /**
@@ -137,6 +158,8 @@ export class Promotion extends pulumi.ComponentResource {
           liveStartCommand: args.liveStartCommand,
           liveStopCommand: args.liveStopCommand,
           switchoverTimeoutMs: args.switchoverTimeoutMs,
+          method: args.method,
+          logical: args.logical,
         },
         rp,
         {
@@ -149,7 +172,9 @@ export class Promotion extends pulumi.ComponentResource {
     const ep = plan.endpoint;
     // PgBouncer's trust still requires the user in its userlist: default to the OS user.
     const defaultUsers = ep.authType === "trust" ? [{ name: rp.source.osUser }] : undefined;
-    const config = pulumi.output(args.endpoint.users ?? defaultUsers).apply((users) => ({
+    // Every database of the cluster moves (or the user's list): each gets its PgBouncer entry.
+    const databases = ep.databases ? pulumi.output(ep.databases) : discoverDatabases(name, storage, rp.source, ep.database);
+    const config = pulumi.all([pulumi.output(args.endpoint.users ?? defaultUsers), databases]).apply(([users, dbs]) => ({
       name: ep.name,
       listenPort: ep.listenPort,
       listenAddr: ep.listenAddr,
@@ -157,7 +182,7 @@ export class Promotion extends pulumi.ComponentResource {
       authType: ep.authType,
       queryWaitTimeoutMs: queryWaitTimeoutFor(plan.switchoverTimeoutMs!) * 1000,
       ...(users ? { users } : {}),
-      databases: { [ep.database]: { host: ep.serverHost ?? rp.source.socketDir, port: rp.source.port, dbname: ep.database } },
+      databases: Object.fromEntries(dbs.map((d) => [d, { host: ep.serverHost ?? rp.source.socketDir, port: rp.source.port, dbname: d }])),
     }));
     const endpoint = new PgBouncerEndpointResource(`${name}-endpoint`, { connection: storage.connection, config }, { parent: this, retainOnDelete: ep.retainOnDelete });
     // Replication that pg_upgrade does not carry: read on live while the program runs (also
@@ -195,6 +220,9 @@ export class Promotion extends pulumi.ComponentResource {
         promote,
         endpoint: config,
         database: ep.database,
+        databases,
+        method: plan.method,
+        ...(plan.logical ? { logical: plan.logical } : {}),
         pauseTimeoutMs: ep.pauseTimeoutMs,
         ...(ep.serverHost !== undefined ? { serverHost: ep.serverHost } : {}),
         switchoverTimeoutMs: plan.switchoverTimeoutMs,
@@ -235,7 +263,7 @@ export class Promotion extends pulumi.ComponentResource {
       .apply(([rep, state, phases, pause, promotedAt, rolledBackAt]) => {
         if (!phases || state === "serving-old" || !rep) return rep;
         const cutover: CutoverRecord = {
-          method: "replay",
+          method: plan.method,
           at: (state === "rolled-back" ? rolledBackAt : promotedAt) ?? "",
           status: state === "promoted" ? "promoted" : "rolled-back",
           pauseWindowMs: pause ?? 0,

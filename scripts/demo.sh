@@ -11,12 +11,21 @@
 #   npm run demo -- promote   set understudy:promote=true and run `pulumi up`: clients of the
 #                             PgBouncer endpoint (127.0.0.1:6432) move to the upgraded clone
 #                             while a pgbench writer keeps committing through it
+#   npm run demo -- promote logical
+#                             the same with the logical method: the upgraded clone catches up
+#                             with live by logical replication while clients keep working, and
+#                             clients are held only for the last transactions. First makes the
+#                             user's changes the method needs on live (wal_level = logical, a
+#                             restart of live; a replica identity for pgbench_history), saying so
 #   npm run demo -- rollback  set understudy:promote=false: back to PostgreSQL 13
 #   npm run demo -- down      remove all of it: the stack, every server on the pool, the demo's
 #                             PgBouncer, the pool and its image (Pulumi.demo.yaml stays)
 set -euo pipefail
 action=${1:-rehearse}
-case "$action" in rehearse|promote|rollback|down) ;; *) echo "usage: npm run demo [-- promote|rollback|down]" >&2; exit 2 ;; esac
+method=${2:-}
+case "$action" in rehearse|promote|rollback|down) ;; *) echo "usage: npm run demo [-- promote [replay|logical]|rollback|down]" >&2; exit 2 ;; esac
+case "$method" in ""|replay|logical) ;; *) echo "usage: npm run demo -- promote [replay|logical]" >&2; exit 2 ;; esac
+if [ -n "$method" ] && [ "$action" != promote ]; then echo "a method goes with promote only (npm run demo -- promote $method)" >&2; exit 2; fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
@@ -76,9 +85,30 @@ rc=0
 writer_log=""
 if [ "$action" != rehearse ]; then
   want=$([ "$action" = promote ] && echo true || echo false)
+  if [ "$action" = promote ]; then
+    if [ "$method" = logical ]; then
+      live_psql() { runuser -u postgres -- /usr/lib/postgresql/13/bin/psql -X -q -At -h /var/run/postgresql -p 54313 "$@"; }
+      say "the logical method needs two changes on live: they are yours to make (Understudy never restarts live); the demo makes them now"
+      if [ "$(live_psql -d postgres -c 'SHOW wal_level')" != logical ]; then
+        echo "  ALTER SYSTEM SET wal_level = logical, then a restart of live (pg_ctl restart)" >&2
+        live_psql -d postgres -c "ALTER SYSTEM SET wal_level = logical"
+        live_mnt=$(zfs get -H -o value mountpoint understudy/pg13)
+        runuser -u postgres -- /usr/lib/postgresql/13/bin/pg_ctl -D "$live_mnt/main" -l "$live_mnt/server.log" -m fast -w restart >/dev/null
+      fi
+      echo "  ALTER TABLE pgbench_history REPLICA IDENTITY FULL (it has no primary key)" >&2
+      live_psql -d app -c "ALTER TABLE pgbench_history REPLICA IDENTITY FULL"
+      pulumi config set --stack demo understudy:method logical
+      # The demo's schema has large objects and a materialized view: accepted by name.
+      pulumi config set --stack demo --path 'understudy:logical.accept[0]' large-objects
+      pulumi config set --stack demo --path 'understudy:logical.accept[1]' materialized-views
+    elif [ "$method" = replay ]; then
+      pulumi config set --stack demo understudy:method replay
+      pulumi config rm --stack demo understudy:logical >/dev/null 2>&1 || true
+    fi
+  fi
   pulumi config set --stack demo --type bool understudy:promote "$want"
   say "pulumi preview: the reviewed change"
-  pulumi preview --stack demo --non-interactive --diff 2>&1 | grep -E "promote|~|Resources|update" || true
+  pulumi preview --stack demo --non-interactive --diff 2>&1 | grep -E "promote|method|~|Resources|update|not ready|error" || true
   writer_log=$(mktemp)
   # Clients through the endpoint during the switch: every failed transaction would show here.
   runuser -u postgres -- /usr/lib/postgresql/15/bin/pgbench -h 127.0.0.1 -p 6432 -n -c 2 -T 40 app > "$writer_log" 2>&1 &
@@ -114,9 +144,17 @@ discard="PULUMI_BACKEND_URL=$PULUMI_BACKEND_URL PULUMI_CONFIG_PASSPHRASE=$PULUMI
   echo "Endpoint: PgBouncer on 127.0.0.1:6432 (database app) is served by PostgreSQL $served now."
   if [ "$state" = promoted ]; then
     echo "Live:     PostgreSQL 15 on port $port, on a clone under understudy/rehearsals (zfs list -r understudy/rehearsals)"
-    echo "Old live: PostgreSQL 13, dataset understudy/pg13, stopped and kept as it was at the cut-over"
+    if [ "$(pulumi config get --stack demo understudy:method 2>/dev/null || true)" = logical ]; then
+      echo "Old live: PostgreSQL 13, dataset understudy/pg13, still running, read-only; it receives every write made on 15 (the way back)"
+    else
+      echo "Old live: PostgreSQL 13, dataset understudy/pg13, stopped and kept as it was at the cut-over"
+    fi
     echo "Report:   understudy-reports/demo.md and .json; the cut-over's phases: pulumi stack output endpoint --stack demo"
-    echo "Roll back: npm run demo -- rollback   (clients back on PostgreSQL 13; writes made on 15 since the cut-over stay on its dataset)"
+    if [ "$(pulumi config get --stack demo understudy:method 2>/dev/null || true)" = logical ]; then
+      echo "Roll back: npm run demo -- rollback   (clients back on PostgreSQL 13 with every write made on 15)"
+    else
+      echo "Roll back: npm run demo -- rollback   (clients back on PostgreSQL 13; writes made on 15 since the cut-over stay on its dataset)"
+    fi
     echo "Destroy:  $discard"
     echo "          hands over: PgBouncer and PostgreSQL 15 keep serving (README: Promotion)"
   else

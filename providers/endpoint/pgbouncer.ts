@@ -1028,7 +1028,130 @@ export class PgBouncerEndpoint {
       phases: { pauseMs: r.phases.pauseMs, ...r.value, resumeMs: r.phases.resumeMs },
     };
   }
+  /**
+   * Hold clients of several databases at once (the whole cluster moves in a cut-over):
+   * `PAUSE` each in the order given (each bounded by `pauseTimeoutMs`; a timeout resumes the
+   * ones already paused, nothing changed), `fn`, then `RESUME` each in reverse order. The
+   * context's `retarget` points ALL given entries at once (one rewrite of the databases file,
+   * one RELOAD, checked with SHOW DATABASES); if `fn` throws after it, the old file is put
+   * back before clients resume. One database: the same as {@link hold}.
+   */
+  async holdAll<T>(
+    dbs: string[],
+    fn: (ctx: { elapsedMs(): number; retarget(targets: Record<string, DatabaseTarget>): Promise<RetargetTimings> }) => Promise<T>,
+    opts: HoldOptions = {},
+  ): Promise<HoldResult<T>> {
+    if (!Array.isArray(dbs) || dbs.length === 0) throw new InputError("databases", "must list at least one database");
+    dbs.forEach((d, i) => validateEntryName(d, `databases[${i}]`));
+    const timeoutMs = validateTimeout(opts.pauseTimeoutMs ?? 10_000, "pauseTimeoutMs");
+    const before = await this.readDatabasesFile();
+    const missing = dbs.filter((d) => !(d in before.entries));
+    if (missing.length) {
+      throw new PgBouncerError(`database(s) ${missing.join(", ")} not an entry of ${this.paths.databases} on ${this.host.description}; nothing was changed`, {
+        host: this.host.description,
+        database: missing[0],
+        clients: "unaffected",
+      });
+    }
+    const [a, b] = await Promise.all([this.admin(), this.admin()]);
+    const paused: string[] = [];
+    const resumeAll = async (): Promise<string[]> => {
+      const failed: string[] = [];
+      for (const d of [...paused].reverse()) if (await this.resumeSomehow([a, b], d)) failed.push(d);
+      return failed;
+    };
+    try {
+      const shown = parseShowDatabases(await a.query("SHOW DATABASES"));
+      for (const d of dbs) {
+        const st = shown.find((x) => x.name === d);
+        if (!st) throw new PgBouncerError(`${this.where()} has no database "${d}" (SHOW DATABASES); RELOAD or ensure() first`, { host: this.host.description, database: d, clients: "unaffected" });
+        if (st.paused) {
+          throw new PgBouncerError(`database "${d}" on ${this.where()} is paused already (another operator or an interrupted run); run RESUME ${adminIdent(d)} when it is safe. Nothing was changed.`, {
+            host: this.host.description,
+            database: d,
+            clients: "maybe-paused",
+          });
+        }
+      }
+      const t0 = now();
+      for (const d of dbs) {
+        try {
+          await this.pauseOn(a, b, d, timeoutMs);
+        } catch (e) {
+          const failed = await resumeAll();
+          if (failed.length && e instanceof PgBouncerError) throw new PgBouncerError(`${e.message} RESUME of ${failed.join(", ")} failed too: run RESUME on the admin console.`, { host: this.host.description, database: d, clients: "maybe-paused", cause: e });
+          throw e;
+        }
+        paused.push(d);
+      }
+      const tPaused = now();
+      let changed = false;
+      const ctx = {
+        elapsedMs: () => round(now() - t0),
+        retarget: async (targets: Record<string, DatabaseTarget>): Promise<RetargetTimings> => {
+          const to: Record<string, DatabaseTarget> = {};
+          for (const [d, t] of Object.entries(targets)) {
+            if (!dbs.includes(d)) throw new InputError("targets", `${d} is not held`);
+            to[d] = validateTarget(t, `targets.${d}`);
+          }
+          const w0 = now();
+          changed = true;
+          await this.writeOwned(this.paths.databases, renderDatabases({ ...before.entries, ...to }), "0644");
+          const w1 = now();
+          await a.query("RELOAD");
+          const w2 = now();
+          const s = parseShowDatabases(await a.query("SHOW DATABASES"));
+          const w3 = now();
+          for (const [d, t] of Object.entries(to)) {
+            const x = s.find((y) => y.name === d);
+            if (!x || !statusMatches(x, t)) throw new Error(`after RELOAD, SHOW DATABASES shows ${d} -> ${x ? describeTarget(x) : "no entry"}, not ${describeTarget(t)} (see ${this.paths.logfile})`);
+          }
+          return { writeMs: round(w1 - w0), reloadMs: round(w2 - w1), verifyMs: round(w3 - w2) };
+        },
+      };
+      let value: T;
+      try {
+        value = await fn(ctx);
+      } catch (e) {
+        let restore = "the databases file was not changed";
+        let restoredOk = true;
+        if (changed) {
+          try {
+            await this.writeOwned(this.paths.databases, before.text, "0644");
+            await a.query("RELOAD");
+            restore = "the old databases file was restored and reloaded";
+          } catch (re) {
+            restoredOk = false;
+            restore = `restoring the old databases file FAILED (${msg(re)})`;
+          }
+        }
+        const failed = await resumeAll();
+        const clients: ClientState = failed.length ? "maybe-paused" : restoredOk ? "old-target" : "unknown";
+        const where =
+          clients === "old-target"
+            ? "clients were resumed on the old targets"
+            : clients === "maybe-paused"
+              ? `RESUME failed for ${failed.join(", ")}: clients may still be held; run RESUME on the admin console`
+              : "clients were resumed but may be on the new targets; check SHOW DATABASES";
+        throw new PgBouncerError(`while ${dbs.join(", ")} were paused on ${this.where()}: ${msg(e)}; ${restore}; ${where}.`, { host: this.host.description, database: dbs[0], clients, cause: e });
+      }
+      const tWork = now();
+      const failed = await resumeAll();
+      const tEnd = now();
+      if (failed.length) {
+        throw new PgBouncerError(`RESUME ${failed.join(", ")} on ${this.where()} failed after the work was done: clients may still be held; run RESUME on the admin console.`, {
+          host: this.host.description,
+          database: failed[0],
+          clients: "maybe-paused",
+        });
+      }
+      return { value, pauseWindowMs: round(tEnd - t0), phases: { pauseMs: round(tPaused - t0), workMs: round(tWork - tPaused), resumeMs: round(tEnd - tWork) } };
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+  }
 }
+
 
 /** "2 server connections busy, for clients 127.0.0.1:40000 (psql), ..." from SHOW SERVERS / SHOW CLIENTS rows. */
 export function describeHolders(servers: Record<string, unknown>[], clients: Record<string, unknown>[], db: string): string {

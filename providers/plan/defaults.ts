@@ -38,6 +38,8 @@ export const DEFAULTS = {
   pauseTimeoutMs: 10_000,
   /** How long a promotion may hold clients in all (PgBouncer's query_wait_timeout is set a minute above it). */
   switchoverTimeoutMs: 300_000,
+  /** How a promotion moves clients. */
+  method: "replay" as "replay" | "logical",
   /** PgBouncer stays when the stack is destroyed (clients depend on it). */
   retainEndpoint: true,
 } as const;

@@ -9,6 +9,7 @@ import { validateArgv, validateListenPort, validatePgName, validateSocketDir, va
 import { validateListen } from "../postgres/validate";
 import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validateTarget } from "../endpoint/pgbouncer-config";
 import { DEFAULTS } from "./defaults";
+import { checkLogicalSettings, type LogicalSettings } from "./logical";
 import { UNKNOWN_ID, type RehearsalPlan, type VolumeIdCheck } from "./rehearsal";
 
 export type PoolMode = "transaction" | "session" | "statement";
@@ -21,6 +22,11 @@ export interface EndpointPlan {
   listenAddr: string;
   /** The database clients use (also its PgBouncer entry name). */
   database: string;
+  /**
+   * Every database whose PgBouncer entry moves with the cluster (`database` among them), as
+   * the user listed them; undefined: every database of live's cluster, read when the program runs.
+   */
+  databases?: string[];
   poolMode: PoolMode;
   authType: AuthType;
   /** How long PAUSE may wait for transactions in flight. */
@@ -39,6 +45,9 @@ export interface PromotionPlan {
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
   /** argv that start / stop live (default: pg_ctl with the options live was started with). */
   live: { startCommand?: string[]; stopCommand?: string[] };
+  /** How clients move: `replay` (default) or `logical`. */
+  method: "replay" | "logical";
+  logical?: LogicalSettings;
 }
 
 export interface PromotionArgsPlain {
@@ -47,6 +56,7 @@ export interface PromotionArgsPlain {
     listenPort: number;
     listenAddr?: string;
     database: string;
+    databases?: string[];
     poolMode?: PoolMode;
     authType?: AuthType;
     pauseTimeoutMs?: number;
@@ -59,6 +69,8 @@ export interface PromotionArgsPlain {
   liveStartCommand?: string[];
   liveStopCommand?: string[];
   switchoverTimeoutMs?: number;
+  method?: "replay" | "logical";
+  logical?: LogicalSettings;
 }
 
 /** The switchover timeout: 30 s to 1 h. */
@@ -90,6 +102,20 @@ function isNetworkHost(v: unknown): v is string {
   }
 }
 
+/** A list of PgBouncer entries / databases that move together: names PgBouncer and psql accept, no repeats, `database` among them. */
+export function validateDatabaseList(v: unknown, main: string, field = "endpoint.databases"): string[] {
+  if (!Array.isArray(v) || v.length === 0) throw new InputError(field, "must list at least one database");
+  const seen = new Set<string>();
+  v.forEach((d, i) => {
+    validateEntryName(d, `${field}[${i}]`);
+    validatePgName(d, `${field}[${i}]`, "database name");
+    if (seen.has(d)) throw new InputError(`${field}[${i}]`, `${d} is listed twice`);
+    seen.add(d);
+  });
+  if (!seen.has(main)) throw new InputError(field, `must include endpoint.database (${main})`);
+  return v as string[];
+}
+
 /** Names a derived volume next to another (the storage's naming rule; injected). */
 export type SiblingVolume = (of: string, name: string) => string;
 
@@ -113,6 +139,10 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
     });
   }
   check(() => validateEntryName(e.database, "endpoint.database"));
+  if (e.databases !== undefined) check(() => validateDatabaseList(e.databases, e.database));
+  if (p.method !== "replay" && p.method !== "logical") errors.push(new InputError("method", `${JSON.stringify(p.method)} is not replay or logical`));
+  errors.push(...checkLogicalSettings(p.logical));
+  if (p.logical !== undefined && p.method !== "logical") errors.push(new InputError("logical", 'is for method "logical"'));
   // The cut-over also reads live's sequences in that database with psql.
   check(() => validatePgName(e.database, "endpoint.database", "database name"));
   if (!["transaction", "session", "statement"].includes(e.poolMode)) errors.push(new InputError("endpoint.poolMode", `${JSON.stringify(e.poolMode)} is not transaction, session or statement`));
@@ -167,6 +197,7 @@ export function resolvePromotionPlan(
       listenPort: ep.listenPort,
       listenAddr: ep.listenAddr ?? DEFAULTS.endpointListenAddr,
       database: ep.database,
+      ...(ep.databases !== undefined ? { databases: ep.databases } : {}),
       poolMode: ep.poolMode ?? DEFAULTS.poolMode,
       authType: ep.authType ?? DEFAULTS.authType,
       pauseTimeoutMs: ep.pauseTimeoutMs ?? DEFAULTS.pauseTimeoutMs,
@@ -185,6 +216,8 @@ export function resolvePromotionPlan(
       ...(args.liveStartCommand !== undefined ? { startCommand: args.liveStartCommand } : {}),
       ...(args.liveStopCommand !== undefined ? { stopCommand: args.liveStopCommand } : {}),
     },
+    method: args.method ?? DEFAULTS.method,
+    ...(args.logical !== undefined ? { logical: args.logical } : {}),
   };
   const errors = checkPromotionPlan(plan, rehearsal, opts.volumeId);
   // With a password method, PgBouncer has to know every client's password: no users, no client gets in.

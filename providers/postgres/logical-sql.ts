@@ -795,6 +795,13 @@ const subOid = (sub: string) => `(SELECT s.oid FROM pg_subscription s WHERE s.su
 /** Tables a publication carries: every permanent plain table (partitions included, partitioned parents not) outside the system schemas. */
 const PUBLISHED = `FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${USER_NS} AND c.relkind = 'r' AND c.relpersistence = 'p'`;
 
+/** The tables a publication of ours must list (the same rule as {@link createPublicationSql}), one per row. */
+export const PUBLISHABLE_TABLES_SQL = `SELECT format('%I.%I', n.nspname, c.relname) ${PUBLISHED} ORDER BY 1`;
+
+/** The tables publication `pub` lists, one per row. */
+export const publicationTablesSql = (pub: string): string =>
+  `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.pubname = ${quoteLiteral(pub)} ORDER BY 1`;
+
 /**
  * Create the publication unless it exists, listing the tables that exist NOW (not FOR ALL
  * TABLES: with FOR ALL TABLES, every table created later joins it, and UPDATE/DELETE on a

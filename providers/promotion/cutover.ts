@@ -8,6 +8,7 @@ import type { ConnectionArgs } from "../host/connection";
 import { withHost } from "../host";
 import type { Host } from "../host/types";
 import { PostgresDriver } from "../postgres/driver";
+import { LogicalReplication, PUBLISHABLE_TABLES_SQL, logicalNames, publicationTablesSql, requiredTargetSettings } from "../postgres/logical";
 import { PgBouncerEndpoint } from "../endpoint/pgbouncer";
 import type { DatabaseTarget, PgBouncerEndpointConfig } from "../endpoint/pgbouncer-config";
 import { checkConnection, errorMessage, hostIdentity, isUnknown, progress } from "../common";
@@ -23,11 +24,13 @@ import { assertPredictedWithin, checkPromotionPlan, queryWaitTimeoutFor, validat
 import { checkConfig } from "../endpoint/pgbouncer-config";
 import { validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
 import { PgLiveServer } from "../runner/live";
-import { liveTarget, newLiveTarget, promote, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
+import { databasesOf, liveTarget, newLiveTarget, promote, type PromoteResult, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
 import { runStep } from "../runner/steps";
 import { HostJournal, journalPath } from "../runner/journal";
 import { prepareClone, type SourceLayout } from "../runner/layout";
 import type { PhaseTiming } from "../runner/phases";
+import { checkLogicalSettings, cleanupLogical, logicalTag, promoteLogical, rollBackLogical, type LogicalEnv, type LogicalPromoteResult, type LogicalSettings } from "../runner/logical-cutover";
+import { validateDatabaseList } from "../plan/promotion";
 
 export type { PlannedStep };
 
@@ -74,6 +77,12 @@ export interface CutOverInputs {
   assertions: Array<{ name: string; sql: string; database?: string }>;
   /** The rehearsal that proved the plan: its status must be `passed`. */
   rehearsal: { name: string; status: string; predictedCutoverMs: number };
+  /** `replay` (default; absent in 0.2.0 state) or `logical`. */
+  method?: "replay" | "logical";
+  /** Every PgBouncer entry that moves with the cluster, `database` among them (absent in 0.2.0 state: `[database]`). */
+  databases?: string[];
+  /** The logical method's settings. */
+  logical?: LogicalSettings;
 }
 
 export interface CutOverOutputs extends CutOverInputs {
@@ -91,6 +100,8 @@ export interface CutOverOutputs extends CutOverInputs {
   events: Array<{ at: string; what: string }>;
   /** Live's settings carried into the new live, and those left out with the reason. */
   configuration?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
+  /** A logical promotion's names (what cleanup removes) and what it measured. */
+  logicalState?: { tag: string; clusterDatabases: string[]; catchUpMs?: number; lagBytesAtPause?: number; warnings?: string[] };
 }
 
 /** Nothing here is ever replaced: promote flips are updates (promote / roll back); the rest is remembered for the next flip. */
@@ -98,7 +109,7 @@ export const CUTOVER_DIFF: DiffSpec = {
   replace: [],
   // Used by the next switch (from the new inputs); no update of its own, so state written by 0.1.0 shows no change.
   ignore: ["switchoverTimeoutMs"],
-  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "serverHost", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal"],
+  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "serverHost", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal", "method", "databases", "logical"],
 };
 
 /** 0.1.0 state -> this shape. */
@@ -110,6 +121,9 @@ export function migrateCutOver(p: Record<string, unknown>): Record<string, unkno
   if (o.to && !o.toBinDir) o.toBinDir = debianBinDir(o.to);
   if (!o.storage) o.storage = { kind: "zfs" };
   if (o.newLiveDataset && !o.newLiveVolumes) o.newLiveVolumes = [o.newLiveDataset];
+  // 0.2.0: one method, one database.
+  if (!o.method) o.method = "replay";
+  if (!o.databases && typeof o.database === "string") o.databases = [o.database];
   return o as unknown as Record<string, unknown>;
 }
 
@@ -135,6 +149,9 @@ export function specOf(i: CutOverInputs, prior?: CutOverOutputs): CutoverSpec {
     steps: i.steps,
     assertions: i.assertions,
     database: i.database,
+    databases: i.databases ?? [i.database],
+    method: i.method ?? "replay",
+    ...(i.logical ? { logical: i.logical } : {}),
     pauseTimeoutMs: i.pauseTimeoutMs,
     newLive: i.newLive,
     ...(i.serverHost !== undefined ? { serverHost: i.serverHost } : {}),
@@ -174,6 +191,11 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
       check(n.rehearsal, () => assertPredictedWithin(n.rehearsal.predictedCutoverMs, n.switchoverTimeoutMs!, `the rehearsal ${n.rehearsal.name}`));
     }
   }
+  check(n.method, () => {
+    if (n.method !== undefined && n.method !== "replay" && n.method !== "logical") throw new InputError("method", `${JSON.stringify(n.method)} is not replay or logical`);
+  });
+  if (n.logical !== undefined && known(n.logical)) errors.push(...checkLogicalSettings(n.logical));
+  if (n.databases !== undefined) check(n.databases, () => validateDatabaseList(n.databases, n.database));
   if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs) || !known(n.serverHost)) return errors;
   const plan: PromotionPlan = {
     name: n.label,
@@ -189,6 +211,8 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
       ...(n.serverHost !== undefined ? { serverHost: n.serverHost } : {}),
     },
     newLive: n.newLive,
+    method: n.method ?? "replay",
+    ...(n.logical !== undefined ? { logical: n.logical } : {}),
     live: { ...(n.live.startCommand !== undefined ? { startCommand: n.live.startCommand } : {}), ...(n.live.stopCommand !== undefined ? { stopCommand: n.live.stopCommand } : {}) },
   };
   errors.push(...checkPromotionPlan(plan, { source: specOf(n).source }));
@@ -216,6 +240,56 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer 
     value: async (sql, db) => (await pg.adminQuery(srv, sql, { database: db }))[0]?.[0],
     analyze: async (dir) => void (await pg.postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" })),
   };
+}
+
+const CLUSTER_DATABASES_SQL = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname";
+
+/** The logical method's machinery on this host: LogicalReplication through the driver. */
+function logicalEnvOf(pg: PostgresDriver, s: CutoverSpec): LogicalEnv {
+  const live = { version: s.source.version, binDir: s.source.binDir, socketDir: s.source.socketDir, port: s.source.port };
+  const newSrv = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
+  const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
+  return {
+    clusterDatabases: async () => (await pg.adminQuery(live, CLUSTER_DATABASES_SQL, { database: "postgres" })).map((r) => r[0]),
+    open: (tag, databases) => new LogicalReplication(pg, { tag, databases, live }),
+    checkpoint: async () => void (await pg.adminQuery(live, "CHECKPOINT", { database: "postgres" })),
+    unpublishedTables: async (tag, databases) => {
+      const pub = logicalNames(tag).publication;
+      const out: Array<{ database: string; tables: string[] }> = [];
+      for (const db of databases) {
+        const published = new Set((await pg.adminQuery(live, publicationTablesSql(pub), { database: db })).map((r) => r[0]));
+        const have = (await pg.adminQuery(newSrv, PUBLISHABLE_TABLES_SQL, { database: db })).map((r) => r[0]);
+        out.push({ database: db, tables: have.filter((t) => !published.has(t)) });
+      }
+      return out;
+    },
+    ensureTargetSettings: async (dataDir, n) => {
+      const want = requiredTargetSettings(n);
+      const have = new Map((await pg.adminQuery(newSrv, `SELECT name, setting FROM pg_settings WHERE name IN (${Object.keys(want).map((k) => `'${k}'`).join(", ")})`, { database: "postgres" })).map((r) => [r[0], r[1]]));
+      const short = Object.entries(want).filter(([k, v]) => (typeof v === "number" ? Number(have.get(k)) < v : have.get(k) !== v));
+      if (!short.length) return [];
+      // Values are constants of requiredTargetSettings (numbers and "logical"): safe in SQL.
+      await pg.adminQuery(newSrv, short.map(([k, v]) => `ALTER SYSTEM SET ${k} = '${v}';`).join("\n"), { database: "postgres" });
+      await pg.stop(dataDir, inst, { mode: "fast" });
+      await pg.start(dataDir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false });
+      return short.map(([k, v]) => `${k} = ${v}`);
+    },
+  };
+}
+
+/** Readiness of live for the logical method, read-only (also in preview): the problems, each naming its objects. */
+async function logicalReadiness(i: CutOverInputs): Promise<string[]> {
+  return await withHost(i.connection, async (host) => {
+    const pg = new PostgresDriver(host, { osUser: i.live.osUser });
+    const spec = specOf(i);
+    const env = logicalEnvOf(pg, spec);
+    const dbs = await env.clusterDatabases();
+    const r = await env.open(logicalTag(i.owner), dbs).readiness({ accept: i.logical?.accept ?? [] });
+    const out = r.problems.map((p) => `[${p.code}] ${p.message}`);
+    const missing = (i.databases ?? [i.database]).filter((d) => !dbs.includes(d));
+    if (missing.length) out.push(`the endpoint's database(s) ${missing.join(", ")} are not databases of live`);
+    return out;
+  });
 }
 
 async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverSpec) => Promise<T>, prior?: CutOverOutputs, switching = false): Promise<T> {
@@ -257,13 +331,14 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
       endpoint: {
         description: `PgBouncer ${i.endpoint.name} on ${host.description}`,
         current: (db) => bouncer.target(db),
-        hold: async (db, f, o) => await bouncer.hold(db, (ctx) => f({ retarget: (t) => ctx.retarget(t) }), o),
+        hold: async (dbs, f, o) => await bouncer.holdAll(dbs, (ctx) => f({ retarget: (t) => ctx.retarget(t) }), o),
         paused: async (db) => (await bouncer.databases()).find((d) => d.name === db)?.paused ?? false,
         resume: async (db) => void (await bouncer.resume(db)),
       },
       journal: new HostJournal(host, journalPath(i.owner)),
       replay,
       log,
+      logical: logicalEnvOf(pg, spec),
     };
     return await fn(env, spec);
   });
@@ -298,9 +373,12 @@ async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): P
       // An attempt that died with the engine first: finished or undone from what the host shows.
       const rec = await recoverInterrupted(env, spec);
       if (rec?.outcome === "promoted") return adopted(i, spec, rec, prior);
-      const r = await promote(env, spec);
+      const logical = spec.method === "logical";
+      const r: PromoteResult & Partial<LogicalPromoteResult> = logical ? await promoteLogical(env, spec) : await promote(env, spec);
       const at = new Date().toISOString();
-      env.log(`promoted: clients resumed on PostgreSQL ${i.to} (${r.newLiveVolumes[0]}, port ${i.newLive.port}); pause window ${r.pauseWindowMs} ms`);
+      env.log(`promoted (${spec.method}): clients resumed on PostgreSQL ${i.to} (${r.newLiveVolumes[0]}, port ${i.newLive.port}); pause window ${r.pauseWindowMs} ms`);
+      const lres = r.tag !== undefined ? (r as LogicalPromoteResult) : undefined;
+      for (const w of lres?.warnings ?? []) env.log(`warning: ${w}`);
       return {
         ...i,
         state: "promoted",
@@ -313,7 +391,21 @@ async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): P
         pauseWindowMs: r.pauseWindowMs,
         phases: timings(r.phases),
         ...(r.carried ? { configuration: r.carried } : {}),
-        events: [...(prior?.events ?? []), { at, what: `promoted: ${i.database} now served by PostgreSQL ${i.to} on ${r.newLiveVolumes[0]}` }],
+        ...(lres
+          ? {
+              logicalState: {
+                tag: lres.tag,
+                clusterDatabases: lres.clusterDatabases,
+                ...(lres.catchUp ? { catchUpMs: lres.catchUp.ms, lagBytesAtPause: lres.catchUp.lagBytes } : {}),
+                warnings: lres.warnings,
+              },
+            }
+          : {}),
+        events: [
+          ...(prior?.events ?? []),
+          { at, what: `promoted (${spec.method}): ${databasesOf(spec).join(", ")} now served by PostgreSQL ${i.to} on ${r.newLiveVolumes[0]}` },
+          ...(lres?.warnings ?? []).map((w) => ({ at, what: `warning: ${w}` })),
+        ],
       };
     },
     prior,
@@ -337,11 +429,18 @@ async function doRollBack(i: CutOverInputs, prior: CutOverOutputs): Promise<CutO
           events: [...prior.events, { at, what: `an interrupted ${rec.entry.op} was found on the host; clients are on PostgreSQL ${i.live.version}` }],
         };
       }
-      const r = await rollBack(env, spec, prior.newLiveDataDir!, prior.newLiveVolumes ?? (prior.newLiveDataset ? [prior.newLiveDataset] : []));
+      const newVolumes = prior.newLiveVolumes ?? (prior.newLiveDataset ? [prior.newLiveDataset] : []);
+      const ls = prior.method === "logical" ? prior.logicalState : undefined;
+      if (prior.method === "logical" && !ls) throw new Error("this promotion was made with the logical method but its names are not in the state; nothing was done");
+      const r = ls
+        ? await rollBackLogical(env, spec, { tag: ls.tag, clusterDatabases: ls.clusterDatabases, newLiveDataDir: prior.newLiveDataDir!, newVolumes })
+        : await rollBack(env, spec, prior.newLiveDataDir!, newVolumes);
       const at = new Date().toISOString();
       env.log(
         `rolled back: clients resumed on PostgreSQL ${i.live.version} (${i.live.dataset}); pause window ${r.pauseWindowMs} ms. ` +
-          `Writes made on the new live since ${prior.promotedAt} stay in ${prior.newLiveDataset} (stopped), they were not copied back.`,
+          (ls
+            ? `Every write made on the new live since ${prior.promotedAt} was replicated back; the new live ${prior.newLiveDataset} is stopped and kept.`
+            : `Writes made on the new live since ${prior.promotedAt} stay in ${prior.newLiveDataset} (stopped), they were not copied back.`),
       );
       return {
         ...i,
@@ -355,7 +454,12 @@ async function doRollBack(i: CutOverInputs, prior: CutOverOutputs): Promise<CutO
         newLiveDataDir: prior.newLiveDataDir,
         pauseWindowMs: r.pauseWindowMs,
         phases: timings(r.phases),
-        events: [...prior.events, { at, what: `rolled back to PostgreSQL ${i.live.version}; ${prior.newLiveDataset} kept, stopped` }],
+        ...(prior.logicalState ? { logicalState: prior.logicalState } : {}),
+        events: [
+          ...prior.events,
+          { at, what: `rolled back to PostgreSQL ${i.live.version}${ls ? " with every write of the new live" : ""}; ${prior.newLiveDataset} kept, stopped` },
+          ...((r as { warnings?: string[] }).warnings ?? []).map((w) => ({ at, what: `warning: ${w}` })),
+        ],
       };
     },
     prior,
@@ -366,10 +470,19 @@ async function doRollBack(i: CutOverInputs, prior: CutOverOutputs): Promise<CutO
 export const cutOverProvider: UnderstudyProvider = {
   migrate: migrateCutOver,
 
-  async check(_o: CutOverInputs, n: CutOverInputs) {
+  async check(o: CutOverInputs | undefined, n: CutOverInputs) {
     const failures: pulumi.dynamic.CheckFailure[] = [...checkConnection(n.connection)];
     // Everything it will use, checked now (also in preview): after live is stopped is too late.
     for (const e of checkCutOver(n, (v) => !isUnknown(v))) failures.push({ property: e.field.split(/[.[]/)[0], reason: e.message });
+    // The logical method about to promote: live's readiness (read-only, also in preview), every problem named.
+    const known = [n.connection, n.live, n.databases, n.database, n.owner, n.logical, n.promote].every((v) => !isUnknown(v));
+    if (!failures.length && known && n.method === "logical" && n.promote === true && o?.promote !== true) {
+      const problems = await logicalReadiness(n).catch((e: unknown) => {
+        progress(n.label, `warning: live's readiness for the logical method could not be read now (${errorMessage(e).split("\n")[0]}); it is checked again before anything runs`);
+        return [] as string[];
+      });
+      if (problems.length) failures.push({ property: "method", reason: `live is not ready for the logical method (nothing was changed):\n${problems.map((p) => `  - ${p}`).join("\n")}` });
+    }
     return { inputs: n, failures };
   },
   async diff(_id: string, o: CutOverOutputs, n: CutOverInputs) {
@@ -401,6 +514,7 @@ export const cutOverProvider: UnderstudyProvider = {
     if (!n.promote && o.state === "promoted") return { outs: await doRollBack(n, o) };
     // Nothing to switch, but an interrupted attempt may be open on the host: recovered now.
     const rec = await withEnv(n, (env, spec) => recoverInterrupted(env, spec), o);
+    if (n.method !== o.method && o.state === "promoted") throw new Error(`method: this promotion was made with ${o.method}; roll back (promote: false) before changing the method`);
     if (rec?.outcome === "promoted") return { outs: await withEnv(n, async (_env, spec) => adopted(n, spec, rec, o), o) };
     return { outs: { ...o, ...n, state: o.state, target: o.target } };
   },
@@ -410,6 +524,18 @@ export const cutOverProvider: UnderstudyProvider = {
       const rec = await recoverInterrupted(env, spec);
       if (rec) progress(p.label, `recovered an interrupted ${rec.entry.op}: ${rec.outcome}`);
     }, p).catch((e) => progress(p.label, `warning: could not check for an interrupted cut-over: ${errorMessage(e)}`));
+    // Logical: nothing of ours stays on live (slots, publications, subscriptions, settings).
+    // A promoted old live keeps its read-only setting: its data is stale, writes there would be lost.
+    if (p.method === "logical") {
+      const ls = p.logicalState;
+      await withEnv(p, async (env, spec) => {
+        const dbs = ls?.clusterDatabases ?? (await env.logical!.clusterDatabases());
+        const newUp = !!p.newLiveDataDir && (await env.server.running(p.newLiveDataDir).catch(() => false));
+        const c = await cleanupLogical(env, spec, { tag: ls?.tag ?? logicalTag(p.owner), clusterDatabases: dbs }, { target: newUp, keepReadOnly: p.state === "promoted" });
+        if (c.removed.length) progress(p.label, `removed: ${c.removed.join(", ")}`);
+        if (c.remaining.length) throw new Error(`still there after cleanup: ${c.remaining.join(", ")}`);
+      }, p);
+    }
     // Hand-over: never stop, move or destroy anything on delete. A promoted new live keeps serving.
     if (p.state === "promoted") {
       progress(p.label, `hand-over: ${p.database} stays on PostgreSQL ${p.to} (${p.newLiveDataset}, port ${p.newLive.port}); the old live ${p.live.dataset} stays stopped and intact. Nothing was changed.`);

@@ -20,16 +20,22 @@ import type { LiveServer } from "./live";
 import { PhaseError, runPhases, type Hold, type Phase, type PhaseRun, type PhaseTiming } from "./phases";
 import type { JournalEntry } from "./journal";
 import { serverAfter, type ServerState } from "./steps";
+import type { LogicalEnv, LogicalSettings } from "./logical-cutover";
+import type { ServerRef } from "../postgres/logical";
 
 /** What clients connect to, as the cut-over uses it (PgBouncer; a DNS record on AWS). */
 export interface EndpointSwitch {
   readonly description: string;
   /** Where `database` points now; undefined when the endpoint has no such entry. */
   current(database: string): Promise<DatabaseTarget | undefined>;
-  /** Hold clients of `database` while `fn` runs; always resume; a failure in `fn` puts the old target back first. */
+  /**
+   * Hold clients of every database in `databases` while `fn` runs (the whole cluster moves);
+   * always resume; a failure in `fn` puts the old targets back first. `retarget` moves all
+   * the given entries at once.
+   */
   hold(
-    database: string,
-    fn: (ctl: { retarget(target: DatabaseTarget): Promise<unknown> }) => Promise<void>,
+    databases: string[],
+    fn: (ctl: { retarget(targets: Record<string, DatabaseTarget>): Promise<unknown> }) => Promise<void>,
     opts: { pauseTimeoutMs: number },
   ): Promise<{ pauseWindowMs: number; phases: { pauseMs: number; resumeMs: number } }>;
   /** Whether clients of `database` are held right now (an attempt that died mid-way leaves them held). */
@@ -68,6 +74,8 @@ export interface CutoverEnv {
   endpoint: EndpointSwitch;
   replay: Replay;
   log(message: string): void;
+  /** The logical method's machinery (real: LogicalReplication through the driver; absent: the method cannot run). */
+  logical?: LogicalEnv;
   /** The journal on the host (./journal.ts); without one, an interrupted attempt cannot be recovered automatically. */
   journal?: { load(): Promise<JournalEntry | undefined>; save(e: JournalEntry): Promise<void> };
 }
@@ -90,8 +98,17 @@ export interface CutoverSpec {
   /** The rehearsal's steps (the cut-over ones are replayed). */
   steps: PlannedStep[];
   assertions: Array<{ name: string; sql: string; database?: string }>;
-  /** The endpoint's database (PgBouncer entry) and how long PAUSE may wait. */
+  /** The endpoint's main database (PgBouncer entry) and how long PAUSE may wait. */
   database: string;
+  /**
+   * Every PgBouncer entry that moves with the cluster (`database` among them): all are held,
+   * switched and resumed together; live's sequences are compared in each (absent: `[database]`).
+   */
+  databases?: string[];
+  /** `replay` (default) or `logical` (./logical-cutover.ts). */
+  method?: "replay" | "logical";
+  /** The logical method's settings (defaults in ./logical-cutover.ts). */
+  logical?: LogicalSettings;
   pauseTimeoutMs: number;
   newLive: { dataset: string; port: number; socketDir: string; listen: string };
   /** Where PgBouncer reaches live and the new live over TCP (default: their unix socket directory). */
@@ -117,12 +134,32 @@ export const FAILED_ATTEMPT = "failed-attempt";
 
 const target = (socketDir: string, port: number, dbname: string): DatabaseTarget => ({ host: socketDir, port, dbname });
 
-export function liveTarget(s: CutoverSpec): DatabaseTarget {
-  return target(s.serverHost ?? s.source.socketDir, s.source.port, s.database);
+export function liveTarget(s: CutoverSpec, db = s.database): DatabaseTarget {
+  return target(s.serverHost ?? s.source.socketDir, s.source.port, db);
 }
 
-export function newLiveTarget(s: CutoverSpec): DatabaseTarget {
-  return target(s.serverHost ?? s.newLive.socketDir, s.newLive.port, s.database);
+export function newLiveTarget(s: CutoverSpec, db = s.database): DatabaseTarget {
+  return target(s.serverHost ?? s.newLive.socketDir, s.newLive.port, db);
+}
+
+/** Every PgBouncer entry that moves, the main database first. */
+export function databasesOf(s: Pick<CutoverSpec, "database" | "databases">): string[] {
+  return [s.database, ...(s.databases ?? []).filter((d) => d !== s.database)];
+}
+
+/** Live's target for every entry that moves. */
+export function liveTargets(s: CutoverSpec): Record<string, DatabaseTarget> {
+  return Object.fromEntries(databasesOf(s).map((d) => [d, liveTarget(s, d)]));
+}
+
+/** The new live's target for every entry that moves. */
+export function newLiveTargets(s: CutoverSpec): Record<string, DatabaseTarget> {
+  return Object.fromEntries(databasesOf(s).map((d) => [d, newLiveTarget(s, d)]));
+}
+
+/** The new live as psql reaches it (for the logical method's subscriber side). */
+export function newServerRef(s: CutoverSpec): ServerRef {
+  return { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
 }
 
 /** The new live's PostgreSQL parameters on a clone mounted at `mountpoint` (the rehearsal's rules, the new live's server). */
@@ -163,7 +200,8 @@ export interface PromoteState {
   snapshotTaken?: boolean;
   newVolumes: string[];
   pg?: PgPlan;
-  seqBefore?: string[][];
+  /** Live's sequences per database, read while clients were held. */
+  seqBefore?: Record<string, string[][]>;
   /** Live's configured settings, read while it ran: carried into the new live by the replayed upgrade. */
   liveSettings?: string[][];
   /** What was carried over and what was left out (reported). */
@@ -171,7 +209,7 @@ export interface PromoteState {
   server: ServerState;
   updateExtensionsSql?: string;
   switched: boolean;
-  retarget?: (t: DatabaseTarget) => Promise<unknown>;
+  retarget?: (t: Record<string, DatabaseTarget>) => Promise<unknown>;
 }
 
 /** Remove what a failed attempt left on the new live's volumes (ours only; a volume holding writes is never ours to remove). */
@@ -206,7 +244,8 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       name: "read live sequences",
       held: true,
       run: async () => {
-        st.seqBefore = await env.live.sequences(db);
+        st.seqBefore = {};
+        for (const d of databasesOf(s)) st.seqBefore[d] = await env.live.sequences(d);
         st.liveSettings = await env.live.configuredSettings();
         // Read before the stop: how live was started, to start it the same way if anything fails.
         await env.live.rememberStart();
@@ -287,9 +326,12 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       held: true,
       run: async () => {
         if (st.server !== "new") throw new Error("the replayed plan did not start the new server");
-        const seqAfter = await env.server.sequences(db);
-        if (JSON.stringify(seqAfter) !== JSON.stringify(st.seqBefore)) {
-          throw new Error(`sequences differ between live and the upgraded clone: ${JSON.stringify(st.seqBefore).slice(0, 200)} vs ${JSON.stringify(seqAfter).slice(0, 200)}`);
+        for (const d of databasesOf(s)) {
+          const before = st.seqBefore?.[d];
+          const seqAfter = await env.server.sequences(d);
+          if (JSON.stringify(seqAfter) !== JSON.stringify(before)) {
+            throw new Error(`sequences differ between live and the upgraded clone in database ${d}: ${JSON.stringify(before).slice(0, 200)} vs ${JSON.stringify(seqAfter).slice(0, 200)}`);
+          }
         }
         for (const a of s.assertions) {
           const v = await env.server.value(a.sql, a.database ?? db);
@@ -301,11 +343,11 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       name: "switch endpoint",
       held: true,
       run: async () => {
-        await st.retarget!(newLiveTarget(s));
+        await st.retarget!(newLiveTargets(s));
         st.switched = true;
       },
       undo: async () => {
-        if (st.retarget) await st.retarget(liveTarget(s));
+        if (st.retarget) await st.retarget(liveTargets(s));
         st.switched = false;
       },
     },
@@ -318,10 +360,10 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
   return phases;
 }
 
-function holdFor(env: CutoverEnv, st: { retarget?: (t: DatabaseTarget) => Promise<unknown> }, database: string, pauseTimeoutMs: number): Hold {
+export function holdFor(env: CutoverEnv, st: { retarget?: (t: Record<string, DatabaseTarget>) => Promise<unknown> }, databases: string[], pauseTimeoutMs: number): Hold {
   return async (fn) => {
     const r = await env.endpoint.hold(
-      database,
+      databases,
       async (ctl) => {
         st.retarget = (t) => ctl.retarget(t);
         await fn();
@@ -337,7 +379,7 @@ function holdFor(env: CutoverEnv, st: { retarget?: (t: DatabaseTarget) => Promis
  * failed attempt's, removed), its ports and binaries are there, the endpoint has the
  * database; the names the attempt will use are written to the journal on the host.
  */
-export async function preparePromotion(env: CutoverEnv, s: CutoverSpec): Promise<{ st: PromoteState; entry: JournalEntry }> {
+export async function preparePromotion(env: CutoverEnv, s: CutoverSpec, extra: Partial<JournalEntry> = {}): Promise<{ st: PromoteState; entry: JournalEntry }> {
   if (s.rehearsal.status !== "passed") {
     throw new Error(`the rehearsal ${s.rehearsal.name} has not passed (status: ${s.rehearsal.status}); nothing was done`);
   }
@@ -346,7 +388,7 @@ export async function preparePromotion(env: CutoverEnv, s: CutoverSpec): Promise
   await removeFailedAttempt(env, s, newVolumes);
   await env.server.checkReady();
   const db = s.database;
-  if (!(await env.endpoint.current(db))) throw new Error(`${env.endpoint.description} has no database ${db}; nothing was done`);
+  for (const d of databasesOf(s)) if (!(await env.endpoint.current(d))) throw new Error(`${env.endpoint.description} has no database ${d}; nothing was done`);
 
   let finalSnapshot = `understudy-final-${s.stack}-${stamp()}`;
   for (let n = 2; await env.storage.findSnapshotSet(s.liveVolumes, finalSnapshot).catch(() => true); n++) finalSnapshot = `understudy-final-${s.stack}-${stamp()}-${n}`;
@@ -359,9 +401,11 @@ export async function preparePromotion(env: CutoverEnv, s: CutoverSpec): Promise
     finalSnapshot,
     newVolumes,
     database: db,
+    databases: databasesOf(s),
     liveTarget: liveTarget(s),
     newTarget: newLiveTarget(s),
     owner: s.owner,
+    ...extra,
   };
   await env.journal?.save(entry);
   return { st, entry };
@@ -370,10 +414,9 @@ export async function preparePromotion(env: CutoverEnv, s: CutoverSpec): Promise
 /** Promote: everything checked first (nothing held), then the phases. `wrap` lets tests fail a phase. */
 export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<Phase<PromoteState>>) => Array<Phase<PromoteState>> = (p) => p): Promise<PromoteResult> {
   const { st, entry } = await preparePromotion(env, s);
-  const db = s.database;
   let run: PhaseRun;
   try {
-    run = await runPhases(wrap(replayPhases(env, st)), st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
+    run = await runPhases(wrap(replayPhases(env, st)), st, { hold: holdFor(env, st, databasesOf(s), s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
   } catch (e) {
     // Undone in full: nothing for a later run to recover. An undo that failed leaves the
     // journal open, so the next run restores what the host shows.
@@ -406,12 +449,13 @@ export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: 
     newVolumes,
     newDataDir: newLiveDataDir,
     database: db,
+    databases: databasesOf(s),
     liveTarget: liveTarget(s),
     newTarget: newLiveTarget(s),
     owner: s.owner,
   };
   await env.journal?.save(entry);
-  const st: { retarget?: (t: DatabaseTarget) => Promise<unknown> } = {};
+  const st: { retarget?: (t: Record<string, DatabaseTarget>) => Promise<unknown> } = {};
   const phases: Array<Phase<typeof st>> = [
     {
       name: "stop new live cleanly",
@@ -435,16 +479,16 @@ export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: 
       name: "switch endpoint",
       held: true,
       run: async () => {
-        await st.retarget!(liveTarget(s));
+        await st.retarget!(liveTargets(s));
       },
       undo: async () => {
-        await st.retarget?.(newLiveTarget(s));
+        await st.retarget?.(newLiveTargets(s));
       },
     },
   ];
   let run: PhaseRun;
   try {
-    run = await runPhases(phases, st, { hold: holdFor(env, st, db, s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
+    run = await runPhases(phases, st, { hold: holdFor(env, st, databasesOf(s), s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
   } catch (e) {
     if (e instanceof PhaseError && e.undoFailures.length === 0) await finishJournal(env, entry, "undone");
     throw e;
@@ -453,7 +497,7 @@ export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: 
   return { pauseWindowMs: run.hold?.pauseWindowMs ?? 0, phases: run.phases };
 }
 
-async function finishJournal(env: CutoverEnv, e: JournalEntry, outcome: NonNullable<JournalEntry["finished"]>["outcome"]): Promise<void> {
+export async function finishJournal(env: CutoverEnv, e: JournalEntry, outcome: NonNullable<JournalEntry["finished"]>["outcome"]): Promise<void> {
   try {
     await env.journal?.save({ ...e, finished: { at: new Date().toISOString(), outcome } });
   } catch (err) {
@@ -483,6 +527,18 @@ export async function recoverInterrupted(env: CutoverEnv, s: CutoverSpec): Promi
   if (!e || e.finished) return undefined;
   const db = e.database;
   const now = await env.endpoint.current(db);
+  const resumeAll = async () => {
+    for (const d of [...(e.databases ?? [db])].reverse()) await env.endpoint.resume(d);
+  };
+  const lr = e.method === "logical" && e.logical && env.logical ? env.logical.open(e.logical.tag, e.logical.databases) : undefined;
+  const lr2 = lr?.withTarget(newServerRef(s));
+  const bestEffort = async (what: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+    } catch (err) {
+      env.log(`warning: ${what} failed: ${errorMessage(err)}`);
+    }
+  };
   const dataDirOf = async (volume: string | undefined) => {
     const v = volume ? await env.storage.volume(volume) : undefined;
     return v?.mountpoint ? newLivePgPlan(s, v.mountpoint).newDataDir : e.newDataDir;
@@ -492,15 +548,23 @@ export async function recoverInterrupted(env: CutoverEnv, s: CutoverSpec): Promi
     const newDir = await dataDirOf(e.newVolumes[0]);
     if (sameTarget(now, e.newTarget) && newDir) {
       if (!(await env.server.running(newDir))) await env.server.start(newDir);
-      await env.endpoint.resume(db);
+      await resumeAll();
+      if (lr2) {
+        // The point where the way back would start was read while clients were held and died with the engine: no way back.
+        await bestEffort("retiring the way forward", () => lr2.retireForward());
+        await bestEffort("making the old live read-only", () => lr2.makeReadOnly());
+        env.log("the way back (new live -> old live) was not started: a roll-back cannot keep the new live's writes");
+      }
       await finishJournal(env, e, "recovered");
       env.log(`the switch had happened: clients go on with PostgreSQL ${s.to} (${e.newVolumes[0]})`);
       return { outcome: "promoted", entry: e, newLiveDataDir: newDir };
     }
     if (!(await env.live.running())) await env.live.start();
-    await env.endpoint.resume(db);
+    await resumeAll();
     env.log("live serves again and clients resumed on it; removing what the attempt made");
     if (newDir && (await env.server.running(newDir).catch(() => false))) await env.server.stop(newDir);
+    // Nothing of ours stays on live (the new side's consumers are stopped: its slots can be dropped).
+    if (lr) await bestEffort("removing the slots and publications on live", () => lr.cleanup({ target: false }));
     try {
       for (const v of [...e.newVolumes].reverse()) await env.storage.destroyVolume(v, e.owner);
       if (e.finalSnapshot) await env.storage.destroySnapshotSet(e.liveVolumes, e.finalSnapshot, e.owner);
@@ -514,14 +578,18 @@ export async function recoverInterrupted(env: CutoverEnv, s: CutoverSpec): Promi
   // A roll-back: finished when the endpoint is on live and live serves; otherwise the new live serves again.
   const newDir = e.newDataDir ?? (await dataDirOf(e.newVolumes[0]));
   if (sameTarget(now, e.liveTarget) && (await env.live.running())) {
-    await env.endpoint.resume(db);
+    await resumeAll();
+    if (lr2) await bestEffort("removing the way back", () => lr2.cleanup());
     if (newDir && (await env.server.running(newDir).catch(() => false))) await env.server.stop(newDir);
     await finishJournal(env, e, "recovered");
     return { outcome: "rolled-back", entry: e };
   }
   if (newDir && !(await env.server.running(newDir))) await env.server.start(newDir);
-  if (await env.live.running()) await env.live.stop();
-  await env.endpoint.resume(db);
+  if (lr2) {
+    // Logical: the old live keeps running (it receives the way back); read-only again if the attempt lifted it.
+    await bestEffort("making the old live read-only again", () => lr2.unfinish("back"));
+  } else if (await env.live.running()) await env.live.stop();
+  await resumeAll();
   await finishJournal(env, e, "recovered");
   return { outcome: "promoted", entry: e, newLiveDataDir: newDir };
 }

@@ -23,6 +23,12 @@ export interface JournalEntry {
   /** The upgraded cluster's directory, when known before the attempt (rollback). */
   newDataDir?: string;
   database: string;
+  /** Every PgBouncer entry held and switched (absent in older journals: `[database]`). */
+  databases?: string[];
+  /** The cut-over method (absent: replay). */
+  method?: "replay" | "logical";
+  /** The logical method's names: its tag and the cluster's databases (what cleanup removes on live). */
+  logical?: { tag: string; databases: string[] };
   liveTarget: DatabaseTarget;
   newTarget: DatabaseTarget;
   owner: string;

@@ -85,34 +85,45 @@ class FakeServer implements NewServer {
   async analyze() {}
 }
 
-/** A PgBouncer-like hold: PAUSE, run, restore the old target on failure, RESUME. */
+/** A PgBouncer-like hold over several entries: PAUSE all, run, restore the old targets on failure, RESUME. */
 class FakeEndpoint {
   readonly description = "fake bouncer";
-  targetNow: DatabaseTarget;
+  targets: Record<string, DatabaseTarget>;
+  /** Entries held by the last hold (every database of the cluster must be). */
+  heldLast: string[] = [];
   isPaused = false;
   pauses = 0;
   liveStoppedWhileResumed = false;
   constructor(
     t: DatabaseTarget,
     private readonly live: FakeLive,
+    others: string[] = [],
   ) {
-    this.targetNow = t;
+    this.targets = Object.fromEntries([[t.dbname, t], ...others.map((d) => [d, { ...t, dbname: d }])]);
   }
-  async current() {
-    return this.targetNow;
+  /** The main entry's target (app). */
+  get targetNow(): DatabaseTarget {
+    return this.targets.app;
   }
-  async hold(_db: string, fn: (ctl: { retarget(t: DatabaseTarget): Promise<unknown> }) => Promise<void>) {
-    const before = this.targetNow;
+  set targetNow(t: DatabaseTarget) {
+    this.targets = { ...this.targets, app: t };
+  }
+  async current(db: string) {
+    return this.targets[db];
+  }
+  async hold(dbs: string[], fn: (ctl: { retarget(t: Record<string, DatabaseTarget>): Promise<unknown> }) => Promise<void>) {
+    const before = this.targets;
+    this.heldLast = [...dbs];
     this.isPaused = true;
     this.pauses++;
     try {
-      await fn({ retarget: async (t) => void (this.targetNow = t) });
+      await fn({ retarget: async (t) => void (this.targets = { ...this.targets, ...t }) });
     } catch (e) {
-      this.targetNow = before;
+      this.targets = before;
       throw e;
     } finally {
       // Clients resume here: live must serve by now unless we promoted.
-      if (!this.live.up && this.targetNow === before) this.liveStoppedWhileResumed = true;
+      if (!this.live.up && this.targets === before) this.liveStoppedWhileResumed = true;
       this.isPaused = false;
     }
     return { pauseWindowMs: 5, phases: { pauseMs: 1, resumeMs: 1 } };
@@ -307,6 +318,27 @@ describe("replay cut-over phases (fakes)", () => {
     expect(again.newLiveVolumes[0]).toBe("clones/go-live-pg15-2");
   });
 
+  it("several databases: every entry is held, switched and resumed together; sequences are compared in each, a difference names the database", async () => {
+    endpoint = new FakeEndpoint({ host: "/var/run/postgresql", port: 5432, dbname: "app" }, live, ["shop", "postgres"]);
+    env = { ...env, endpoint };
+    const seqOf = server.sequences.bind(server);
+    server.sequences = async (db?: string) => (db === "shop" ? [["public.orders_id_seq", "7"]] : seqOf());
+    const err = await promote(env, spec({ databases: ["app", "shop", "postgres"] })).catch((e) => e);
+    expect(err).toBeInstanceOf(PhaseError);
+    expect(err.message).toMatch(/sequences differ between live and the upgraded clone in database shop/);
+    expect(endpoint.heldLast).toEqual(["app", "shop", "postgres"]);
+    expect(Object.values(endpoint.targets).map((t) => t.port)).toEqual([5432, 5432, 5432]);
+    expect(live.up).toBe(true);
+    server.sequences = seqOf;
+    await promote(env, spec({ databases: ["app", "shop", "postgres"] }));
+    expect(endpoint.targets).toEqual({
+      app: { host: "/var/run/postgresql", port: 55442, dbname: "app" },
+      shop: { host: "/var/run/postgresql", port: 55442, dbname: "shop" },
+      postgres: { host: "/var/run/postgresql", port: 55442, dbname: "postgres" },
+    });
+    expect(journalFile?.databases).toEqual(["app", "shop", "postgres"]);
+  });
+
   describe("the engine dies mid-way (kill -9): nothing undone; the next run recovers from the journal and the host", () => {
     const names = ["read live sequences", "stop live cleanly", "final snapshot", "clone", "replay fix", "replay upgrade", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
     for (const [k, name] of names.entries()) {
@@ -315,7 +347,7 @@ describe("replay cut-over phases (fakes)", () => {
         expect(journalFile?.finished).toBeUndefined();
         // PAUSE, then the phases up to this one, then nothing: the process is gone.
         endpoint.isPaused = true;
-        st.retarget = async (t) => void (endpoint.targetNow = t);
+        st.retarget = async (t) => void (endpoint.targets = { ...endpoint.targets, ...t });
         for (const p of replayPhases(env, st).slice(0, k + 1)) await p.run(st);
         const rec = await recoverInterrupted(env, spec());
         expect(endpoint.isPaused).toBe(false);

@@ -184,9 +184,12 @@ describe("Promotion input checks (no engine)", () => {
       false,
     );
   });
+  // No host here: what the program reads on live (layout, databases, replication) cannot be
+  // read, and the components fall back as they do when a host is unreachable.
+  const unreachable = new Proxy({}, { get: () => () => Promise.reject(new Error("no host in this test")) });
   class NoHostZfs extends ZfsStorage {
-    override withStorage<T>(): pulumi.Output<T> {
-      return pulumi.output({ volumes: ["tank/pg13"] }) as unknown as pulumi.Output<T>;
+    override withStorage<T>(fn: (s: never, h: never) => Promise<T>): pulumi.Output<T> {
+      return pulumi.output(fn(unreachable as never, unreachable as never)) as unknown as pulumi.Output<T>;
     }
   }
   const rehearsalArgs = (): UpgradeRehearsalArgs => ({
