@@ -270,11 +270,18 @@ set -e
 [ $rc != 0 ] && [ -z "$failed" ] && failed="the run inside the root (exit $rc)"
 
 # The host's pools must not be pinned by a namespace left behind.
-leftover=$(grep -l fuse.zfs /proc/[0-9]*/mountinfo 2>/dev/null | grep -v "^/proc/$$/" | while read -r f; do
+# (This script runs in this machine's mount namespace; pid 1's may not be readable.)
+here_ns=$(readlink /proc/self/ns/mnt)
+leftover=$(grep -l fuse.zfs /proc/[0-9]*/mountinfo 2>/dev/null | while read -r f; do
   p=${f#/proc/}; p=${p%%/*}
-  [ "$(readlink "/proc/$p/ns/mnt" 2>/dev/null)" != "$(readlink /proc/1/ns/mnt)" ] && echo "$p"
+  ns=$(readlink "/proc/$p/ns/mnt" 2>/dev/null) || continue
+  [ "$ns" != "$here_ns" ] && echo "$p"
 done | tr '\n' ' ' || true)
-[ -n "$leftover" ] && say "WARNING: processes in other mount namespaces still see fuse.zfs mounts: $leftover"
+if [ -n "$leftover" ]; then
+  say "WARNING: processes in other mount namespaces still see fuse.zfs mounts (they can pin this machine's pools): $leftover"
+else
+  say "no process in another mount namespace sees a fuse.zfs mount (this machine's pools are not pinned)"
+fi
 
 total=$(( $(date +%s) - t0 ))
 if [ -z "$failed" ]; then

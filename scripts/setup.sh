@@ -157,7 +157,10 @@ start_zfs_fuse() {
   # A pid file left by a daemon that did not stop cleanly (a reboot, a killed VM) makes
   # zfs-fuse exit 1 without a word too. No zfs-fuse process runs, so the file is stale.
   rm -f /run/zfs-fuse.pid /var/run/zfs-fuse.pid
-  zfs-fuse --pidfile /run/zfs-fuse.pid
+  zfs-fuse --pidfile /run/zfs-fuse.pid || {
+    echo "zfs-fuse exited with status $? (it gives no reason: a missing /var/lock or /var/run/zfs, a stale pid file, no /dev/fuse)"
+    exit 1
+  }
   local _
   for _ in $(seq 1 50); do zpool list >/dev/null 2>&1 && break; sleep 0.2; done
   zpool list >/dev/null || { echo "zfs-fuse started but 'zpool list' fails"; exit 1; }
