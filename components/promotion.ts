@@ -75,6 +75,18 @@ export class Promotion extends pulumi.ComponentResource {
   readonly report: pulumi.Output<RehearsalReport>;
 
   constructor(name: string, args: PromotionArgs, opts?: pulumi.ComponentResourceOptions) {
+    // The cut-over stops, snapshots and restarts live through the storage's host and swaps
+    // a PgBouncer on that host: on ZFS that is live's own host. On EBS live runs on another
+    // instance than the clones, which the cut-over does not reach yet: refused here rather
+    // than discovered after clients are held.
+    if (args.rehearsal.storage.kind !== "zfs") {
+      throw new pulumi.InputPropertyError({
+        propertyPath: "rehearsal",
+        reason:
+          `${name}: a Promotion runs on ZFS storage only for now; this rehearsal's storage is ${args.rehearsal.storage.kind}. ` +
+          "On EBS, promote by hand with route53Endpoint and Route53Switch (README: On AWS). Nothing was declared.",
+      });
+    }
     super("understudy:index:Promotion", name, {}, opts);
     const r = args.rehearsal;
     const storage = r.storage;

@@ -195,14 +195,13 @@ actionlint_version=1.7.12
 actionlint_dir="$cache/actionlint-v$actionlint_version"
 if [ "$profile" = test ]; then
   install_moto() {
-    rm -rf "$moto_dir.tmp"
-    /usr/bin/python3 -m venv "$moto_dir.tmp"
-    "$moto_dir.tmp/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
-    mv "$moto_dir.tmp" "$moto_dir"
-    # The venv's scripts name their interpreter by path: rewrite it after the move.
-    sed -i "1s|$moto_dir.tmp|$moto_dir|" "$moto_dir"/bin/*
+    # Made in place (a venv that is moved breaks its scripts), marked complete at the end.
+    rm -rf "$moto_dir"
+    /usr/bin/python3 -m venv "$moto_dir"
+    "$moto_dir/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version" || { rm -rf "$moto_dir"; exit 1; }
+    touch "$moto_dir/.complete"
   }
-  if [ ! -x "$moto_dir/bin/moto_server" ]; then
+  if [ ! -f "$moto_dir/.complete" ]; then
     step "moto $moto_version (a Python venv in $moto_dir)" \
       "it needs python3-venv and PyPI (pip install); the pip error is above" install_moto
   fi

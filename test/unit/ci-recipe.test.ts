@@ -5,7 +5,6 @@
  * test/fixtures/reports and the real `pulumi preview --json` output in test/fixtures/previews.
  */
 import { describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";

@@ -268,3 +268,22 @@ describe("EbsStorage: snapshot sets and clones as dynamic resources", () => {
     expect(registered.length).toBe(before);
   });
 });
+
+describe("Promotion on EBS storage", () => {
+  it("is refused at construction, naming the rehearsal and the storage, before anything is declared", async () => {
+    const { Promotion } = await import("../../understudy");
+    const before = registered.length;
+    // Only what the Promotion reads before its check: the rehearsal's storage.
+    const rehearsal = { storage: { kind: "ebs" } } as unknown as ConstructorParameters<typeof Promotion>[1]["rehearsal"];
+    let err: unknown;
+    try {
+      new Promotion("go-live", { rehearsal, promote: false, endpoint: { name: "app", listenPort: 6432, database: "app" } });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(pulumi.InputPropertyError);
+    expect(String((err as Error).message)).toMatch(/ZFS storage only for now; this rehearsal's storage is ebs/);
+    await settle();
+    expect(registered.slice(before).map((r) => r.type)).toEqual([]);
+  });
+});
