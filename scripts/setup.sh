@@ -114,7 +114,9 @@ if [ $need_base = 1 ] || [ $need_pg = 1 ] || [ $need_test = 1 ]; then
     if [ ! -e /usr/lib/postgresql/13/bin/pg_ctl ]; then bash "$here/setup-apt-sources.sh"; fi
     apt-get update
   }
-  step "Debian package lists (bullseye added for PostgreSQL 13)" \
+  lists_title="Debian package lists"
+  [ -e /usr/lib/postgresql/13/bin/pg_ctl ] || lists_title="Debian package lists (bullseye added for PostgreSQL 13)"
+  step "$lists_title" \
     "read the error above; 'no Debian bookworm mirror found' means apt has no bookworm entry: add the stanza it shows. Network errors: check that this machine reaches its Debian mirror (apt-get update)." \
     lists
 fi
