@@ -208,11 +208,11 @@ if [ "$profile" = test ]; then
       "it needs python3-venv and PyPI (pip install); the pip error is above" install_moto
   fi
   install_actionlint() {
-    # Private Go caches, removed afterwards: nothing of the build stays on the machine.
-    local tmp
-    tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/understudy-actionlint.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT
-    GOMODCACHE="$tmp/mod" GOCACHE="$tmp/cache" GOBIN="$actionlint_dir.tmp" GOFLAGS="-mod=mod -modcacherw" GOTOOLCHAIN=local \
+    # Private Go caches, removed afterwards: nothing of the build stays on the machine. (A
+    # global name: the step's subshell runs the EXIT trap after this function has returned.)
+    al_tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/understudy-actionlint.XXXXXX")
+    trap 'rm -rf "$al_tmp"' EXIT
+    GOMODCACHE="$al_tmp/mod" GOCACHE="$al_tmp/cache" GOBIN="$actionlint_dir.tmp" GOFLAGS="-mod=mod -modcacherw" GOTOOLCHAIN=local \
       go install "github.com/rhysd/actionlint/cmd/actionlint@v$actionlint_version"
     rm -rf "$actionlint_dir"
     mv "$actionlint_dir.tmp" "$actionlint_dir"
