@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
-env_lines=$(bash scripts/setup.sh)
+env_lines=$(bash scripts/setup.sh bench)
 eval "$env_lines"
 what=${1:-all}
 run() { npx --no-install ts-node --transpile-only "bench/$1.ts"; }

@@ -9,21 +9,28 @@ PULUMI_VERSION="${UNDERSTUDY_PULUMI_VERSION:-3.248.0}"
 CACHE_ROOT="${UNDERSTUDY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/understudy}"
 BIN_DIR="$CACHE_ROOT/pulumi-v$PULUMI_VERSION/bin"
 
-say() { printf '[understudy setup] %s\n' "$*" >&2; }
+say() { printf '[build-pulumi] %s\n' "$*" >&2; }
 
+# --check: print the bin dir if the CLI is built (exit 0), else exit 1. Builds nothing.
 if [ -x "$BIN_DIR/pulumi" ] && [ -x "$BIN_DIR/pulumi-language-nodejs" ] && [ -x "$BIN_DIR/pulumi-resource-pulumi-nodejs" ]; then
   echo "$BIN_DIR"
   exit 0
 fi
+[ "${1:-}" = --check ] && exit 1
 
 command -v go >/dev/null || { say "Go is required to build the Pulumi CLI (Go >= 1.25.11). Install Go, then run again."; exit 1; }
 
-WORK="$CACHE_ROOT/build-pulumi-v$PULUMI_VERSION"
+# The build works in a temporary directory with its own Go module and build caches, removed
+# at the end whatever happens: they hold 3.3 GB that nothing needs once the binaries exist.
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/understudy-build-pulumi.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/cli" "$WORK/langhost" "$BIN_DIR"
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export GOMODCACHE="$WORK/gomodcache" GOCACHE="$WORK/gocache"
+# -modcacherw: the module cache is writable, so that rm -rf removes it.
+export GOFLAGS="-mod=mod -modcacherw" GOTOOLCHAIN=local
 LDFLAGS="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$PULUMI_VERSION"
 
-say "building the Pulumi CLI v$PULUMI_VERSION from Go modules in $WORK (first run only; about 5 minutes on 2 cores)"
+say "building the Pulumi CLI v$PULUMI_VERSION from Go modules in $WORK (first run only; about 5 minutes on 2 cores; removed afterwards)"
 cd "$WORK/cli"
 cat > go.mod <<GOMOD
 module understudy.local/pulumi-cli

@@ -32,7 +32,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 say "1/4 setup (packages, zfs-fuse, Pulumi CLI, npm)"
 # Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
-env_lines=$(bash scripts/setup.sh)
+env_lines=$(bash scripts/setup.sh demo)
 eval "$env_lines"
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-understudy-demo}"
 export PULUMI_BACKEND_URL="file://$UNDERSTUDY_STATE"

@@ -21,7 +21,9 @@ mnt=/srv/$pool
 pgdata=$mnt/pg13/main
 sock=/var/run/postgresql
 say() { printf '[live %s] %s\n' "$pool" "$*" >&2; }
-as_pg() { runuser -u postgres -- "$@"; }
+# From /, so that a repository under /root (mode 700) does not make every command say "could
+# not change directory".
+as_pg() { (cd / && runuser -u postgres -- "$@"); }
 
 case "$cmd" in
 up)

@@ -17,7 +17,7 @@ say() { printf '[setup-sshd] %s\n' "$*" >&2; }
 die() { printf '[setup-sshd] ERROR: %s\n' "$*" >&2; exit 1; }
 
 addr=127.0.0.1
-port=2222
+port=${UNDERSTUDY_SSH_PORT:-2222} # another port only for a second machine-in-a-chroot (scripts/fresh-machine.sh)
 dir="$HOME/.cache/understudy/ssh"
 sshd=/usr/sbin/sshd
 
@@ -145,7 +145,8 @@ else
   err=$("$sshd" -t -f "$dir/sshd_config" 2>&1) || die "sshd rejects $dir/sshd_config: $err"
   [ -f sshd.log ] && mv -f sshd.log sshd.log.old # one daemon's log per file (sshd -E appends)
   # sshd daemonizes (its stdio goes to /dev/null), so it never holds the caller's pipes.
-  "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log" >&2 || die "sshd did not start; see $dir/sshd.log"
+  # Without our lock's fd 9: a daemon holding it would make the next setup wait forever.
+  "$sshd" -f "$dir/sshd_config" -E "$dir/sshd.log" >&2 9>&- || die "sshd did not start; see $dir/sshd.log"
   for _ in $(seq 1 50); do listening && break; sleep 0.1; done
   listening || die "sshd started but nothing listens on $addr:$port; see $dir/sshd.log"
 fi

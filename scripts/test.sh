@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
-env_lines=$(bash scripts/setup.sh)
+env_lines=$(bash scripts/setup.sh test)
 eval "$env_lines"
 echo "[understudy test] type-checking the tests" >&2
 npx --no-install tsc -p tsconfig.test.json
