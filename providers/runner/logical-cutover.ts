@@ -298,7 +298,7 @@ export async function promoteLogical(
   const st: LogicalState = { ...base, lr, clusterDbs, warnings: [] };
   let run: PhaseRun;
   try {
-    run = await runPhases(wrap(logicalPhases(env, st)), st, { hold: holdFor(env, st, databasesOf(s), s.pauseTimeoutMs), log: env.log });
+    run = await runPhases(wrap(logicalPhases(env, st)), st, { hold: holdFor(env, st, databasesOf(s), s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
   } catch (e) {
     await st.watch?.stop().catch(() => undefined);
     // Whatever of ours is still on live goes (the new side is gone or stopped by the undo).
@@ -418,7 +418,7 @@ export async function rollBackLogical(
   ];
   let run: PhaseRun;
   try {
-    run = await runPhases(phases, st, { hold: holdFor(env, st, databasesOf(s), s.pauseTimeoutMs), log: env.log });
+    run = await runPhases(phases, st, { hold: holdFor(env, st, databasesOf(s), s.pauseTimeoutMs), log: env.log, holdTimeoutMs: s.switchoverTimeoutMs });
   } catch (e) {
     if (e instanceof PhaseError && e.undoFailures.length === 0) await finishJournal(env, entry, "undone");
     throw e;
