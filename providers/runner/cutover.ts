@@ -234,6 +234,22 @@ async function removeFailedAttempt(env: CutoverEnv, s: CutoverSpec, volumes: str
   }
 }
 
+/** The held phase that points every entry at the new live (both methods); its undo points them back at live. */
+export function switchEndpointPhase(s: CutoverSpec, st: PromoteState): Phase<PromoteState> {
+  return {
+    name: "switch endpoint",
+    held: true,
+    run: async () => {
+      await st.retarget!(newLiveTargets(s));
+      st.switched = true;
+    },
+    undo: async () => {
+      if (st.retarget) await st.retarget(liveTargets(s));
+      st.switched = false;
+    },
+  };
+}
+
 /** The `replay` cut-over's phases (exported for the unit tests, which fail each in turn). */
 export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<PromoteState>> {
   const s = st.spec;
@@ -339,18 +355,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         }
       },
     },
-    {
-      name: "switch endpoint",
-      held: true,
-      run: async () => {
-        await st.retarget!(newLiveTargets(s));
-        st.switched = true;
-      },
-      undo: async () => {
-        if (st.retarget) await st.retarget(liveTargets(s));
-        st.switched = false;
-      },
-    },
+    switchEndpointPhase(s, st),
     {
       name: "analyze (after resume)",
       optional: true,

@@ -43,6 +43,7 @@ import {
   newServerRef,
   preparePromotion,
   replayPhases,
+  switchEndpointPhase,
   type CutoverEnv,
   type CutoverSpec,
   type PromoteResult,
@@ -254,18 +255,7 @@ export function logicalPhases(env: CutoverEnv, st: LogicalState): Array<Phase<Lo
       },
       undo: async () => void (await st.lr2?.unfinish("forward")),
     },
-    {
-      name: "switch endpoint",
-      held: true,
-      run: async () => {
-        await st.retarget!(newLiveTargets(s));
-        st.switched = true;
-      },
-      undo: async () => {
-        if (st.retarget) await st.retarget(liveTargets(s));
-        st.switched = false;
-      },
-    },
+    switchEndpointPhase(s, st),
     after("start the way back", async () => {
       await st.watch?.stop();
       await st.lr2!.startReverse(st.finished!);

@@ -22,8 +22,8 @@ import { specOf } from "../../providers/promotion/cutover";
 import { resolvePromotionPlan } from "../../providers/plan/promotion";
 import { resolveRehearsalPlan } from "../../providers/plan/rehearsal";
 import { InputErrors } from "../../providers/errors";
-import { ZfsStorage } from "../../components/storage/zfs";
 import type { UpgradeRehearsalArgs } from "../../components/upgrade-rehearsal";
+import { NoHostZfs } from "../harness/no-host-storage";
 
 const rehearsal = resolveRehearsalPlan("r", {
   source: { dataset: "live/data", version: 13, port: 5432 },
@@ -184,14 +184,6 @@ describe("Promotion input checks (no engine)", () => {
       false,
     );
   });
-  // No host here: what the program reads on live (layout, databases, replication) cannot be
-  // read, and the components fall back as they do when a host is unreachable.
-  const unreachable = new Proxy({}, { get: () => () => Promise.reject(new Error("no host in this test")) });
-  class NoHostZfs extends ZfsStorage {
-    override withStorage<T>(fn: (s: never, h: never) => Promise<T>): pulumi.Output<T> {
-      return pulumi.output(fn(unreachable as never, unreachable as never)) as unknown as pulumi.Output<T>;
-    }
-  }
   const rehearsalArgs = (): UpgradeRehearsalArgs => ({
     storage: new NoHostZfs(),
     source: { dataset: "tank/pg13", version: 13, port: 5432 },

@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { planSteps, UpgradeRehearsalArgs } from "../../components/upgrade-rehearsal";
-import { ZfsStorage } from "../../components/storage/zfs";
+import { NoHostZfs } from "../harness/no-host-storage";
 
 const BUILTIN = ["recover", "check", "upgrade", "start", "post-upgrade", "analyze", "verify"];
 
@@ -103,15 +103,6 @@ describe("UpgradeRehearsal input checks (no engine)", () => {
     );
   });
 
-  // No host here: what the program reads on live (its layout, its replication) fails to be
-  // read, and the components fall back as they do when a host cannot be reached: one plain
-  // dataset, no replication listed.
-  const unreachable = new Proxy({}, { get: () => () => Promise.reject(new Error("no host in this test")) });
-  class NoHostZfs extends ZfsStorage {
-    override withStorage<T>(fn: (s: never, h: never) => Promise<T>): pulumi.Output<T> {
-      return pulumi.output(fn(unreachable as never, unreachable as never)) as unknown as pulumi.Output<T>;
-    }
-  }
   const args = (over: Partial<UpgradeRehearsalArgs> = {}): UpgradeRehearsalArgs => ({
     storage: new NoHostZfs(),
     source: { dataset: "tank/pg13", version: 13, port: 5432 },
