@@ -7,7 +7,7 @@
  */
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import { createPool, sh } from "../test/harness/zfs";
+import { createPool, sh, zfsDestroyByHand } from "../test/harness/zfs";
 import { fileBackend, fixtureProgram, openStack } from "../test/harness/pulumi";
 import { ZfsDriver } from "../providers/zfs/driver";
 import { LocalHost } from "../providers/host/local";
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
       await stack.destroy();
       rows.push(`| ${mb >= 1024 ? `${mb / 1024} GB` : `${mb} MB`} | ${fmt(bare)} | ${fmt(lib)} | ${fmt(up)} | ${used} B | ${fmt(copy)} |`);
       process.stderr.write(rows[rows.length - 1] + "\n");
-      sh(["zfs", "destroy", "-r", `${pool.name}/copy${mb}`]);
+      zfsDestroyByHand(`${pool.name}/copy${mb}`, { recursive: true });
     }
   } finally {
     pool.destroy();

@@ -72,14 +72,19 @@ export function datasetExists(name: string): boolean {
   throw new Error(`zfs list ${name} failed (exit ${r.status ?? r.signal ?? r.error?.message}): ${(r.stderr ?? "").trim()}`);
 }
 
-/** `zfs destroy` done by hand (behind Pulumi's back), retrying zfs-fuse's transient "busy". */
-export function zfsDestroyByHand(name: string): void {
+/**
+ * `zfs destroy` done by hand (behind Pulumi's back, or a bench's scratch copy), retrying
+ * zfs-fuse's transient "busy" (files closed a moment ago are released late): the one way
+ * the tests and the benches destroy a dataset, as the driver does for the library.
+ */
+export function zfsDestroyByHand(name: string, opts: { recursive?: boolean; tries?: number } = {}): void {
+  const tries = opts.tries ?? 15;
   for (let i = 1; ; i++) {
     try {
-      sh(["zfs", "destroy", name]);
+      sh(["zfs", "destroy", ...(opts.recursive ? ["-r"] : []), name]);
       return;
     } catch (e) {
-      if (i >= 15 || !/busy/.test(String(e))) throw e;
+      if (i >= tries || !/busy/.test(String(e))) throw e;
       execFileSync("sleep", ["1"]);
     }
   }
