@@ -388,7 +388,7 @@ describe("PgBouncerEndpoint (local host, trust auth, transaction pooling)", () =
     const bad: [Record<string, unknown>, RegExp][] = [
       [{ name: "x", listenPort: 25520, authType: "trust", configDir: "relative/dir" }, /configDir: "relative\/dir" must be an absolute path/],
       [{ name: "x", listenPort: 25520, authType: "trust", baseDir: "/tmp/a b" }, /baseDir: .* contains " "/],
-      [{ name: "x", listenPort: 25520, authType: "trust", configDir: "/tmp/../etc" }, /configDir: .* has a "\.\." component/],
+      [{ name: "x", listenPort: 25520, authType: "trust", configDir: "/tmp/../etc" }, /configDir: .* must not contain "\.\." components/],
       [{ name: "x", listenPort: 0, authType: "trust" }, /listenPort: 0 is not a valid port/],
       [{ name: "x", listenPort: 25520, authType: "trust", databases: { [hostile]: target13 } }, /databases key: "app\]\\n\[x"/],
       [{ name: "x", listenPort: 25520, authType: "trust", databases: { app: { ...target13, port: "5432" } } }, /databases\.app: port: "5432" is not a valid port/],
