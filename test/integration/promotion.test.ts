@@ -317,7 +317,7 @@ describe("Promotion through PgBouncer", () => {
     );
     pauses.promote = { pauseWindowMs: ep.pauseWindowMs, phases: ep.phases };
     console.log(`promotion: clients held ${ep.pauseWindowMs} ms; phases ${JSON.stringify(ep.phases)}`);
-    expect(log).toMatch(/promoted: clients resumed on PostgreSQL 15/);
+    expect(log).toMatch(/promoted \(replay\): clients resumed on PostgreSQL 15/);
 
     // The old live: stopped cleanly, data directory intact, dataset still there.
     expect(running(LIVE_DIR, BIN13)).toBe(false);
