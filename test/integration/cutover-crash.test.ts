@@ -150,6 +150,8 @@ describe("the engine killed -9 in the middle of a cut-over", () => {
       const first = await upKilledAt(at);
       expect(first.killed, `the provider never reported ${at}:\n${first.output.slice(-3000)}`).toBe(true);
       await sleep(1000);
+      // A killed engine leaves its lock in the local backend: what a user does first (README: troubleshooting).
+      await stack.cancel();
       // The damage a crash leaves: an open journal on the host.
       const journal = JSON.parse(fs.readFileSync(JOURNAL, "utf8")) as { finished?: unknown; op: string };
       expect(journal.op).toBe("promote");
