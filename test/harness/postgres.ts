@@ -40,3 +40,20 @@ export async function stopServersUnder(root: string, opts: { maxDepth?: number; 
     if (alive(pid)) process.kill(pid, "SIGQUIT");
   }
 }
+
+/**
+ * Stop the PgBouncer a test started from `dir` (its pid file there; only if that process
+ * really runs from `dir`), then remove `dir`. SIGTERM, then SIGKILL after 5 s.
+ */
+export async function stopBouncerIn(dir: string): Promise<void> {
+  const pidFile = `${dir}/pgbouncer.pid`;
+  if (fs.existsSync(pidFile)) {
+    const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
+    if (pid && alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dir)) {
+      process.kill(pid, "SIGTERM");
+      for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
+      if (alive(pid)) process.kill(pid, "SIGKILL");
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}

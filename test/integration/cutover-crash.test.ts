@@ -17,7 +17,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { datasetExists, destroyPoolByName, sh } from "../harness/zfs";
-import { alive, sleep, stopServersUnder } from "../harness/postgres";
+import { sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { fileBackend, fixtureProgram, openStack, REPO, tempDir, type TestBackend } from "../harness/pulumi";
 import { journalPath } from "../../providers/runner/journal";
 
@@ -121,12 +121,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
-  const pidFile = `${BOUNCER_DIR}/pgbouncer.pid`;
-  if (fs.existsSync(pidFile)) {
-    const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-    if (pid && alive(pid)) process.kill(pid, "SIGTERM");
-  }
-  fs.rmSync(BOUNCER_DIR, { recursive: true, force: true });
+  await stopBouncerIn(BOUNCER_DIR);
   await stopServersUnder(`/srv/${POOL}`).catch(() => undefined);
   try {
     sh(["bash", LIVE, "down", POOL, String(LIVE_PORT)]);

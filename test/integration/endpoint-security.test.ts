@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { destroyPoolByName, sh } from "../harness/zfs";
-import { alive, sleep, stopServersUnder } from "../harness/postgres";
+import { sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { failureOf, fileBackend, fixtureProgram, openStack, REPO, tempDir, type TestBackend } from "../harness/pulumi";
 
 const POOL = "ussec";
@@ -124,18 +124,7 @@ function pgbench(seconds = PGBENCH_SECONDS): { done: Promise<{ code: number | nu
   return { done, running: () => !exited };
 }
 
-async function stopBouncer(): Promise<void> {
-  const pidFile = `${BOUNCER_DIR}/pgbouncer.pid`;
-  if (fs.existsSync(pidFile)) {
-    const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-    if (pid && alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(BOUNCER_DIR)) {
-      process.kill(pid, "SIGTERM");
-      for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
-      if (alive(pid)) process.kill(pid, "SIGKILL");
-    }
-  }
-  fs.rmSync(BOUNCER_DIR, { recursive: true, force: true });
-}
+const stopBouncer = () => stopBouncerIn(BOUNCER_DIR);
 
 async function cleanupEverything(): Promise<void> {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");

@@ -16,7 +16,7 @@ import * as path from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { destroyPoolByName, sh } from "../harness/zfs";
-import { alive, stopServersUnder } from "../harness/postgres";
+import { stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { fileBackend, fixtureProgram, openStack, REPO, tempDir } from "../harness/pulumi";
 import { readCommandLog } from "../../providers/host/record";
 
@@ -81,12 +81,7 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(async () => {
-  const pidFile = `${BOUNCER_DIR}/pgbouncer.pid`;
-  if (fs.existsSync(pidFile)) {
-    const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-    if (pid && alive(pid)) process.kill(pid, "SIGTERM");
-  }
-  fs.rmSync(BOUNCER_DIR, { recursive: true, force: true });
+  await stopBouncerIn(BOUNCER_DIR);
   fs.rmSync(path.dirname(stepOut), { recursive: true, force: true });
   await stopServersUnder(`/srv/${POOL}`).catch(() => undefined);
   try {

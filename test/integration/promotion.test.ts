@@ -18,7 +18,7 @@ import type { EngineEvent } from "@pulumi/pulumi/automation";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { datasetExists, destroyPoolByName, sh, snapshotsOf, treeChecksum } from "../harness/zfs";
-import { alive, sleep, stopServersUnder } from "../harness/postgres";
+import { sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { collector, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 
 const POOL = "usprom";
@@ -127,18 +127,7 @@ function expectCleanRun(r: PgbenchResult, what: string): void {
 
 
 /** The PgBouncer this test's endpoint started (retainOnDelete: destroy leaves it running). */
-async function stopBouncer(): Promise<void> {
-  const pidFile = `${BOUNCER_DIR}/pgbouncer.pid`;
-  if (fs.existsSync(pidFile)) {
-    const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-    if (pid && alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(BOUNCER_DIR)) {
-      process.kill(pid, "SIGTERM");
-      for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
-      if (alive(pid)) process.kill(pid, "SIGKILL");
-    }
-  }
-  fs.rmSync(BOUNCER_DIR, { recursive: true, force: true });
-}
+const stopBouncer = () => stopBouncerIn(BOUNCER_DIR);
 
 async function cleanupEverything(): Promise<void> {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
