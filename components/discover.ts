@@ -42,31 +42,40 @@ export function discoverLayout(
 }
 
 /**
- * Every database of live's cluster that clients can connect to (templates left out), read
- * when the program runs (also in preview; read-only). When live cannot be reached, `[fallback]`
- * with a warning: the cut-over checks the list against live again before holding anyone.
+ * Every database of the cluster that clients can connect to (templates left out), read when
+ * the program runs (also in preview; read-only). Asked of live first and, when live does not
+ * answer (a promotion stopped it), of the new live, which holds the same databases: so the
+ * list, and with it the endpoint and the cut-over, stays the same after a promotion. When
+ * neither answers, `[fallback]` with a warning: the cut-over checks the list against live
+ * again before holding anyone.
  */
 export function discoverDatabases(
   component: string,
   storage: StorageBackend,
-  source: Pick<SourcePlan, "version" | "binDir" | "socketDir" | "port" | "osUser">,
+  servers: Array<Pick<SourcePlan, "version" | "binDir" | "socketDir" | "port" | "osUser">>,
   fallback: string,
 ): pulumi.Output<string[]> {
   return storage.withStorage(async (_s, host): Promise<string[]> => {
-    try {
-      const pg = new PostgresDriver(host, { osUser: source.osUser });
-      const rows = await pg.adminQuery(
-        { version: source.version, binDir: source.binDir, socketDir: source.socketDir, port: source.port },
-        "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
-        { database: "postgres", timeoutMs: 30_000 },
-      );
+    const failures: string[] = [];
+    for (const server of servers) {
+      let rows: string[][];
+      try {
+        const pg = new PostgresDriver(host, { osUser: server.osUser });
+        rows = await pg.adminQuery(
+          { version: server.version, binDir: server.binDir, socketDir: server.socketDir, port: server.port },
+          "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+          { database: "postgres", timeoutMs: 30_000 },
+        );
+      } catch (e) {
+        failures.push(`port ${server.port}: ${errorMessage(e).split("\n")[0]}`);
+        continue;
+      }
       const names = rows.map((r) => r[0]).filter((d) => /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(d));
       const skipped = rows.map((r) => r[0]).filter((d) => !names.includes(d));
       if (skipped.length) await pulumi.log.warn(`${component}: database(s) ${skipped.join(", ")} get no PgBouncer entry (names outside letters, digits and _): list endpoint.databases yourself`);
       return names.includes(fallback) ? names : [fallback, ...names];
-    } catch (e) {
-      await pulumi.log.warn(`${component}: live's databases could not be read (${errorMessage(e).split("\n")[0]}); only ${fallback} gets a PgBouncer entry`);
-      return [fallback];
     }
+    await pulumi.log.warn(`${component}: the cluster's databases could not be read (${failures.join("; ")}); only ${fallback} gets a PgBouncer entry`);
+    return [fallback];
   });
 }

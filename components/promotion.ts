@@ -173,7 +173,8 @@ export class Promotion extends pulumi.ComponentResource {
     // PgBouncer's trust still requires the user in its userlist: default to the OS user.
     const defaultUsers = ep.authType === "trust" ? [{ name: rp.source.osUser }] : undefined;
     // Every database of the cluster moves (or the user's list): each gets its PgBouncer entry.
-    const databases = ep.databases ? pulumi.output(ep.databases) : discoverDatabases(name, storage, rp.source, ep.database);
+    const newLiveServer = { version: rp.to, binDir: rp.toBinDir, socketDir: plan.newLive.socketDir, port: plan.newLive.port, osUser: rp.source.osUser };
+    const databases = ep.databases ? pulumi.output(ep.databases) : discoverDatabases(name, storage, [rp.source, newLiveServer], ep.database);
     const config = pulumi.all([pulumi.output(args.endpoint.users ?? defaultUsers), databases]).apply(([users, dbs]) => ({
       name: ep.name,
       listenPort: ep.listenPort,

@@ -1129,7 +1129,7 @@ export class PgBouncerEndpoint {
         const clients: ClientState = failed.length ? "maybe-paused" : restoredOk ? "old-target" : "unknown";
         const where =
           clients === "old-target"
-            ? "clients were resumed on the old targets"
+            ? `clients were resumed and are on the old targets (${dbs.map((d) => `${d} -> ${before.entries[d] ? describeTarget(before.entries[d]) : "its old entry"}`).join(", ")})`
             : clients === "maybe-paused"
               ? `RESUME failed for ${failed.join(", ")}: clients may still be held; run RESUME on the admin console`
               : "clients were resumed but may be on the new targets; check SHOW DATABASES";

@@ -389,7 +389,7 @@ describe("PgBouncerEndpoint (local host, trust auth, transaction pooling)", () =
       [{ name: "x", listenPort: 25520, authType: "trust", configDir: "relative/dir" }, /configDir: "relative\/dir" must be an absolute path/],
       [{ name: "x", listenPort: 25520, authType: "trust", baseDir: "/tmp/a b" }, /baseDir: .* contains " "/],
       [{ name: "x", listenPort: 25520, authType: "trust", configDir: "/tmp/../etc" }, /configDir: .* must not contain "\.\." components/],
-      [{ name: "x", listenPort: 0, authType: "trust" }, /listenPort: 0 is not a valid port/],
+      [{ name: "x", listenPort: 0, authType: "trust" }, /listenPort: 0 is not a port in 1024\.\.65535/],
       [{ name: "x", listenPort: 25520, authType: "trust", databases: { [hostile]: target13 } }, /databases key: "app\]\\n\[x"/],
       [{ name: "x", listenPort: 25520, authType: "trust", databases: { app: { ...target13, port: "5432" } } }, /databases\.app: port: "5432" is not a valid port/],
       [{ name: "x", listenPort: 25520, authType: "trust", serverResetQuery: "DISCARD ALL\nadmin_users = evil" }, /serverResetQuery: .* contains "\\n"/],

@@ -363,7 +363,7 @@ describe("Promotion through PgBouncer", () => {
     expect(error).toBeDefined();
     console.log(`the failed promotion's error:\n${error!.split("\n").find((l) => /error: promote failed/.test(l))?.trim()}`);
     expect(error).toMatch(/replay gate/);
-    expect(error).toMatch(/clients were resumed and are on the old target \/var\/run\/postgresql:28000\/app/);
+    expect(error).toMatch(/clients were resumed and are on the old targets \(app -> \/var\/run\/postgresql:28000\/app, postgres -> \/var\/run\/postgresql:28000\/postgres\)/);
     expect(error).toMatch(/Undone, in reverse order: clone, final snapshot, stop live cleanly/);
     expectCleanRun(bench, "the failed promotion");
 

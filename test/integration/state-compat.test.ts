@@ -16,6 +16,7 @@ import * as path from "node:path";
 import { datasetExists, destroyPoolByName, sh, snapshotsOf } from "../harness/zfs";
 import { stopServersUnder } from "../harness/postgres";
 import { fileBackend, makeProgram, openStack, REPO, tempDir } from "../harness/pulumi";
+import type { EngineEvent } from "@pulumi/pulumi/automation";
 
 const POOL = "uscompat";
 const LIVE_PORT = 29700;
@@ -110,16 +111,38 @@ describe("state written by release 0.1.0", () => {
     expect(state).toContain("pulumi-understudy/dist/providers/dispatch.js");
   });
 
-  it("this release refreshes it, and `up` changes nothing", async () => {
+  it("this release refreshes it; `up` only gives live's other databases their PgBouncer entries, in place, and then changes nothing", async () => {
     usePackage(dir, "current");
     const refresh = await stack.refresh();
     expect(refresh.summary.result).toBe("succeeded");
-    const preview = await stack.preview({ diff: true });
-    expect(preview.changeSummary, preview.stdout).toEqual({ same: preview.changeSummary.same });
+    // What changes, on purpose (CHANGELOG 0.2.0, Compatibility): every database of live's
+    // cluster now moves with a promotion, so the endpoint gets an entry for each and the
+    // cut-over lists them. 0.1.0 knew one database. Nothing else differs, nothing is replaced.
+    const events: EngineEvent[] = [];
+    const preview = await stack.preview({ diff: true, onEvent: (e) => events.push(e) });
+    const changed = events
+      .map((e) => e.resourcePreEvent?.metadata)
+      .filter((m) => m && m.op !== "same" && !m.type.startsWith("pulumi:providers:"))
+      .map((m) => [m!.type.split(":").pop(), m!.op]);
+    expect(changed, preview.stdout).toEqual([
+      ["PgBouncerEndpoint", "update"],
+      ["CutOver", "update"],
+    ]);
+    expect(preview.changeSummary, preview.stdout).toEqual({ same: preview.changeSummary.same, update: 2 });
+    const bouncer = "/var/lib/understudy/pgbouncer/compat";
+    const pidBefore = fs.readFileSync(`${bouncer}/pgbouncer.pid`, "utf8").trim();
     const up = await stack.up();
     expect(up.summary.result).toBe("succeeded");
-    expect(Object.keys(up.summary.resourceChanges ?? {})).toEqual(["same"]);
     expect(up.outputs.status.value).toBe("passed");
+    // In place: the same PgBouncer process serves, now with an entry for each database.
+    expect(fs.readFileSync(`${bouncer}/pgbouncer.pid`, "utf8").trim()).toBe(pidBefore);
+    const shown = sh(["psql", "-h", "127.0.0.1", "-p", "29790", "-U", "postgres", "-d", "app", "-Atc", "SELECT current_database()"]).trim();
+    expect(shown).toBe("app");
+    const viaPostgres = sh(["psql", "-h", "127.0.0.1", "-p", "29790", "-U", "postgres", "-d", "postgres", "-Atc", "SELECT current_database()"]).trim();
+    expect(viaPostgres).toBe("postgres");
+    // And from then on, `up` with no change changes nothing.
+    const again = await stack.preview();
+    expect(again.changeSummary, again.stdout).toEqual({ same: again.changeSummary.same });
   });
 
   it("this release promotes and rolls back what 0.1.0 deployed", async () => {
