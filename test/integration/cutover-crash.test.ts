@@ -13,7 +13,7 @@
  * Pool `uscrash`, live 29500, rehearsal 29510-29513, new live 29520-29523, PgBouncer 29590.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { datasetExists, destroyPoolByName, sh } from "../harness/zfs";
@@ -40,7 +40,12 @@ let stack: Awaited<ReturnType<typeof openStack>>;
 const psql = (host: string, port: number, sql: string, db = "app") =>
   sh(["runuser", "-u", "postgres", "--", `${BIN15}/psql`, "-X", "-At", "-h", host, "-p", String(port), "-d", db, "-c", sql]).trim();
 const viaBouncer = (sql: string) => psql("127.0.0.1", BOUNCER_PORT, sql);
-const admin = (cmd: string) => psql("127.0.0.1", BOUNCER_PORT, cmd, "pgbouncer");
+/** PgBouncer's admin console, as an operator reaches it: its admin user and the generated password (a stack output). */
+const admin = async (cmd: string) => {
+  const password = (await stack.outputs()).adminPassword.value as string;
+  const argv = ["-X", "-At", "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-U", "understudy_admin", "-d", "pgbouncer", "-c", cmd];
+  return execFileSync(`${BIN15}/psql`, argv, { encoding: "utf8", env: { ...process.env, PGPASSWORD: password } }).trim();
+};
 
 /** Every descendant of a process (to kill the engine with what it started, as a crash does). */
 function descendants(pid: number): number[] {
@@ -159,7 +164,7 @@ describe("the engine killed -9 in the middle of a cut-over", () => {
       expect(endpoint.state).toBe("promoted");
       expect(endpoint.target.port).toBe(NEW_PORT);
       // Clients are served (not held) by PostgreSQL 15, with every row committed before the crash.
-      const app = admin("SHOW DATABASES").split("\n").find((l) => l.startsWith("app|"))!.split("|");
+      const app = (await admin("SHOW DATABASES")).split("\n").find((l) => l.startsWith("app|"))!.split("|");
       expect(app[11], "app is paused in PgBouncer").toBe("0");
       expect(viaBouncer("SELECT current_setting('server_version_num')::int / 10000")).toBe("15");
       expect(Number(viaBouncer("SELECT count(*) FROM pgbench_history"))).toBe(rowsBefore + 1);
