@@ -55,7 +55,22 @@ export interface PromotionArgs {
     retainOnDelete?: boolean;
   };
   /** The new live: a clone of the final snapshot, upgraded. */
-  newLive?: { dataset?: pulumi.Input<string>; port?: number; socketDir?: string; listen?: string };
+  newLive?: {
+    dataset?: pulumi.Input<string>;
+    port?: number;
+    socketDir?: string;
+    listen?: string;
+    /**
+     * Where the new live's server log goes (`pg_ctl -l`). Default: like live's own log (its
+     * postmaster's stderr, read before live stops): a log on one of live's volumes goes to the
+     * same place on the new live's volume, a log elsewhere (`/var/log/postgresql/...`) stays in
+     * its directory, and live's major in the name becomes the new one
+     * (`postgresql-13-main.log` -> `postgresql-15-main.log`). When live's log is not a file
+     * (journald), the new live logs to `understudy-server.log` in its data directory. Must not
+     * be on live's volumes.
+     */
+    logFile?: string;
+  };
   /**
    * Live's replication slots, standbys and subscriptions that the promotion drops
    * (pg_upgrade carries none), acknowledged one by one by id: `slot:<name>`,

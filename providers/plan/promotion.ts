@@ -5,7 +5,7 @@
  * accepts can fail for a malformed value after live is stopped.
  */
 import { InputError, InputErrors, collectInputError } from "../errors";
-import { validateArgv, validateListenPort, validatePgName, validateSocketDir, validateTimeoutMs } from "../validate";
+import { validateArgv, validateListenPort, validatePath, validatePgName, validateSocketDir, validateTimeoutMs } from "../validate";
 import { validateListen } from "../postgres/validate";
 import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validateTarget } from "../endpoint/pgbouncer-config";
 import { DEFAULTS } from "./defaults";
@@ -42,7 +42,7 @@ export interface PromotionPlan {
   /** How long clients may be held in all; PgBouncer's query_wait_timeout is set above it. */
   switchoverTimeoutMs?: number;
   /** The new live: a clone of live's final snapshot, upgraded. */
-  newLive: { dataset: string; port: number; socketDir: string; listen: string };
+  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string };
   /** argv that start / stop live (default: pg_ctl with the options live was started with). */
   live: { startCommand?: string[]; stopCommand?: string[] };
   /** How clients move: `replay` (default) or `logical`. */
@@ -65,7 +65,7 @@ export interface PromotionArgsPlain {
     /** Only whether users are given matters here (their values may be secrets, unknown while planning). */
     users?: unknown;
   };
-  newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string };
+  newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string; logFile?: string };
   liveStartCommand?: string[];
   liveStopCommand?: string[];
   switchoverTimeoutMs?: number;
@@ -153,6 +153,7 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   check(() => validateListenPort(p.newLive.port, "newLive.port"));
   check(() => validateSocketDir(p.newLive.socketDir, "newLive.socketDir"));
   check(() => validateListen(p.newLive.listen, "newLive.listen"));
+  if (p.newLive.logFile !== undefined) check(() => validatePath(p.newLive.logFile, "newLive.logFile", "log file"));
   // The new live is a PgBouncer target too: its socket directory and port must pass PgBouncer's rules now, not after live is stopped.
   check(() => validateTarget({ host: p.newLive.socketDir, port: p.newLive.port, dbname: e.database }, "newLive"));
   check(() => validateTarget({ host: r.source.socketDir, port: r.source.port, dbname: e.database }, "source"));
@@ -210,6 +211,7 @@ export function resolvePromotionPlan(
       socketDir: args.newLive?.socketDir ?? rehearsal.source.socketDir,
       // PgBouncer reaches the new live where it reaches live: on serverHost when given.
       listen: args.newLive?.listen ?? (ep.serverHost !== undefined && isNetworkHost(ep.serverHost) ? ep.serverHost : rehearsal.postgres.listen),
+      ...(args.newLive?.logFile !== undefined ? { logFile: args.newLive.logFile } : {}),
     },
     switchoverTimeoutMs: args.switchoverTimeoutMs ?? DEFAULTS.switchoverTimeoutMs,
     live: {

@@ -263,6 +263,8 @@ export interface PgPlan {
    * workers, forced on the command line). Default true; false only for a promotion's new live.
    */
   isolate?: boolean;
+  /** Where the upgraded server logs (`pg_ctl -l`); default `<new PGDATA>/understudy-server.log`. */
+  logFile?: string;
 }
 
 /** The step runner's parameters for a clone of the plan's source mounted at `mountpoint`. */

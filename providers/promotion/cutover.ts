@@ -69,7 +69,7 @@ export interface CutOverInputs {
   /** How long clients may be held in all (absent in 0.1.0 state: unbounded). Read at the next switch; changing it alone changes nothing now. */
   switchoverTimeoutMs?: number;
   live: LiveSpec;
-  newLive: { dataset: string; port: number; socketDir: string; listen: string };
+  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string };
   to: number;
   toBinDir?: string;
   mode: UpgradeMode;
@@ -94,6 +94,10 @@ export interface CutOverOutputs extends CutOverInputs {
   newLiveDataset?: string;
   newLiveVolumes?: string[];
   newLiveDataDir?: string;
+  /** Where the new live logs (absent: in its data directory, or state written before 0.2.0). */
+  newLiveLogFile?: string;
+  /** Live's own log file, read before the promotion stopped it: a roll-back starts live logging there. */
+  liveLogFile?: string;
   pauseWindowMs?: number;
   /** Each phase of the last switch; `held`: clients were paused during it (absent in 0.1.0 state). */
   phases?: Array<{ phase: string; ms: number; held?: boolean }>;
@@ -153,7 +157,8 @@ export function specOf(i: CutOverInputs, prior?: CutOverOutputs): CutoverSpec {
     method: i.method ?? "replay",
     ...(i.logical ? { logical: i.logical } : {}),
     pauseTimeoutMs: i.pauseTimeoutMs,
-    newLive: i.newLive,
+    // A later start of the new live (roll-back's undo, recovery) logs where the promotion put it.
+    newLive: { ...i.newLive, ...(i.newLive.logFile === undefined && prior?.newLiveLogFile ? { logFile: prior.newLiveLogFile } : {}) },
     ...(i.serverHost !== undefined ? { serverHost: i.serverHost } : {}),
     ...(i.switchoverTimeoutMs !== undefined ? { switchoverTimeoutMs: i.switchoverTimeoutMs } : {}),
     ...(prior ? { prior: { state: prior.state } } : {}),
@@ -235,7 +240,7 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer 
     },
     running: async (dir) => (await pg.status(dir, inst).catch(() => ({ running: false }))).running,
     stop: async (dir) => void (await pg.stop(dir, inst, { mode: "fast" })),
-    start: async (dir) => void (await pg.start(dir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false })),
+    start: async (dir) => void (await pg.start(dir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false, ...(s.newLive.logFile ? { logFile: s.newLive.logFile } : {}) })),
     sequences: async (db) => pg.adminQuery(srv, "SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1", { database: db }),
     value: async (sql, db) => (await pg.adminQuery(srv, sql, { database: db }))[0]?.[0],
     analyze: async (dir) => void (await pg.postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" })),
@@ -271,7 +276,7 @@ function logicalEnvOf(pg: PostgresDriver, s: CutoverSpec): LogicalEnv {
       // Values are constants of requiredTargetSettings (numbers and "logical"): safe in SQL.
       await pg.adminQuery(newSrv, short.map(([k, v]) => `ALTER SYSTEM SET ${k} = '${v}';`).join("\n"), { database: "postgres" });
       await pg.stop(dataDir, inst, { mode: "fast" });
-      await pg.start(dataDir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false });
+      await pg.start(dataDir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false, ...(s.newLive.logFile ? { logFile: s.newLive.logFile } : {}) });
       return short.map(([k, v]) => `${k} = ${v}`);
     },
   };
@@ -306,6 +311,7 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
       startCommand: i.live.startCommand,
       stopCommand: i.live.stopCommand,
       logFile: `/var/log/understudy/live-${i.stack}.log`,
+      ...(prior?.liveLogFile ? { ownLogFile: prior.liveLogFile } : {}),
     });
     // The admin password from the endpoint's userlist on the host (0600), not from an input.
     const bouncer = await PgBouncerEndpoint.open(host, i.endpoint);
@@ -388,6 +394,8 @@ async function doPromote(i: CutOverInputs, prior: CutOverOutputs | undefined): P
         newLiveDataset: r.newLiveVolumes[0],
         newLiveVolumes: r.newLiveVolumes,
         newLiveDataDir: r.newLiveDataDir,
+        ...(r.newLiveLogFile ? { newLiveLogFile: r.newLiveLogFile } : {}),
+        ...(r.liveLogFile ? { liveLogFile: r.liveLogFile } : {}),
         pauseWindowMs: r.pauseWindowMs,
         phases: timings(r.phases),
         ...(r.carried ? { configuration: r.carried } : {}),
@@ -452,6 +460,8 @@ async function doRollBack(i: CutOverInputs, prior: CutOverOutputs): Promise<CutO
         newLiveDataset: prior.newLiveDataset,
         newLiveVolumes: prior.newLiveVolumes,
         newLiveDataDir: prior.newLiveDataDir,
+        ...(prior.newLiveLogFile ? { newLiveLogFile: prior.newLiveLogFile } : {}),
+        ...(prior.liveLogFile ? { liveLogFile: prior.liveLogFile } : {}),
         pauseWindowMs: r.pauseWindowMs,
         phases: timings(r.phases),
         ...(prior.logicalState ? { logicalState: prior.logicalState } : {}),

@@ -10,13 +10,13 @@
  * No Pulumi here. Everything the phases touch is an interface (storage, live, the new
  * server, the endpoint, the replay), so the unit tests run every phase's failure on fakes.
  */
-import { errorMessage } from "../errors";
+import { errorMessage, InputError } from "../errors";
 import type { DatabaseTarget } from "../endpoint/pgbouncer-config";
 import type { PgPlan, SourcePlan, UpgradeMode } from "../plan/rehearsal";
 import { pgPlanFor } from "../plan/rehearsal";
 import type { PlannedStep } from "../plan/steps";
 import type { SnapshotSet, Storage } from "../storage/types";
-import type { LiveServer } from "./live";
+import { newLiveLogFileFor, type LiveServer } from "./live";
 import { PhaseError, runPhases, type Hold, type Phase, type PhaseRun, type PhaseTiming } from "./phases";
 import type { JournalEntry } from "./journal";
 import { serverAfter, type ServerState } from "./steps";
@@ -110,7 +110,8 @@ export interface CutoverSpec {
   /** The logical method's settings (defaults in ./logical-cutover.ts). */
   logical?: LogicalSettings;
   pauseTimeoutMs: number;
-  newLive: { dataset: string; port: number; socketDir: string; listen: string };
+  /** `logFile`: where the new live logs (absent: next to live's own log, else in its data directory). */
+  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string };
   /** Where PgBouncer reaches live and the new live over TCP (default: their unix socket directory). */
   serverHost?: string;
   /** Bound on how long clients are held (runPhases' holdTimeoutMs); absent: unbounded, as in 0.1.0. */
@@ -125,6 +126,10 @@ export interface PromoteResult {
   finalSnapshot: string;
   newLiveVolumes: string[];
   newLiveDataDir: string;
+  /** Where the new live logs (next to live's log, or `newLive.logFile`); absent: in its data directory. */
+  newLiveLogFile?: string;
+  /** Live's own log file, read before it stopped (a roll-back starts live logging there again). */
+  liveLogFile?: string;
   pauseWindowMs: number;
   phases: PhaseTiming[];
 }
@@ -165,7 +170,11 @@ export function newServerRef(s: CutoverSpec): ServerRef {
 /** The new live's PostgreSQL parameters on a clone mounted at `mountpoint` (the rehearsal's rules, the new live's server). */
 export function newLivePgPlan(s: CutoverSpec, mountpoint: string): PgPlan {
   // The new live is production: live's configuration (carried over by the replayed upgrade), no rehearsal isolation.
-  return { ...pgPlanFor({ source: s.source, to: s.to, toBinDir: s.toBinDir, mode: s.mode }, mountpoint, { ...s.newLive, tempPort: s.newLive.port + 1, database: s.database }), isolate: false };
+  return {
+    ...pgPlanFor({ source: s.source, to: s.to, toBinDir: s.toBinDir, mode: s.mode }, mountpoint, { ...s.newLive, tempPort: s.newLive.port + 1, database: s.database }),
+    isolate: false,
+    ...(s.newLive.logFile ? { logFile: s.newLive.logFile } : {}),
+  };
 }
 
 /** The steps a promotion replays while clients wait: the rehearsal's cut-over steps, without recover/verify. */
@@ -200,6 +209,10 @@ export interface PromoteState {
   snapshotTaken?: boolean;
   newVolumes: string[];
   pg?: PgPlan;
+  /** Live's own log file (its postmaster's stderr), read before it stops. */
+  liveLogFile?: string;
+  /** Where the new live logs: `newLive.logFile`, else like live's own log file (see {@link newLiveLogFile}). */
+  newLiveLogFile?: string;
   /** Live's sequences per database, read while clients were held. */
   seqBefore?: Record<string, string[][]>;
   /** Live's configured settings, read while it ran: carried into the new live by the replayed upgrade. */
@@ -210,6 +223,24 @@ export interface PromoteState {
   updateExtensionsSql?: string;
   switched: boolean;
   retarget?: (t: Record<string, DatabaseTarget>) => Promise<unknown>;
+}
+
+/**
+ * The new live's log file, like live's: a log on one of live's volumes moves to the same place
+ * on the matching volume of the new live (never a write into live's volumes); a log elsewhere
+ * (`/var/log/postgresql/...`) stays in its directory. Live's major in the name becomes the new
+ * one. Undefined (the new live logs in its data directory) when live's log is not a file.
+ */
+export function newLiveLogFile(liveLog: string | undefined, liveMounts: Array<string | undefined>, newMounts: Array<string | undefined>, from: number, to: number): string | undefined {
+  if (!liveLog) return undefined;
+  const renamed = newLiveLogFileFor(liveLog, from, to);
+  for (let i = 0; i < liveMounts.length; i++) {
+    const m = liveMounts[i];
+    if (!m || !(liveLog === m || liveLog.startsWith(m.endsWith("/") ? m : `${m}/`))) continue;
+    const n = newMounts[i];
+    return n ? n.replace(/\/$/, "") + renamed.slice(m.replace(/\/$/, "").length) : undefined;
+  }
+  return renamed;
 }
 
 /** Remove what a failed attempt left on the new live's volumes (ours only; a volume holding writes is never ours to remove). */
@@ -265,6 +296,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         st.liveSettings = await env.live.configuredSettings();
         // Read before the stop: how live was started, to start it the same way if anything fails.
         await env.live.rememberStart();
+        st.liveLogFile = env.live.logFile?.();
       },
     },
     {
@@ -308,7 +340,10 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         const made = await env.storage.clone(set, s.liveVolumes.map((src, i) => ({ source: src, target: st.newVolumes[i], properties: props[i] })), s.owner);
         const mnt = made[0].mountpoint;
         if (!mnt) throw new Error(`the clone ${made[0].id} is not mounted`);
-        st.pg = newLivePgPlan(s, mnt);
+        const liveMounts = await Promise.all(s.liveVolumes.map(async (v) => (await env.storage.volume(v))?.mountpoint));
+        st.newLiveLogFile = s.newLive.logFile ?? newLiveLogFile(st.liveLogFile, liveMounts, made.map((m) => m.mountpoint), s.source.version, s.to);
+        if (st.newLiveLogFile && !s.newLive.logFile) env.log(`the new live logs to ${st.newLiveLogFile} (like live's ${st.liveLogFile})`);
+        st.pg = { ...newLivePgPlan(s, mnt), ...(st.newLiveLogFile ? { logFile: st.newLiveLogFile } : {}) };
         await env.prepareClone(st.pg.oldDataDir, made.map((m) => m.mountpoint ?? ""));
       },
       undo: async () => {
@@ -392,6 +427,15 @@ export async function preparePromotion(env: CutoverEnv, s: CutoverSpec, extra: P
   const newVolumes = env.storage.cloneTargets(primary, s.liveVolumes);
   await removeFailedAttempt(env, s, newVolumes);
   await env.server.checkReady();
+  if (s.newLive.logFile) {
+    // The new live never writes into live's volumes.
+    for (const v of s.liveVolumes) {
+      const m = (await env.storage.volume(v))?.mountpoint?.replace(/\/$/, "");
+      if (m && (s.newLive.logFile === m || s.newLive.logFile.startsWith(`${m}/`))) {
+        throw new InputError("newLive.logFile", `${s.newLive.logFile} is on live's volume ${v}: the new live would write into live. Choose a path elsewhere; nothing was done`);
+      }
+    }
+  }
   const db = s.database;
   for (const d of databasesOf(s)) if (!(await env.endpoint.current(d))) throw new Error(`${env.endpoint.description} has no database ${d}; nothing was done`);
 
@@ -434,6 +478,8 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
     finalSnapshot: st.finalSnapshot,
     newLiveVolumes: st.newVolumes,
     newLiveDataDir: st.pg!.newDataDir,
+    ...(st.newLiveLogFile ? { newLiveLogFile: st.newLiveLogFile } : {}),
+    ...(st.liveLogFile ? { liveLogFile: st.liveLogFile } : {}),
     pauseWindowMs: run.hold?.pauseWindowMs ?? 0,
     phases: [
       { phase: "PAUSE (in-flight transactions finish)", ms: run.hold?.pauseMs ?? 0, held: true, status: "ok" },

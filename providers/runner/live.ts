@@ -25,6 +25,30 @@ export interface LiveServer {
   sequences(database: string): Promise<string[][]>;
   /** The settings live took from its configuration files (`[name, setting]`). */
   configuredSettings(): Promise<string[][]>;
+  /** The file live's server log (its stderr) goes to, as read by rememberStart(); undefined when not a file (journald, a pipe). */
+  logFile?(): string | undefined;
+}
+
+/**
+ * Where the new live logs, next to live's own log: the same directory, live's major replaced
+ * by the new one in the name (`postgresql-13-main.log` -> `postgresql-15-main.log`, Debian's
+ * convention), or `-pg<to>` added before the extension when the name holds no version.
+ */
+export function newLiveLogFileFor(liveLog: string, from: number, to: number): string {
+  const slash = liveLog.lastIndexOf("/");
+  const dir = liveLog.slice(0, slash + 1);
+  const base = liveLog.slice(slash + 1);
+  const token = new RegExp(`(^|[^0-9])${from}(?=[^0-9]|$)`);
+  if (token.test(base)) return dir + base.replace(token, `$1${to}`);
+  const dot = base.lastIndexOf(".");
+  return dot > 0 ? `${dir}${base.slice(0, dot)}-pg${to}${base.slice(dot)}` : `${dir}${base}-pg${to}`;
+}
+
+/** `readlink /proc/<pid>/fd/2` output -> a log file path, or undefined (a socket, a pipe, /dev/null, a deleted file, an odd name). */
+export function logTargetOf(link: string): string | undefined {
+  const t = link.trim();
+  if (!/^\/[A-Za-z0-9._\/-]+$/.test(t) || t.startsWith("/dev/") || t.startsWith("/proc/") || t.includes("/../") || t.endsWith("/..")) return undefined;
+  return t;
 }
 
 export interface LiveSpec {
@@ -33,12 +57,15 @@ export interface LiveSpec {
   dataDir: string;
   startCommand?: string[];
   stopCommand?: string[];
-  /** Where a pg_ctl-started live logs (default /var/log/understudy/live-<stack>.log). */
+  /** Where a pg_ctl-started live logs when its own log is not a file (default /var/log/understudy/live-<stack>.log). */
   logFile: string;
+  /** Live's own log file as an earlier run read it (before a promotion stopped live): a roll-back starts live logging there. */
+  ownLogFile?: string;
 }
 
 export class PgLiveServer implements LiveServer {
   private startOptions?: string;
+  private logTarget?: string;
 
   constructor(
     private readonly host: Host,
@@ -62,9 +89,23 @@ export class PgLiveServer implements LiveServer {
     return (await this.pg.status(this.spec.dataDir, this.install).catch(() => ({ running: false }))).running;
   }
 
-  /** The options live was started with, from its postmaster.opts (written by postgres itself). */
+  logFile(): string | undefined {
+    return this.logTarget ?? this.spec.ownLogFile;
+  }
+
+  /**
+   * How live was started: its options from postmaster.opts (written by postgres itself), and
+   * the file its server log goes to (its postmaster's stderr: `pg_ctl -l`, pg_ctlcluster's
+   * /var/log/postgresql/...), so that a restart logs where live always logged.
+   */
   async rememberStart(): Promise<void> {
     const s = this.spec.source;
+    const pidFile = await this.host.runAs(s.osUser, ["head", "-n", "1", "--", `${this.spec.dataDir}/postmaster.pid`], { okExitCodes: [0, 1], cwd: "/" });
+    const pid = pidFile.stdout.trim();
+    if (pidFile.exitCode === 0 && /^[1-9][0-9]*$/.test(pid)) {
+      const link = await this.host.runAs(s.osUser, ["readlink", "--", `/proc/${pid}/fd/2`], { okExitCodes: [0, 1], cwd: "/" });
+      this.logTarget = link.exitCode === 0 ? logTargetOf(link.stdout) : undefined;
+    }
     const r = await this.host.runAs(s.osUser, ["cat", "--", `${this.spec.dataDir}/postmaster.opts`], { okExitCodes: [0, 1] });
     const text = r.exitCode === 0 ? r.stdout.trim() : "";
     const args = [...text.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
@@ -100,9 +141,15 @@ export class PgLiveServer implements LiveServer {
       await this.host.run(this.spec.startCommand, { timeoutMs: 30 * 60_000 });
     } else {
       if (this.startOptions === undefined) await this.rememberStart();
-      const dir = this.spec.logFile.slice(0, this.spec.logFile.lastIndexOf("/")) || "/";
-      await this.host.runAs("root", ["install", "-d", "-m", "0750", "-o", s.osUser, "--", dir]);
-      await this.host.runAs(s.osUser, [`${s.binDir}/pg_ctl`, "start", "-w", "-t", "3600", "-D", this.spec.dataDir, "-l", this.spec.logFile, "-o", this.startOptions!], {
+      // Live's own log when it was a file (its directory exists: nothing is created or changed
+      // there); else ours.
+      let logFile = this.logTarget ?? this.spec.ownLogFile;
+      if (logFile === undefined) {
+        logFile = this.spec.logFile;
+        const dir = logFile.slice(0, logFile.lastIndexOf("/")) || "/";
+        await this.host.runAs("root", ["install", "-d", "-m", "0750", "-o", s.osUser, "--", dir]);
+      }
+      await this.host.runAs(s.osUser, [`${s.binDir}/pg_ctl`, "start", "-w", "-t", "3600", "-D", this.spec.dataDir, "-l", logFile, "-o", this.startOptions!], {
         timeoutMs: 3700_000,
         cwd: "/",
       });

@@ -106,7 +106,7 @@ export async function stopAll(env: RunnerEnv, p: PgPlan): Promise<void> {
 export async function startNew(env: RunnerEnv, p: PgPlan): Promise<void> {
   const st = await env.pg.status(p.newDataDir, newInstall(p));
   if (st.running) return;
-  await env.pg.start(p.newDataDir, newInstall(p), { port: p.port, socketDir: p.socketDir, listen: p.listen, isolate: p.isolate ?? true, onProgress: env.log });
+  await env.pg.start(p.newDataDir, newInstall(p), { port: p.port, socketDir: p.socketDir, listen: p.listen, isolate: p.isolate ?? true, ...(p.logFile ? { logFile: p.logFile } : {}), onProgress: env.log });
 }
 
 /** Run one step's work on a clone (no snapshot, no resume logic). */

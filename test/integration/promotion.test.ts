@@ -319,6 +319,10 @@ describe("Promotion through PgBouncer", () => {
     expect(prop("logbias")).toEqual(["throughput", "local"]);
     expect(snapshotsOf(SRC)).toContain(ep.finalSnapshot);
     oldLiveTree = treeChecksum(LIVE_DIR);
+    // The new live logs like live (pg_ctl -l into live's dataset): the same place on its own dataset.
+    const newPid = fs.readFileSync(`/srv/${NEW_LIVE}/main.pg15/postmaster.pid`, "utf8").split("\n")[0];
+    expect(fs.readlinkSync(`/proc/${newPid}/fd/2`)).toBe(`/srv/${NEW_LIVE}/server-pg15.log`);
+    expect(fs.existsSync(`/srv/${SRC}/server-pg15.log`)).toBe(false);
 
     // Nothing left to do: a second up is a no-op.
     const again = await stack.preview();
@@ -352,6 +356,9 @@ describe("Promotion through PgBouncer", () => {
     expect(datasetExists(NEW_LIVE)).toBe(true);
     const nlDir = `/srv/${NEW_LIVE}/main.pg15`;
     expect(running(nlDir, BIN15)).toBe(false);
+    // Live was started again logging where it always logged (read before the promotion stopped it).
+    const livePid = fs.readFileSync(`${LIVE_DIR}/postmaster.pid`, "utf8").split("\n")[0];
+    expect(fs.readlinkSync(`/proc/${livePid}/fd/2`)).toBe(`/srv/${SRC}/server.log`);
     expect(controlState(nlDir, BIN15)).toBe("shut down");
   });
 
@@ -371,6 +378,9 @@ describe("Promotion through PgBouncer", () => {
     expect(served()).toBeLessThan(140000);
     expect(servedPort()).toBe(LIVE_PORT);
     expect(running(LIVE_DIR, BIN13)).toBe(true);
+    // Restarted the way it was started, logging where it always logged.
+    const livePid = fs.readFileSync(`${LIVE_DIR}/postmaster.pid`, "utf8").split("\n")[0];
+    expect(fs.readlinkSync(`/proc/${livePid}/fd/2`)).toBe(`/srv/${SRC}/server.log`);
     expect(historyVia(LIVE_PORT)).toBe(before + bench.processed);
     expect(viaBouncer("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 1, 0, now()) RETURNING 'ok'")).toBe("ok");
     // The state still says rolled back: nothing was switched.

@@ -8,11 +8,11 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import { MemoryStorage } from "../harness/memory-storage";
 import { storageContract } from "../contract/storage-contract";
-import { preparePromotion, promote, recoverInterrupted, replayPhases, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
+import { newLiveLogFile, preparePromotion, promote, recoverInterrupted, replayPhases, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
 import type { JournalEntry } from "../../providers/runner/journal";
 import type { Phase } from "../../providers/runner/phases";
 import { PhaseError } from "../../providers/runner/phases";
-import type { LiveServer } from "../../providers/runner/live";
+import { logTargetOf, newLiveLogFileFor, type LiveServer } from "../../providers/runner/live";
 import type { DatabaseTarget } from "../../providers/endpoint/pgbouncer-config";
 import { resolveRehearsalPlan, resolvePromotionPlan } from "../../providers/plan";
 
@@ -41,6 +41,11 @@ class FakeLive implements LiveServer {
   starts = 0;
   failStop?: "before" | "after";
   failStart = false;
+  /** Live's log file as rememberStart() read it. */
+  log?: string;
+  logFile() {
+    return this.log;
+  }
   async running() {
     return this.up;
   }
@@ -177,7 +182,7 @@ describe("replay cut-over phases (fakes)", () => {
     ...over,
   });
 
-  beforeEach(() => {
+  const beforeEachAgain = () => {
     storage = new MemoryStorage();
     storage.addSource("live/data", { PG_VERSION: "13" });
     storage.addSource("live/wal", { seg: "1" });
@@ -202,6 +207,32 @@ describe("replay cut-over phases (fakes)", () => {
         return {};
       },
     };
+  };
+  beforeEach(beforeEachAgain);
+
+  it("the new live logs like live: on its own volume when live's log is on live's, in live's log directory otherwise; never into live", async () => {
+    // Live's log on its data volume (pg_ctl -l /mem/live/data/server.log): the same place on the new live's volume.
+    live.log = "/mem/live/data/server.log";
+    let r = await promote(env, spec());
+    expect(r.newLiveLogFile).toBe("/mem/clones/go-live-pg15/server-pg15.log");
+    expect(storage.vols.get("live/data")!.files).toEqual({ PG_VERSION: "13" });
+    // Live's log in /var/log/postgresql (pg_ctlcluster): the same directory, the new major in the name.
+    beforeEachAgain();
+    live.log = "/var/log/postgresql/postgresql-13-main.log";
+    r = await promote(env, spec());
+    expect(r.newLiveLogFile).toBe("/var/log/postgresql/postgresql-15-main.log");
+    // Not a file (journald): the data directory's default.
+    beforeEachAgain();
+    live.log = undefined;
+    r = await promote(env, spec());
+    expect(r.newLiveLogFile).toBeUndefined();
+    // A logFile of the user's on live's volume is refused before anyone is held.
+    beforeEachAgain();
+    await expect(promote(env, spec({ newLive: { ...promotion.newLive, logFile: "/mem/live/wal/pg15.log" } }))).rejects.toThrow(/newLive\.logFile: \/mem\/live\/wal\/pg15\.log is on live's volume live\/wal/);
+    expect(endpoint.pauses).toBe(0);
+    expect(live.up).toBe(true);
+    r = await promote(env, spec({ newLive: { ...promotion.newLive, logFile: "/var/log/pg15/new.log" } }));
+    expect(r.newLiveLogFile).toBe("/var/log/pg15/new.log");
   });
 
   it("replays the rehearsal's cut-over steps, in order", () => {
@@ -378,5 +409,24 @@ describe("replay cut-over phases (fakes)", () => {
       expect(journalFile?.finished?.outcome).toBe("promoted");
       expect(await recoverInterrupted(env, spec())).toBeUndefined();
     });
+  });
+});
+
+describe("the new live's log file, like live's", () => {
+  it("renames live's major, or adds -pg<to>", () => {
+    expect(newLiveLogFileFor("/var/log/postgresql/postgresql-13-main.log", 13, 15)).toBe("/var/log/postgresql/postgresql-15-main.log");
+    expect(newLiveLogFileFor("/srv/p/pg13/server.log", 13, 15)).toBe("/srv/p/pg13/server-pg15.log");
+    expect(newLiveLogFileFor("/var/log/pg/main-113.log", 13, 15)).toBe("/var/log/pg/main-113-pg15.log");
+    expect(newLiveLogFileFor("/var/log/pg/postgres", 13, 15)).toBe("/var/log/pg/postgres-pg15");
+  });
+  it("maps a log on one of live's volumes to the new live's matching volume", () => {
+    expect(newLiveLogFile("/srv/p/wal/log/pg.log", ["/srv/p/data", "/srv/p/wal"], ["/srv/p/new", "/srv/p/new-wal"], 13, 15)).toBe("/srv/p/new-wal/log/pg-pg15.log");
+    expect(newLiveLogFile("/srv/p/data-other/x.log", ["/srv/p/data"], ["/srv/p/new"], 13, 15)).toBe("/srv/p/data-other/x-pg15.log");
+    expect(newLiveLogFile("/srv/p/data/x.log", ["/srv/p/data"], [undefined], 13, 15)).toBeUndefined();
+    expect(newLiveLogFile(undefined, ["/srv/p/data"], ["/srv/p/new"], 13, 15)).toBeUndefined();
+  });
+  it("takes only a plain file path from /proc/<pid>/fd/2", () => {
+    expect(logTargetOf("/var/log/postgresql/postgresql-13-main.log\n")).toBe("/var/log/postgresql/postgresql-13-main.log");
+    for (const bad of ["socket:[12345]", "pipe:[9]", "/dev/null", "/var/log/x.log (deleted)", "/var/log/a b.log", "/proc/1/fd/2", "/var/../etc/x", ""]) expect(logTargetOf(bad), bad).toBeUndefined();
   });
 });

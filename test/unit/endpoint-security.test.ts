@@ -238,3 +238,11 @@ describe("Promotion input checks (no engine)", () => {
     expect((cut2.inputs.newLive as { listen: string }).listen).toBe("127.0.0.1");
   });
 });
+
+describe("newLive.logFile", () => {
+  it("is checked in the plan like every path: absolute, no shell metacharacters", () => {
+    expect(planErrors({ users: USERS }, { logFile: "/var/log/postgresql/postgresql-15-main.log" })).toEqual([]);
+    expect(planErrors({ users: USERS }, { logFile: "logs/pg.log" })).toEqual([expect.objectContaining({ field: "newLive.logFile" })]);
+    expect(planErrors({ users: USERS }, { logFile: "/var/log/$(reboot).log" })).toEqual([expect.objectContaining({ field: "newLive.logFile" })]);
+  });
+});
