@@ -47,7 +47,7 @@ export function newLiveLogFileFor(liveLog: string, from: number, to: number): st
 /** `readlink /proc/<pid>/fd/2` output -> a log file path, or undefined (a socket, a pipe, /dev/null, a deleted file, an odd name). */
 export function logTargetOf(link: string): string | undefined {
   const t = link.trim();
-  if (!/^\/[A-Za-z0-9._\/-]+$/.test(t) || t.startsWith("/dev/") || t.startsWith("/proc/") || t.includes("/../") || t.endsWith("/..")) return undefined;
+  if (!/^\/[A-Za-z0-9._/-]+$/.test(t) || t.startsWith("/dev/") || t.startsWith("/proc/") || t.includes("/../") || t.endsWith("/..")) return undefined;
   return t;
 }
 
