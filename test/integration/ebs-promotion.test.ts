@@ -60,7 +60,15 @@ let storage: EbsStorage;
 let spec: EbsStorageSpec;
 const lab = new LoopLab("usaws");
 const blocks = new Map<string, string>();
-const liveHost = new LocalHost();
+/** Live's instance, standing in: this machine; every command recorded (which host stopped live?). */
+class RecordingLocal extends LocalHost {
+  readonly seen: string[] = [];
+  override run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    this.seen.push(argv.join(" "));
+    return super.run(argv, opts);
+  }
+}
+const liveHost = new RecordingLocal();
 let liveImage = "";
 
 function sh(...argv: string[]): string {
@@ -78,7 +86,9 @@ function q(sock: string, sql: string, db = "app"): string {
 class NetnsHost implements Host {
   readonly description = `new-live instance (network namespace ${NS} on this machine)`;
   private readonly inner = new LocalHost();
+  readonly seen: string[] = [];
   run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    this.seen.push(argv.join(" "));
     return this.inner.run(["nsenter", `--net=/run/netns/${NS}`, "--", ...argv], opts);
   }
   runAs(user: string, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
@@ -274,12 +284,17 @@ describe("Promotion on EBS with a Route53 swap, through the runner", () => {
 
   it("promotes: live stopped cleanly and kept, the final snapshot set cloned on the new live's instance, PostgreSQL 15 there, the record moved", async () => {
     const before = rec.calls.length;
+    liveHost.seen.length = 0;
+    newHost.seen.length = 0;
     const [env, s] = await cutoverEnv(inputs(), { host: newHost, liveHost, endpointHost: liveHost }, { storage, switching: true });
     promoted = await promote(env, s);
     // Live: stopped cleanly (pg_controldata), its data directory there, its volume untouched.
     expect(liveRunning()).toBe(false);
     expect(asPg(`${PG13}/pg_controldata`, liveDataDir())).toMatch(/Database cluster state:\s+shut down\n/);
     expect(fs.existsSync(`${liveDataDir()}/PG_VERSION`)).toBe(true);
+    // Stopped through live's host; the new live's host never ran anything on live's data directory.
+    expect(liveHost.seen.filter((c) => c.includes(`pg_ctl stop -D ${liveDataDir()}`))).toHaveLength(1);
+    expect(newHost.seen.filter((c) => c.includes(liveDataDir()) && !c.includes(NEW_ROOT))).toEqual([]);
     expect(callsOnLive(before).filter((c) => !READS.has(c))).toEqual([]);
     expect(callsOnLive(before)).toContain("CreateSnapshotsCommand");
     // The new live: a volume from the final set, attached to the new live's instance, PostgreSQL 15 with every row.
