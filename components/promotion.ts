@@ -125,6 +125,11 @@ export interface PgBouncerPromotionEndpoint {
  * false`). On `pulumi destroy` of this stack a promoted new live keeps serving: the
  * promotion is handed over, nothing is stopped or destroyed.
  *
+ * The same on EBS storage: live is stopped on live's instance (`storage.liveConnection`), the
+ * new live's volumes are made from the final snapshot set on the rehearsal instance (or
+ * `newLive.storage`). The endpoint may be a Route53 record instead of PgBouncer: DNS holds no
+ * clients, they see live stop and reach the new live after the TTL.
+ *
  * @example
  * ```ts
  * const promotion = new Promotion("go-live", {
