@@ -4,7 +4,10 @@ import { PgBouncerEndpointResource } from "../providers/endpoint/resource";
 import { CutOver } from "../providers/promotion/cutover";
 import { UpgradeRehearsal } from "./upgrade-rehearsal";
 import { ownerId, sanitize } from "../providers/common";
-import { queryWaitTimeoutFor, resolvePromotionPlan } from "../providers/plan/promotion";
+import { queryWaitTimeoutFor, resolveDnsPromotionPlan, resolvePromotionPlan } from "../providers/plan/promotion";
+import { validateRecordValue, validateRoute53Spec, type Route53EndpointSpec } from "../providers/endpoint/route53";
+import type { ConnectionArgs } from "../providers/host/connection";
+import type { StorageBackend } from "./storage/types";
 import { UNKNOWN_ID } from "../providers/plan/rehearsal";
 import { checked } from "./errors";
 import { discoverDatabases } from "./discover";
@@ -15,51 +18,38 @@ import { PostgresDriver } from "../providers/postgres/driver";
 import { readReplication, replicationRefusal, unacknowledged, type ReplicationItem } from "../providers/runner/replication";
 import { errorMessage } from "../providers/errors";
 
+/**
+ * A Route53 record as the promotion's endpoint (declare the record itself with
+ * `route53Endpoint`). The swap is an UPSERT of its value, waited for until INSYNC. DNS cannot
+ * hold clients: they see live stop, and reach the new live after the TTL; the pause is the
+ * whole cut-over (the rehearsal predicts it).
+ */
+export interface Route53PromotionEndpoint {
+  route53: Omit<Route53EndpointSpec, "kind">;
+  /** The record's value while live serves (live's instance's name or address). */
+  liveAddress: string;
+  /** The record's value for the new live (the address of the instance its volumes are attached to). */
+  newLiveAddress: string;
+  /** The database clients use (its sequences are compared after the replay). */
+  database: string;
+  /** Every database whose sequences are compared (default: every database of live's cluster). */
+  databases?: string[];
+}
+
 export interface PromotionArgs {
   /** The rehearsal whose plan is replayed. Promotion only proceeds when it passed. */
   rehearsal: UpgradeRehearsal;
   /** `true` promotes (a reviewed change: `pulumi preview` shows `promote: false => true`); `false` again rolls back. */
   promote: pulumi.Input<boolean>;
-  /** What clients connect to: a PgBouncer instance on the database host. */
-  endpoint: {
-    name: string;
-    listenPort: number;
-    listenAddr?: string;
-    /** The database clients use (also the PgBouncer entry name). */
-    database: string;
-    /**
-     * Every database whose PgBouncer entry moves with the cluster (`database` among them): all
-     * are held, switched and resumed together. Default: every database of live's cluster
-     * (templates left out), read when the program runs.
-     */
-    databases?: string[];
-    /** `transaction` (default): PAUSE then waits only for in-flight transactions. */
-    poolMode?: PoolMode;
-    /**
-     * `scram-sha-256` (default) or `md5`: clients log in with the `users` passwords. `trust`
-     * (no password) is refused unless `listenAddr` is a loopback address.
-     */
-    authType?: AuthType;
-    /** Required unless `authType` is `trust`: the users clients log in as, with their passwords (pass them as a secret). */
-    users?: pulumi.Input<PgBouncerUser[]>;
-    /**
-     * Where PgBouncer reaches live and the new live over TCP, e.g. `127.0.0.1` (default: their
-     * unix socket directory). Use it when the server's `local` pg_hba lines are `peer` (Debian's
-     * default), so that the users' passwords are checked on a `host` line instead. Live must
-     * listen there; the new live listens there unless `newLive.listen` says otherwise.
-     */
-    serverHost?: string;
-    /** Give up holding clients if in-flight transactions do not finish in time (default 10 s): nothing changes, clients resume on live. */
-    pauseTimeoutMs?: number;
-    /** Keep PgBouncer running when this stack is destroyed (default true: clients depend on it). */
-    retainOnDelete?: boolean;
-  };
-  /** The new live: a clone of the final snapshot, upgraded. */
+  /** What clients connect to: a PgBouncer instance (on the database host unless `connection` names one), or a Route53 record. */
+  endpoint: PgBouncerPromotionEndpoint | Route53PromotionEndpoint;
+  /** The new live: a clone of the final snapshot, upgraded. `storage`: where its volumes are made (default the rehearsal's: EBS, the rehearsal instance). */
   newLive?: {
     dataset?: pulumi.Input<string>;
     port?: number;
     socketDir?: string;
     listen?: string;
+    storage?: StorageBackend;
     /**
      * Where the new live's server log goes (`pg_ctl -l`). Default: like live's own log (its
      * postmaster's stderr, read before live stops): a log on one of live's volumes goes to the
@@ -104,6 +94,45 @@ export interface PromotionArgs {
   logical?: LogicalSettings;
 }
 
+/** PgBouncer as the promotion's endpoint: clients are held (PAUSE) while live is stopped and the new live made. */
+export interface PgBouncerPromotionEndpoint {
+  name: string;
+  listenPort: number;
+  listenAddr?: string;
+  /** The database clients use (also the PgBouncer entry name). */
+  database: string;
+  /**
+   * Every database whose PgBouncer entry moves with the cluster (`database` among them): all
+   * are held, switched and resumed together. Default: every database of live's cluster
+   * (templates left out), read when the program runs.
+   */
+  databases?: string[];
+  /** `transaction` (default): PAUSE then waits only for in-flight transactions. */
+  poolMode?: PoolMode;
+  /**
+   * `scram-sha-256` (default) or `md5`: clients log in with the `users` passwords. `trust`
+   * (no password) is refused unless `listenAddr` is a loopback address.
+   */
+  authType?: AuthType;
+  /** Required unless `authType` is `trust`: the users clients log in as, with their passwords (pass them as a secret). */
+  users?: pulumi.Input<PgBouncerUser[]>;
+  /**
+   * Where PgBouncer reaches live and the new live over TCP, e.g. `127.0.0.1` (default: their
+   * unix socket directory). Use it when the server's `local` pg_hba lines are `peer` (Debian's
+   * default), so that the users' passwords are checked on a `host` line instead. Live must
+   * listen there; the new live listens there unless `newLive.listen` says otherwise.
+   */
+  serverHost?: string;
+  /** Give up holding clients if in-flight transactions do not finish in time (default 10 s): nothing changes, clients resume on live. */
+  pauseTimeoutMs?: number;
+  /** Keep PgBouncer running when this stack is destroyed (default true: clients depend on it). */
+  retainOnDelete?: boolean;
+  /** PgBouncer's host when it is not the storage's (e.g. on AWS, an instance in front of live and the new live). */
+  connection?: pulumi.Input<ConnectionArgs>;
+  /** Where PgBouncer reaches the new live when it runs on another machine than live (default `serverHost`). */
+  newLiveServerHost?: string;
+}
+
 /**
  * Cut-over without lost writes: hold clients (PgBouncer PAUSE), stop live cleanly, take
  * the final snapshot, replay the rehearsed cut-over steps on a clone of it, verify, point
@@ -111,6 +140,11 @@ export interface PromotionArgs {
  * clients resume on it. The old live is kept stopped and intact for roll-back (`promote:
  * false`). On `pulumi destroy` of this stack a promoted new live keeps serving: the
  * promotion is handed over, nothing is stopped or destroyed.
+ *
+ * The same on EBS storage: live is stopped on live's instance (`storage.liveConnection`), the
+ * new live's volumes are made from the final snapshot set on the rehearsal instance (or
+ * `newLive.storage`). The endpoint may be a Route53 record instead of PgBouncer: DNS holds no
+ * clients, they see live stop and reach the new live after the TTL.
  *
  * @example
  * ```ts
@@ -131,10 +165,10 @@ export class Promotion extends pulumi.ComponentResource {
   readonly pauseWindowMs: pulumi.Output<number | undefined>;
   readonly phases: pulumi.Output<Array<{ phase: string; ms: number }> | undefined>;
   readonly finalSnapshot: pulumi.Output<string | undefined>;
-  /** `host:port` of PgBouncer. */
+  /** `host:port` of PgBouncer, or `<record name>:<port>` with a Route53 endpoint. */
   readonly endpointAddress: pulumi.Output<string>;
-  /** The password of PgBouncer's admin console (user `understudy_admin`), generated once; a secret. */
-  readonly endpointAdminPassword: pulumi.Output<string>;
+  /** The password of PgBouncer's admin console (user `understudy_admin`), generated once; a secret. Undefined with a Route53 endpoint. */
+  readonly endpointAdminPassword: pulumi.Output<string | undefined>;
   readonly events: pulumi.Output<Array<{ at: string; what: string }>>;
   /**
    * The rehearsal's report with the cut-over as it happened (phases, clients held); rewritten
@@ -145,31 +179,50 @@ export class Promotion extends pulumi.ComponentResource {
   readonly replication: pulumi.Output<ReplicationItem[]>;
 
   constructor(name: string, args: PromotionArgs, opts?: pulumi.ComponentResourceOptions) {
-    // The cut-over stops, snapshots and restarts live through the storage's host and swaps
-    // a PgBouncer on that host: on ZFS that is live's own host. On EBS live runs on another
-    // instance than the clones, which the cut-over does not reach yet: refused here rather
-    // than discovered after clients are held.
-    if (args.rehearsal.storage.kind !== "zfs") {
-      throw new pulumi.InputPropertyError({
-        propertyPath: "rehearsal",
-        reason:
-          `${name}: a Promotion runs on ZFS storage only for now; this rehearsal's storage is ${args.rehearsal.storage.kind}. ` +
-          "On EBS, promote by hand with route53Endpoint and Route53Switch (README: On AWS). Nothing was declared.",
-      });
-    }
+    // Where live is stopped: the storage says (its own host on ZFS, live's instance on EBS);
+    // refused before anything is declared when the storage lacks what it needs.
+    const liveConnection = checked(name, () => args.rehearsal.storage.promotionLiveConnection());
     super("understudy:index:Promotion", name, {}, opts);
     const r = args.rehearsal;
     const storage = r.storage;
+    // Where the new live's volumes are made and it runs: the rehearsal's storage unless named.
+    const target = args.newLive?.storage ?? storage;
     const rp = r.planNow;
     // The promotion's own arguments, resolved and checked with every rule they will meet
-    // (PostgreSQL, PgBouncer, storage) before anything is declared.
+    // (PostgreSQL, PgBouncer or DNS, storage) before anything is declared.
     const known = (v: unknown): v is string => typeof v === "string";
-    const plan = checked(name, () =>
+    const syntax = {
+      sibling: (of: string, n: string) => (of === UNKNOWN_ID ? of : target.siblingVolume(of, n)),
+      volumeId: (id: unknown, field: string) => (id === UNKNOWN_ID ? (id as string) : target.validateVolumeId(id as string, field)),
+      sanitize,
+    };
+    const newLiveArgs = { ...args.newLive, storage: undefined, dataset: known(args.newLive?.dataset) ? args.newLive.dataset : undefined };
+    const dns = "route53" in (args.endpoint ?? {}) ? (args.endpoint as Route53PromotionEndpoint) : undefined;
+    const dnsSpec: Route53EndpointSpec | undefined = dns
+      ? checked(name, () => {
+          const e: Route53EndpointSpec = { kind: "route53", ...dns.route53 };
+          const v = validateRoute53Spec(e, "endpoint.route53");
+          validateRecordValue(v.type, dns.liveAddress, "endpoint.liveAddress");
+          validateRecordValue(v.type, dns.newLiveAddress, "endpoint.newLiveAddress");
+          return e;
+        })
+      : undefined;
+    const bouncerArgs = dns ? undefined : (args.endpoint as PgBouncerPromotionEndpoint);
+    const plan = dns
+      ? checked(name, () =>
+          resolveDnsPromotionPlan(
+            name,
+            { ...dns, newLive: newLiveArgs, liveStartCommand: args.liveStartCommand, liveStopCommand: args.liveStopCommand, switchoverTimeoutMs: args.switchoverTimeoutMs, method: args.method },
+            rp,
+            syntax,
+          ),
+        )
+      : checked(name, () =>
       resolvePromotionPlan(
         name,
         {
-          endpoint: { ...args.endpoint, users: args.endpoint?.users },
-          newLive: { ...args.newLive, dataset: known(args.newLive?.dataset) ? args.newLive.dataset : undefined },
+          endpoint: { ...bouncerArgs!, users: bouncerArgs?.users, ...(bouncerArgs?.newLiveServerHost !== undefined ? { newServerHost: bouncerArgs.newLiveServerHost } : {}) },
+          newLive: newLiveArgs,
           liveStartCommand: args.liveStartCommand,
           liveStopCommand: args.liveStopCommand,
           switchoverTimeoutMs: args.switchoverTimeoutMs,
@@ -177,11 +230,7 @@ export class Promotion extends pulumi.ComponentResource {
           logical: args.logical,
         },
         rp,
-        {
-          sibling: (of, n) => (of === UNKNOWN_ID ? of : storage.siblingVolume(of, n)),
-          volumeId: (id, field) => (id === UNKNOWN_ID ? (id as string) : storage.validateVolumeId(id as string, field)),
-          sanitize,
-        },
+        syntax,
       ),
     );
     const ep = plan.endpoint;
@@ -190,7 +239,7 @@ export class Promotion extends pulumi.ComponentResource {
     // Every database of the cluster moves (or the user's list): each gets its PgBouncer entry.
     const newLiveServer = { version: rp.to, binDir: rp.toBinDir, socketDir: plan.newLive.socketDir, port: plan.newLive.port, osUser: rp.source.osUser };
     const databases = ep.databases ? pulumi.output(ep.databases) : discoverDatabases(name, storage, [rp.source, newLiveServer], ep.database);
-    const config = pulumi.all([pulumi.output(args.endpoint.users ?? defaultUsers), databases]).apply(([users, dbs]) => ({
+    const config = pulumi.all([pulumi.output(bouncerArgs?.users ?? defaultUsers), databases]).apply(([users, dbs]) => ({
       name: ep.name,
       listenPort: ep.listenPort,
       listenAddr: ep.listenAddr,
@@ -200,7 +249,12 @@ export class Promotion extends pulumi.ComponentResource {
       ...(users ? { users } : {}),
       databases: Object.fromEntries(dbs.map((d) => [d, { host: ep.serverHost ?? rp.source.socketDir, port: rp.source.port, dbname: d }])),
     }));
-    const endpoint = new PgBouncerEndpointResource(`${name}-endpoint`, { connection: storage.connection, config }, { parent: this, retainOnDelete: ep.retainOnDelete });
+    // PgBouncer on the host the user names, by default live's (the storage's host on ZFS); a
+    // DNS record is declared by the user (route53Endpoint) and only swapped by the cut-over.
+    const endpointConnection = bouncerArgs?.connection ?? liveConnection;
+    const endpoint = dnsSpec
+      ? undefined
+      : new PgBouncerEndpointResource(`${name}-endpoint`, { connection: endpointConnection ?? storage.connection, config }, { parent: this, retainOnDelete: ep.retainOnDelete });
     // Replication that pg_upgrade does not carry: read on live while the program runs (also
     // in preview), listed, and a promotion refused until each item is acknowledged by id.
     const acknowledged = args.acknowledgeReplicationLoss ?? [];
@@ -224,23 +278,26 @@ export class Promotion extends pulumi.ComponentResource {
       return p;
     });
     const newLiveDataset =
-      args.newLive?.dataset ?? r.plan.apply((p) => storage.siblingVolume(p.clone.dataset, `${sanitize(name)}-live-pg${rp.to}`));
+      args.newLive?.dataset ?? r.plan.apply((p) => target.siblingVolume(p.clone.dataset, `${sanitize(name)}-live-pg${rp.to}`));
     const cut = new CutOver(
       `${name}-cutover`,
       {
-        connection: storage.connection,
-        storage: storage.spec,
+        connection: target.connection,
+        storage: target.spec,
+        ...(liveConnection !== undefined ? { liveConnection } : {}),
+        ...(endpointConnection !== undefined && !dnsSpec ? { endpointConnection } : {}),
         label: name,
         owner: ownerId("Promotion", name),
         stack: sanitize(pulumi.getStack()),
         promote,
-        endpoint: config,
+        endpoint: dnsSpec ?? config,
         database: ep.database,
         databases,
         method: plan.method,
         ...(plan.logical ? { logical: plan.logical } : {}),
         pauseTimeoutMs: ep.pauseTimeoutMs,
         ...(ep.serverHost !== undefined ? { serverHost: ep.serverHost } : {}),
+        ...(ep.newServerHost !== undefined ? { newServerHost: ep.newServerHost } : {}),
         switchoverTimeoutMs: plan.switchoverTimeoutMs,
         live: pulumi.all([r.plan, r.sourceVolumes, r.layout]).apply(([p, volumes, layout]) => ({
           dataset: p.source.dataset,
@@ -263,7 +320,7 @@ export class Promotion extends pulumi.ComponentResource {
         assertions: rp.checks.assertions,
         rehearsal: r.report.apply((x) => ({ name: x.rehearsal, status: x.status, predictedCutoverMs: x.predictedCutover.totalMs })),
       },
-      { parent: this, dependsOn: [endpoint] },
+      { parent: this, dependsOn: endpoint ? [endpoint] : [] },
     );
     this.state = cut.state;
     this.target = cut.target;
@@ -271,9 +328,9 @@ export class Promotion extends pulumi.ComponentResource {
     this.phases = cut.phases;
     this.finalSnapshot = cut.finalSnapshot;
     this.events = cut.events;
-    this.endpointAddress = endpoint.address;
+    this.endpointAddress = endpoint ? endpoint.address : pulumi.output(`${dnsSpec!.name}:${plan.newLive.port}`);
     this.replication = replication;
-    this.endpointAdminPassword = endpoint.adminPassword;
+    this.endpointAdminPassword = endpoint ? endpoint.adminPassword : pulumi.output(undefined);
     this.report = pulumi
       .all([r.report, cut.state, cut.phases, cut.pauseWindowMs, cut.promotedAt, cut.rolledBackAt])
       .apply(([rep, state, phases, pause, promotedAt, rolledBackAt]) => {

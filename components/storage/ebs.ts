@@ -80,7 +80,11 @@ export interface EbsStorageArgs {
   live: EbsLiveSpec;
   /** The instance clones are attached to and mounted on. */
   rehearsal: EbsRehearsalTarget;
-  /** SSH to live's instance, for the consistency hook (a `CHECKPOINT`) before a snapshot set of live. Never used to change anything. */
+  /**
+   * SSH to live's instance, for the consistency hook (a `CHECKPOINT`) before a snapshot set of
+   * live, and for a `Promotion` (required there): it stops live's PostgreSQL cleanly and starts
+   * it again to roll back. Nothing else changes anything there.
+   */
   liveConnection?: pulumi.Input<ConnectionArgs>;
   /** Clone volumes: gp3 iops/throughput, initialization rate or fast snapshot restore (see `EbsVolumeSpec`). */
   volume?: EbsVolumeSpec;
@@ -228,6 +232,22 @@ export class EbsStorage implements StorageBackend {
 
   siblingVolume(_of: string, name: string): string {
     return ebsSibling(name);
+  }
+
+  /**
+   * A promotion stops live cleanly on live's instance (and starts it again for a roll-back):
+   * through `liveConnection`, which it then needs. Nothing else on live's instance is touched.
+   */
+  promotionLiveConnection(): pulumi.Input<ConnectionArgs> {
+    if (!this.args.liveConnection) {
+      throw new InputError("storage.liveConnection", "a Promotion on EBS stops live's PostgreSQL cleanly on live's instance (and starts it again to roll back): give an SSH connection to it");
+    }
+    return this.args.liveConnection;
+  }
+
+  /** The same storage with clones made on another instance (e.g. the instance that becomes the new live). */
+  onInstance(target: EbsRehearsalTarget): EbsStorage {
+    return new EbsStorage({ ...this.args, rehearsal: target });
   }
 
   /** The backend on the rehearsal instance; live's host is `liveConnection` when given (else the same host). */

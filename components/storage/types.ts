@@ -97,6 +97,13 @@ export interface StorageBackend {
    */
   withStorage<T>(fn: (storage: Storage, liveHost: Host) => Promise<T>): pulumi.Output<T>;
 
+  /**
+   * Where a promotion stops and starts live, when that is another machine than the storage's
+   * host (EBS: live's instance); undefined when live runs on the storage's host (ZFS). Throws an
+   * InputError naming the field when the backend needs a connection it was not given.
+   */
+  promotionLiveConnection(): pulumi.Input<ConnectionArgs> | undefined;
+
   /** Periodic snapshots of volumes with retention. */
   schedule(name: string, args: ScheduleArgs, opts: pulumi.ComponentResourceOptions): DeclaredSchedule;
 }

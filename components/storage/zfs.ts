@@ -133,6 +133,11 @@ export class ZfsStorage implements StorageBackend {
     return { volumes, owner: clone.owner, resources: [clone] };
   }
 
+  /** Live runs on the storage's host: the promotion stops it there. */
+  promotionLiveConnection(): undefined {
+    return undefined;
+  }
+
   withStorage<T>(fn: (storage: Storage, liveHost: Host) => Promise<T>): pulumi.Output<T> {
     return pulumi.output(this.connection).apply((c) => withHost(c, (host) => fn(createStorage(this.spec, host), host)));
   }

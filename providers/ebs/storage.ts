@@ -448,7 +448,7 @@ export class EbsStorage implements Storage {
       const member = set.members.find((m) => m.volume === req.source);
       if (!member) throw new InputError(`${f}.source`, `${req.source} is not a member of snapshot set ${set.name}`);
       const snaps = member.id.split("+").map((s, j) => validateSnapshotId(s, `set.members.${req.source}.id[${j}]`));
-      const props = req.properties ?? {};
+      const props = cloneProperties(req.properties ?? {});
       for (const k of Object.keys(props)) if (k !== "iops" && k !== "throughput") throw new InputError(`${f}.properties.${k}`, "EBS clones take only iops and throughput");
       const num = (k: string, lo: number, hi: number) => {
         if (props[k] === undefined) return undefined;
@@ -751,6 +751,25 @@ export class EbsStorage implements Storage {
 function toAssembly(fs: LiveFilesystem): Assembly {
   const a = fs.assembly;
   return a.kind === "lvm" ? { kind: "lvm", vg: a.vg, lv: a.lv } : { kind: a.kind };
+}
+
+/** What {@link volumeProperties} reports only to describe a volume (not settings of a new one). */
+const DESCRIPTIVE = ["ebs:volumes", "ebs:assembly", "type", "sizeGiB", "availabilityZone"];
+
+/**
+ * A clone request's properties: a volume's own `properties` (contract: what a replacement in
+ * production keeps, e.g. the new live made from live's final snapshot) are accepted. Their
+ * descriptive keys are dropped; iops and throughput are kept from a gp3 source only (clones are
+ * gp3; a gp2/io2 source's figures mean something else).
+ */
+function cloneProperties(p: Record<string, string>): Record<string, string> {
+  const out = { ...p };
+  if (out.type !== undefined && out.type !== "gp3") {
+    delete out.iops;
+    delete out.throughput;
+  }
+  for (const k of DESCRIPTIVE) delete out[k];
+  return out;
 }
 
 function volumeProperties(vols: Volume[], assembly: string | undefined): Record<string, string> {

@@ -166,3 +166,56 @@ export class Route53Switch {
     return;
   }
 }
+
+/**
+ * A Route53 record as a promotion's endpoint, as plain data in the cut-over's inputs (state).
+ * The record's values for live and the new live are the cut-over's `serverHost` and
+ * `newServerHost`; its own Pulumi resource (components/route53-endpoint.ts) is declared apart.
+ */
+export interface Route53EndpointSpec {
+  kind: "route53";
+  zoneId: string;
+  name: string;
+  type?: Route53RecordType;
+  /** TTL written with each swap (default 30 s, at most 300). */
+  ttl?: number;
+  /** Another Route53 API endpoint (moto in tests). */
+  apiEndpoint?: string;
+  /** How long to wait for INSYNC (default 300 s). */
+  waitSeconds?: number;
+  minDelaySeconds?: number;
+}
+
+export function isRoute53Spec(e: unknown): e is Route53EndpointSpec {
+  return !!e && typeof e === "object" && (e as { kind?: unknown }).kind === "route53";
+}
+
+/** Every rule on a Route53 endpoint spec (no I/O); throws InputError naming `field.*`. */
+export function validateRoute53Spec(e: Route53EndpointSpec, field = "endpoint"): ReturnType<typeof validateSwitchArgs> {
+  const allowed = ["kind", "zoneId", "name", "type", "ttl", "apiEndpoint", "waitSeconds", "minDelaySeconds"];
+  for (const k of Object.keys(e)) if (!allowed.includes(k)) throw new InputError(`${field}.${k}`, `is not a field of a Route53 endpoint (${allowed.join(", ")})`);
+  const v = validateSwitchArgs({ zoneId: e.zoneId, name: e.name, type: e.type, ttl: e.ttl }, field);
+  if (v.ttl > 300) throw new InputError(`${field}.ttl`, `${v.ttl} s: clients would keep the old address that long after the swap; keep it at most 300`);
+  if (e.apiEndpoint !== undefined && (typeof e.apiEndpoint !== "string" || !/^https?:\/\/[A-Za-z0-9.:[\]-]+(\/[A-Za-z0-9._~/-]*)?$/.test(e.apiEndpoint))) {
+    throw new InputError(`${field}.apiEndpoint`, `${JSON.stringify(e.apiEndpoint)} is not an http(s) URL`);
+  }
+  for (const k of ["waitSeconds", "minDelaySeconds"] as const) {
+    const n = e[k];
+    if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > 3600)) throw new InputError(`${field}.${k}`, `${JSON.stringify(n)} must be an integer number of seconds from 1 to 3600`);
+  }
+  return v;
+}
+
+/** The switch a Route53 endpoint spec names. */
+export function route53SwitchOf(e: Route53EndpointSpec, onProgress?: (m: string) => void): Route53Switch {
+  return new Route53Switch({
+    zoneId: e.zoneId,
+    name: e.name,
+    type: e.type,
+    ttl: e.ttl,
+    endpoint: e.apiEndpoint,
+    waitSeconds: e.waitSeconds,
+    minDelaySeconds: e.minDelaySeconds,
+    onProgress,
+  });
+}

@@ -34,6 +34,8 @@ export interface EndpointPlan {
   retainOnDelete: boolean;
   /** Where PgBouncer reaches live and the new live over TCP (absent: their unix socket directory). */
   serverHost?: string;
+  /** Where PgBouncer reaches the new live when it runs on another machine than live (EBS); default serverHost. */
+  newServerHost?: string;
 }
 
 export interface PromotionPlan {
@@ -62,6 +64,8 @@ export interface PromotionArgsPlain {
     pauseTimeoutMs?: number;
     retainOnDelete?: boolean;
     serverHost?: string;
+    /** Where PgBouncer reaches the new live when it runs on another machine than live. */
+    newServerHost?: string;
     /** Only whether users are given matters here (their values may be secrets, unknown while planning). */
     users?: unknown;
   };
@@ -131,10 +135,13 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   if (e.serverHost !== undefined) {
     check(() => {
       validateNetworkHost(e.serverHost, "endpoint.serverHost");
-      // The new live is reached there too: it must listen on it.
+      if (e.newServerHost !== undefined) validateNetworkHost(e.newServerHost, "newLive.serverHost");
+      // The new live is reached there too (or on its own machine's address): it must listen on it.
+      const at = e.newServerHost ?? e.serverHost;
+      const field = e.newServerHost !== undefined ? "newLive.serverHost" : "endpoint.serverHost";
       const listen = p.newLive.listen.split(",").map((x) => x.trim());
-      if (!listen.some((x) => x === e.serverHost || x === "*" || x === "0.0.0.0" || x === "::")) {
-        throw new InputError("newLive.listen", `${JSON.stringify(p.newLive.listen)} does not include endpoint.serverHost ${JSON.stringify(e.serverHost)}: PgBouncer could not reach the new live (leave newLive.listen unset to listen there)`);
+      if (!listen.some((x) => x === at || x === "*" || x === "0.0.0.0" || x === "::")) {
+        throw new InputError("newLive.listen", `${JSON.stringify(p.newLive.listen)} does not include ${field} ${JSON.stringify(at)}: PgBouncer could not reach the new live (leave newLive.listen unset to listen there)`);
       }
     });
   }
@@ -158,7 +165,8 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   check(() => validateTarget({ host: p.newLive.socketDir, port: p.newLive.port, dbname: e.database }, "newLive"));
   check(() => validateTarget({ host: r.source.socketDir, port: r.source.port, dbname: e.database }, "source"));
   // pg_upgrade's private servers during the replay use newLive.port+2 and +3 (tempPort = port+1).
-  const used = new Map<number, string>([
+  // Live's port is busy only on live's machine (a new live on another machine may reuse it).
+  const used = new Map<number, string>(e.newServerHost !== undefined ? [] : [
     [r.source.port, "source.port (live)"],
     [e.listenPort, "endpoint.listenPort"],
   ]);
@@ -204,13 +212,14 @@ export function resolvePromotionPlan(
       pauseTimeoutMs: ep.pauseTimeoutMs ?? DEFAULTS.pauseTimeoutMs,
       retainOnDelete: ep.retainOnDelete ?? DEFAULTS.retainEndpoint,
       ...(ep.serverHost !== undefined ? { serverHost: ep.serverHost } : {}),
+      ...(ep.newServerHost !== undefined ? { newServerHost: ep.newServerHost } : {}),
     },
     newLive: {
       dataset: args.newLive?.dataset ?? (typeof rehearsal.clone.dataset === "string" ? opts.sibling(rehearsal.clone.dataset, `${opts.sanitize(name)}-live-pg${rehearsal.to}`) : ""),
       port: args.newLive?.port ?? rehearsal.postgres.port + DEFAULTS.newLivePortOffset,
       socketDir: args.newLive?.socketDir ?? rehearsal.source.socketDir,
       // PgBouncer reaches the new live where it reaches live: on serverHost when given.
-      listen: args.newLive?.listen ?? (ep.serverHost !== undefined && isNetworkHost(ep.serverHost) ? ep.serverHost : rehearsal.postgres.listen),
+      listen: args.newLive?.listen ?? ((h) => (h !== undefined && isNetworkHost(h) ? h : rehearsal.postgres.listen))(ep.newServerHost ?? ep.serverHost),
       ...(args.newLive?.logFile !== undefined ? { logFile: args.newLive.logFile } : {}),
     },
     switchoverTimeoutMs: args.switchoverTimeoutMs ?? DEFAULTS.switchoverTimeoutMs,
@@ -226,6 +235,83 @@ export function resolvePromotionPlan(
   if (plan.endpoint.authType !== "trust" && ep.users === undefined) {
     errors.push(new InputError("endpoint.users", `required with authType ${JSON.stringify(plan.endpoint.authType)}: the users clients log in as, with their passwords (PgBouncer also logs into the server with them); pass them as a secret`));
   }
+  if (errors.length) throw new InputErrors(errors, `invalid arguments for ${name} (nothing was run)`);
+  return plan;
+}
+
+/** A promotion whose endpoint is a DNS record (Route53): what it takes besides the record itself. */
+export interface DnsPromotionArgsPlain {
+  database: string;
+  databases?: string[];
+  /** The record's value while live serves / for the new live. */
+  liveAddress: string;
+  newLiveAddress: string;
+  newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string };
+  liveStartCommand?: string[];
+  liveStopCommand?: string[];
+  switchoverTimeoutMs?: number;
+  method?: "replay" | "logical";
+}
+
+/**
+ * The plan of a promotion through a DNS record. The new live runs on another machine than
+ * live and clients keep connecting to `<record>:<live's port>`: the new live listens on live's
+ * port (default) on every address (default `*`). Its `endpoint` holds the databases that move
+ * and the two addresses (`serverHost`, `newServerHost`); its PgBouncer fields are unused.
+ */
+export function resolveDnsPromotionPlan(
+  name: string,
+  args: DnsPromotionArgsPlain,
+  rehearsal: RehearsalPlan,
+  opts: { sibling: SiblingVolume; volumeId?: VolumeIdCheck; sanitize: (s: string) => string },
+): PromotionPlan {
+  const errors: InputError[] = [];
+  const check = (fn: () => unknown) => collectInputError(errors, fn);
+  const plan: PromotionPlan = {
+    name,
+    endpoint: {
+      name: "dns",
+      listenPort: 0,
+      listenAddr: "",
+      database: args.database,
+      ...(args.databases !== undefined ? { databases: args.databases } : {}),
+      poolMode: "transaction",
+      authType: "trust",
+      pauseTimeoutMs: DEFAULTS.pauseTimeoutMs,
+      retainOnDelete: true,
+      serverHost: args.liveAddress,
+      newServerHost: args.newLiveAddress,
+    },
+    newLive: {
+      dataset: args.newLive?.dataset ?? (typeof rehearsal.clone.dataset === "string" ? opts.sibling(rehearsal.clone.dataset, `${opts.sanitize(name)}-live-pg${rehearsal.to}`) : ""),
+      port: args.newLive?.port ?? rehearsal.source.port,
+      socketDir: args.newLive?.socketDir ?? rehearsal.source.socketDir,
+      listen: args.newLive?.listen ?? "*",
+    },
+    switchoverTimeoutMs: args.switchoverTimeoutMs ?? DEFAULTS.switchoverTimeoutMs,
+    live: {
+      ...(args.liveStartCommand !== undefined ? { startCommand: args.liveStartCommand } : {}),
+      ...(args.liveStopCommand !== undefined ? { stopCommand: args.liveStopCommand } : {}),
+    },
+    method: args.method ?? DEFAULTS.method,
+  };
+  check(() => validateEntryName(args.database, "endpoint.database"));
+  check(() => validatePgName(args.database, "endpoint.database", "database name"));
+  if (args.databases !== undefined) check(() => validateDatabaseList(args.databases, args.database));
+  if (plan.method !== "replay") errors.push(new InputError("method", `${JSON.stringify(plan.method)}: with a DNS endpoint only "replay" is wired (the logical method needs live and the new live on one host)`));
+  if (opts.volumeId) check(() => opts.volumeId!(plan.newLive.dataset, "newLive.dataset"));
+  if (plan.newLive.port !== rehearsal.source.port) {
+    errors.push(new InputError("newLive.port", `${plan.newLive.port}: clients keep connecting to the record on live's port ${rehearsal.source.port}, so the new live must listen there`));
+  }
+  for (const off of [0, 1, 2, 3]) check(() => validateListenPort(plan.newLive.port + off, off ? `newLive.port+${off}` : "newLive.port"));
+  check(() => validateSocketDir(plan.newLive.socketDir, "newLive.socketDir"));
+  check(() => validateListen(plan.newLive.listen, "newLive.listen"));
+  if (plan.newLive.dataset !== UNKNOWN_ID && (plan.newLive.dataset === rehearsal.source.dataset || plan.newLive.dataset === rehearsal.clone?.dataset)) {
+    errors.push(new InputError("newLive.dataset", "must differ from the source and from the rehearsal's clone"));
+  }
+  check(() => validateSwitchoverTimeout(plan.switchoverTimeoutMs));
+  if (plan.live.startCommand !== undefined) check(() => validateArgv(plan.live.startCommand, "liveStartCommand"));
+  if (plan.live.stopCommand !== undefined) check(() => validateArgv(plan.live.stopCommand, "liveStopCommand"));
   if (errors.length) throw new InputErrors(errors, `invalid arguments for ${name} (nothing was run)`);
   return plan;
 }

@@ -16,15 +16,17 @@ import { InputError, collectInputError } from "../errors";
 import { UnderstudyResource } from "../shim";
 import { declaredDiff, type DiffSpec } from "../diff";
 import type { UnderstudyProvider } from "../dispatch";
-import { openStorage, validateStorageSpec, type StorageSpec } from "../storage";
+import { openStorage, validateStorageSpec, type Storage, type StorageSpec } from "../storage";
 import { debianBinDir } from "../plan/defaults";
 import { validatePlannedSteps, type PlannedStep } from "../plan/steps";
 import type { UpgradeMode } from "../plan/rehearsal";
 import { assertPredictedWithin, checkPromotionPlan, queryWaitTimeoutFor, validateSwitchoverTimeout, type PromotionPlan } from "../plan/promotion";
-import { checkConfig } from "../endpoint/pgbouncer-config";
-import { validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
+import { checkConfig, validateNetworkHost } from "../endpoint/pgbouncer-config";
+import { isRoute53Spec, route53SwitchOf, validateRecordValue, validateRoute53Spec, type Route53EndpointSpec } from "../endpoint/route53";
+import { dnsEndpointSwitch } from "../runner/dns-switch";
+import { validateArgv, validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
 import { PgLiveServer } from "../runner/live";
-import { databasesOf, liveTarget, newLiveTarget, promote, type PromoteResult, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
+import { databasesOf, type EndpointSwitch, liveTarget, newLiveTarget, promote, type PromoteResult, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
 import { runStep } from "../runner/steps";
 import { HostJournal, journalPath } from "../runner/journal";
 import { prepareClone, type SourceLayout } from "../runner/layout";
@@ -53,19 +55,29 @@ export interface LiveSpec {
 }
 
 export interface CutOverInputs {
+  /** The storage's host: where the new live's volumes are mounted and it runs; on ZFS also live's host. */
   connection?: ConnectionArgs;
+  /** Live's host when it is another machine (EBS: live's instance); absent: `connection`. Used only to stop and start live and read it. */
+  liveConnection?: ConnectionArgs;
+  /** PgBouncer's host when it is another machine; absent: `connection`. */
+  endpointConnection?: ConnectionArgs;
   label: string;
   owner: string;
   stack: string;
   promote: boolean;
   /** The storage backend (absent in 0.1.0 state: ZFS). */
   storage?: StorageSpec;
-  /** PgBouncer's config; its admin password is read from the instance's userlist on the host (one copy of the secret in state: the endpoint's). */
-  endpoint: PgBouncerEndpointConfig;
+  /**
+   * PgBouncer's config (its admin password is read from the instance's userlist on the host:
+   * one copy of the secret in state, the endpoint's), or a Route53 record (`kind: "route53"`).
+   */
+  endpoint: PgBouncerEndpointConfig | Route53EndpointSpec;
   database: string;
   pauseTimeoutMs: number;
   /** Where PgBouncer reaches live and the new live over TCP (absent: their unix socket directory, as in 0.1.0). */
   serverHost?: string;
+  /** Where the endpoint reaches the new live when it runs on another machine (see CutoverSpec.newServerHost). */
+  newServerHost?: string;
   /** How long clients may be held in all (absent in 0.1.0 state: unbounded). Read at the next switch; changing it alone changes nothing now. */
   switchoverTimeoutMs?: number;
   live: LiveSpec;
@@ -113,7 +125,7 @@ export const CUTOVER_DIFF: DiffSpec = {
   replace: [],
   // Used by the next switch (from the new inputs); no update of its own, so state written by 0.1.0 shows no change.
   ignore: ["switchoverTimeoutMs"],
-  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "serverHost", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal", "method", "databases", "logical"],
+  update: ["label", "owner", "stack", "promote", "storage", "endpoint", "database", "pauseTimeoutMs", "serverHost", "newServerHost", "liveConnection", "endpointConnection", "live", "newLive", "to", "toBinDir", "mode", "steps", "assertions", "rehearsal", "method", "databases", "logical"],
 };
 
 /** 0.1.0 state -> this shape. */
@@ -160,6 +172,7 @@ export function specOf(i: CutOverInputs, prior?: CutOverOutputs): CutoverSpec {
     // A later start of the new live (roll-back's undo, recovery) logs where the promotion put it.
     newLive: { ...i.newLive, ...(i.newLive.logFile === undefined && prior?.newLiveLogFile ? { logFile: prior.newLiveLogFile } : {}) },
     ...(i.serverHost !== undefined ? { serverHost: i.serverHost } : {}),
+    ...(i.newServerHost !== undefined ? { newServerHost: i.newServerHost } : {}),
     ...(i.switchoverTimeoutMs !== undefined ? { switchoverTimeoutMs: i.switchoverTimeoutMs } : {}),
     ...(prior ? { prior: { state: prior.state } } : {}),
   };
@@ -188,7 +201,13 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
   check(n.to, () => validateVersion(n.to, "to"));
   if (n.toBinDir !== undefined) check(n.toBinDir, () => validatePath(n.toBinDir, "toBinDir", "bin directory"));
   check(n.steps, () => validatePlannedSteps(n.steps, "steps"));
-  check(n.endpoint, () => checkConfig(n.endpoint));
+  const r53 = isRoute53Spec(n.endpoint) ? n.endpoint : undefined;
+  check(n.endpoint, () => (r53 ? validateRoute53Spec(r53) : checkConfig(n.endpoint as PgBouncerEndpointConfig)));
+  if (n.newServerHost !== undefined) check(n.newServerHost, () => validateNetworkHost(n.newServerHost, "newLive.serverHost"));
+  // The logical method runs live's and the new live's side through one host's driver.
+  if (n.liveConnection !== undefined && n.method === "logical") {
+    errors.push(new InputError("method", `"logical" needs live and the new live on one host; with live on another machine (EBS: live's instance) only "replay" is wired`));
+  }
   if (n.switchoverTimeoutMs !== undefined) {
     check(n.switchoverTimeoutMs, () => validateSwitchoverTimeout(n.switchoverTimeoutMs, "switchoverTimeoutMs"));
     // Refused in preview: a switch the rehearsal says would hold clients longer than allowed.
@@ -201,19 +220,22 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
   });
   if (n.logical !== undefined && known(n.logical)) errors.push(...checkLogicalSettings(n.logical));
   if (n.databases !== undefined) check(n.databases, () => validateDatabaseList(n.databases, n.database));
-  if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs) || !known(n.serverHost)) return errors;
+  if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs) || !known(n.serverHost) || !known(n.newServerHost)) return errors;
+  if (r53) return [...errors, ...checkDnsSwap(n, r53)];
+  const ep = n.endpoint as PgBouncerEndpointConfig;
   const plan: PromotionPlan = {
     name: n.label,
     endpoint: {
-      name: n.endpoint.name,
-      listenPort: n.endpoint.listenPort,
-      listenAddr: n.endpoint.listenAddr ?? "127.0.0.1",
+      name: ep.name,
+      listenPort: ep.listenPort,
+      listenAddr: ep.listenAddr ?? "127.0.0.1",
       database: n.database,
-      poolMode: n.endpoint.poolMode ?? "transaction",
-      authType: n.endpoint.authType ?? "scram-sha-256",
+      poolMode: ep.poolMode ?? "transaction",
+      authType: ep.authType ?? "scram-sha-256",
       pauseTimeoutMs: n.pauseTimeoutMs,
       retainOnDelete: true,
       ...(n.serverHost !== undefined ? { serverHost: n.serverHost } : {}),
+      ...(n.newServerHost !== undefined ? { newServerHost: n.newServerHost } : {}),
     },
     newLive: n.newLive,
     method: n.method ?? "replay",
@@ -221,6 +243,41 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
     live: { ...(n.live.startCommand !== undefined ? { startCommand: n.live.startCommand } : {}), ...(n.live.stopCommand !== undefined ? { stopCommand: n.live.stopCommand } : {}) },
   };
   errors.push(...checkPromotionPlan(plan, { source: specOf(n).source }));
+  return errors;
+}
+
+/**
+ * A DNS record as the endpoint: its value for live (`serverHost`) and for the new live
+ * (`newServerHost`) are addresses of the record's type, on two machines; clients keep
+ * connecting to the same port, so the new live listens on live's port.
+ */
+function checkDnsSwap(n: CutOverInputs, e: Route53EndpointSpec): InputError[] {
+  const errors: InputError[] = [];
+  const check = (fn: () => unknown) => collectInputError(errors, fn);
+  const type = e.type ?? "CNAME";
+  check(() => {
+    if (n.serverHost === undefined) throw new InputError("endpoint.liveAddress", "required with a Route53 endpoint: the record's value while live serves");
+    validateRecordValue(type, n.serverHost, "endpoint.liveAddress");
+  });
+  check(() => {
+    if (n.newServerHost === undefined) throw new InputError("endpoint.newLiveAddress", "required with a Route53 endpoint: the record's value for the new live (its instance's address)");
+    validateRecordValue(type, n.newServerHost, "endpoint.newLiveAddress");
+  });
+  if (n.serverHost !== undefined && n.serverHost === n.newServerHost) errors.push(new InputError("endpoint.newLiveAddress", "is live's address too: the swap would change nothing"));
+  check(() => validateListenPort(n.newLive.port, "newLive.port"));
+  if (n.newLive.port !== n.live.port) {
+    errors.push(new InputError("newLive.port", `${n.newLive.port}: clients keep connecting to ${e.name}:${n.live.port} after the swap, so the new live must listen on live's port ${n.live.port}`));
+  }
+  check(() => validateSocketDir(n.newLive.socketDir, "newLive.socketDir"));
+  if (type !== "CNAME" && n.newServerHost !== undefined) {
+    const listen = n.newLive.listen.split(",").map((x) => x.trim());
+    if (!listen.some((x) => x.toLowerCase() === n.newServerHost!.toLowerCase() || x === "*" || x === "0.0.0.0" || x === "::")) {
+      errors.push(new InputError("newLive.listen", `${JSON.stringify(n.newLive.listen)} does not include ${n.newServerHost} (endpoint.newLiveAddress): clients could not reach the new live`));
+    }
+  }
+  for (const off of [1, 2, 3]) check(() => validateListenPort(n.newLive.port + off, `newLive.port+${off}`));
+  if (n.live.startCommand !== undefined) check(() => validateArgv(n.live.startCommand, "liveStartCommand"));
+  if (n.live.stopCommand !== undefined) check(() => validateArgv(n.live.stopCommand, "liveStopCommand"));
   return errors;
 }
 
@@ -297,15 +354,78 @@ async function logicalReadiness(i: CutOverInputs): Promise<string[]> {
   });
 }
 
-async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverSpec) => Promise<T>, prior?: CutOverOutputs, switching = false): Promise<T> {
+/** The hosts a cut-over works on: the storage's (the new live's), live's, the endpoint's (one machine on ZFS). */
+export interface CutoverHosts {
+  host: Host;
+  liveHost: Host;
+  endpointHost: Host;
+}
+
+/** Opens the hosts the inputs name (the same connection once), runs `fn`, closes them. */
+async function withHosts<T>(i: CutOverInputs, fn: (h: CutoverHosts) => Promise<T>): Promise<T> {
   return await withHost(i.connection, async (host) => {
+    const other = async (c: ConnectionArgs | undefined, f: (h: Host) => Promise<T>) => (c === undefined ? f(host) : withHost(c, f));
+    return await other(i.liveConnection, (liveHost) => other(i.endpointConnection, (endpointHost) => fn({ host, liveHost, endpointHost })));
+  });
+}
+
+/** The endpoint the inputs name: PgBouncer on its host, or a DNS record (Route53). */
+async function openEndpoint(i: CutOverInputs, h: CutoverHosts, spec: CutoverSpec, log: (m: string) => void, switching: boolean): Promise<EndpointSwitch> {
+  if (isRoute53Spec(i.endpoint)) {
+    const sw = dnsEndpointSwitch(route53SwitchOf(i.endpoint, log), spec, log);
+    if (switching) {
+      log(
+        `${sw.description}: DNS cannot hold clients. They see live stop and reconnect to the new address once their cached answer expires: ` +
+          `the rehearsal predicts ${i.rehearsal.predictedCutoverMs} ms with live stopped, plus up to ${i.endpoint.ttl ?? 30} s of TTL`,
+      );
+    }
+    return sw;
+  }
+  const ep = i.endpoint;
+  // The admin password from the endpoint's userlist on the host (0600), not from an input.
+  const bouncer = await PgBouncerEndpoint.open(h.endpointHost, ep);
+  if (switching && i.switchoverTimeoutMs !== undefined) {
+    // Clients held up to the switchover timeout must not be dropped by PgBouncer first
+    // (an endpoint made by 0.1.0 still has PgBouncer's default of 120 s).
+    const need = queryWaitTimeoutFor(i.switchoverTimeoutMs);
+    const was = await bouncer.raiseQueryWaitTimeout(need);
+    if (was !== undefined) log(`PgBouncer ${ep.name}: query_wait_timeout raised from ${was} s to ${need} s (above switchoverTimeoutMs ${i.switchoverTimeoutMs} ms)`);
+  }
+  return {
+    description: `PgBouncer ${ep.name} on ${h.endpointHost.description}`,
+    current: (db) => bouncer.target(db),
+    hold: async (dbs, f, o) => await bouncer.holdAll(dbs, (ctx) => f({ retarget: (t) => ctx.retarget(t) }), o),
+    paused: async (db) => (await bouncer.databases()).find((d) => d.name === db)?.paused ?? false,
+    resume: async (db) => void (await bouncer.resume(db)),
+  };
+}
+
+async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverSpec) => Promise<T>, prior?: CutOverOutputs, switching = false): Promise<T> {
+  return await withHosts(i, async (h) => fn(...(await cutoverEnv(i, h, { prior, switching }))));
+}
+
+/**
+ * The cut-over's environment on its hosts: live stopped and started on live's host, the final
+ * snapshot and the new live's volumes through the storage (opened on the storage's host), the
+ * replay and the new live on that host, the swap through the endpoint. `opts.storage`: an
+ * already opened storage (tests: test-only device lookups).
+ */
+export async function cutoverEnv(
+  i: CutOverInputs,
+  h: CutoverHosts,
+  opts: { prior?: CutOverOutputs; switching?: boolean; storage?: Storage } = {},
+): Promise<[CutoverEnv, CutoverSpec]> {
+  const { host, liveHost } = h;
+  const prior = opts.prior;
+  {
     const pg = new PostgresDriver(host, { osUser: i.live.osUser });
-    const storage = openStorage(i.storage, host);
+    const livePg = liveHost === host ? pg : new PostgresDriver(liveHost, { osUser: i.live.osUser });
+    const storage = opts.storage ?? openStorage(i.storage, host);
     const spec = specOf(i, prior);
     const log = (m: string) => progress(i.label, m);
     const primary = await storage.volume(spec.liveVolumes[0]);
-    if (!primary?.mountpoint) throw new Error(`live's volume ${spec.liveVolumes[0]} does not exist or is not mounted on ${host.description}; nothing was done`);
-    const live = new PgLiveServer(host, pg, {
+    if (!primary?.mountpoint) throw new Error(`live's volume ${spec.liveVolumes[0]} does not exist or is not mounted on ${liveHost.description}; nothing was done`);
+    const live = new PgLiveServer(liveHost, livePg, {
       source: spec.source,
       dataDir: `${primary.mountpoint}/${i.live.pgdata}`,
       startCommand: i.live.startCommand,
@@ -313,15 +433,7 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
       logFile: `/var/log/understudy/live-${i.stack}.log`,
       ...(prior?.liveLogFile ? { ownLogFile: prior.liveLogFile } : {}),
     });
-    // The admin password from the endpoint's userlist on the host (0600), not from an input.
-    const bouncer = await PgBouncerEndpoint.open(host, i.endpoint);
-    if (switching && i.switchoverTimeoutMs !== undefined) {
-      // Clients held up to the switchover timeout must not be dropped by PgBouncer first
-      // (an endpoint made by 0.1.0 still has PgBouncer's default of 120 s).
-      const need = queryWaitTimeoutFor(i.switchoverTimeoutMs);
-      const was = await bouncer.raiseQueryWaitTimeout(need);
-      if (was !== undefined) log(`PgBouncer ${i.endpoint.name}: query_wait_timeout raised from ${was} s to ${need} s (above switchoverTimeoutMs ${i.switchoverTimeoutMs} ms)`);
-    }
+    const endpoint = await openEndpoint(i, h, spec, log, opts.switching ?? false);
     const replay: Replay = async (step, pgPlan, state) => {
       const r = await runStep(
         { host, storage, pg, log },
@@ -334,23 +446,23 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
       storage,
       live,
       server: newServerOf(host, pg, spec),
-      endpoint: {
-        description: `PgBouncer ${i.endpoint.name} on ${host.description}`,
-        current: (db) => bouncer.target(db),
-        hold: async (dbs, f, o) => await bouncer.holdAll(dbs, (ctx) => f({ retarget: (t) => ctx.retarget(t) }), o),
-        paused: async (db) => (await bouncer.databases()).find((d) => d.name === db)?.paused ?? false,
-        resume: async (db) => void (await bouncer.resume(db)),
-      },
+      endpoint,
       journal: new HostJournal(host, journalPath(i.owner)),
       replay,
       log,
-      logical: logicalEnvOf(pg, spec),
+      // Live's side and the new live's through one driver: only when they share the host.
+      ...(liveHost === host ? { logical: logicalEnvOf(pg, spec) } : {}),
     };
-    return await fn(env, spec);
-  });
+    return [env, spec];
+  }
 }
 
 const diff = declaredDiff(CUTOVER_DIFF);
+
+/** For ids and messages: PgBouncer's instance name, or the record's name. */
+function endpointName(e: CutOverInputs["endpoint"]): string {
+  return isRoute53Spec(e) ? `route53:${e.name}` : e.name;
+}
 
 function timings(p: PhaseTiming[]): Array<{ phase: string; ms: number; held: boolean }> {
   return p.map((x) => ({ phase: x.phase, ms: x.ms, held: x.held }));
@@ -498,8 +610,10 @@ export const cutOverProvider: UnderstudyProvider = {
   async diff(_id: string, o: CutOverOutputs, n: CutOverInputs) {
     // State written before queryWaitTimeoutMs existed (0.1.0): gaining it is not a change by itself (the next switch reads the new inputs).
     let news = n;
-    if (o.endpoint && o.endpoint.queryWaitTimeoutMs === undefined && n.endpoint && !isUnknown(n.endpoint) && n.endpoint.queryWaitTimeoutMs !== undefined) {
-      const { queryWaitTimeoutMs: _added, ...rest } = n.endpoint;
+    const oe = o.endpoint as PgBouncerEndpointConfig | undefined;
+    const ne = n.endpoint as PgBouncerEndpointConfig | undefined;
+    if (oe && !isRoute53Spec(oe) && oe.queryWaitTimeoutMs === undefined && ne && !isUnknown(ne) && !isRoute53Spec(ne) && ne.queryWaitTimeoutMs !== undefined) {
+      const { queryWaitTimeoutMs: _added, ...rest } = ne;
       news = { ...n, endpoint: rest };
     }
     const d = diff(o as unknown as Record<string, unknown>, news as unknown as Record<string, unknown>);
@@ -514,7 +628,7 @@ export const cutOverProvider: UnderstudyProvider = {
   },
   async create(i: CutOverInputs) {
     const outs: CutOverOutputs = i.promote ? await doPromote(i, undefined) : { ...i, state: "serving-old", target: liveTarget(specOf(i)), events: [] };
-    return { id: `${hostIdentity(i.connection)}:cutover:${i.endpoint.name}:${i.database}`, outs };
+    return { id: `${hostIdentity(i.connection)}:cutover:${endpointName(i.endpoint)}:${i.database}`, outs };
   },
   async read(id: string, p: CutOverOutputs) {
     return { id, props: p };

@@ -114,6 +114,12 @@ export interface CutoverSpec {
   newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string };
   /** Where PgBouncer reaches live and the new live over TCP (default: their unix socket directory). */
   serverHost?: string;
+  /**
+   * Where the endpoint reaches the new live when it runs on another machine than live (EBS: the
+   * instance its volumes are attached to); default `serverHost`. With a DNS endpoint, the
+   * record's value for the new live (and `serverHost` its value for live).
+   */
+  newServerHost?: string;
   /** Bound on how long clients are held (runPhases' holdTimeoutMs); absent: unbounded, as in 0.1.0. */
   switchoverTimeoutMs?: number;
   /** State left by the last promotion of this resource (for the next generation's name). */
@@ -144,7 +150,7 @@ export function liveTarget(s: CutoverSpec, db = s.database): DatabaseTarget {
 }
 
 export function newLiveTarget(s: CutoverSpec, db = s.database): DatabaseTarget {
-  return target(s.serverHost ?? s.newLive.socketDir, s.newLive.port, db);
+  return target(s.newServerHost ?? s.serverHost ?? s.newLive.socketDir, s.newLive.port, db);
 }
 
 /** Every PgBouncer entry that moves, the main database first. */

@@ -270,11 +270,14 @@ describe("EbsStorage: snapshot sets and clones as dynamic resources", () => {
 });
 
 describe("Promotion on EBS storage", () => {
-  it("is refused at construction, naming the rehearsal and the storage, before anything is declared", async () => {
-    const { Promotion } = await import("../../understudy");
+  // It used to be refused on EBS whatever the arguments; now it runs the same cut-over (test/unit/promotion-ebs.test.ts),
+  // and what it cannot do without is refused at construction, naming the field.
+  it("without storage.liveConnection (where live is stopped) is refused at construction, naming it, before anything is declared", async () => {
+    const { Promotion, EbsStorage } = await import("../../understudy");
+    const storage = new EbsStorage({ region: "eu-west-1", live, rehearsal: { instanceId: "i-0fedcba9876543210", availabilityZone: "eu-west-1a", connection: { host: "h" } } });
     const before = registered.length;
     // Only what the Promotion reads before its check: the rehearsal's storage.
-    const rehearsal = { storage: { kind: "ebs" } } as unknown as ConstructorParameters<typeof Promotion>[1]["rehearsal"];
+    const rehearsal = { storage } as unknown as ConstructorParameters<typeof Promotion>[1]["rehearsal"];
     let err: unknown;
     try {
       new Promotion("go-live", { rehearsal, promote: false, endpoint: { name: "app", listenPort: 6432, database: "app" } });
@@ -282,7 +285,8 @@ describe("Promotion on EBS storage", () => {
       err = e;
     }
     expect(err).toBeInstanceOf(pulumi.InputPropertyError);
-    expect(String((err as Error).message)).toMatch(/ZFS storage only for now; this rehearsal's storage is ebs/);
+    expect((err as InstanceType<typeof pulumi.InputPropertyError>).propertyPath).toBe("storage.liveConnection");
+    expect(String((err as Error).message)).toMatch(/stops live.s PostgreSQL cleanly on live.s instance/);
     await settle();
     expect(registered.slice(before).map((r) => r.type)).toEqual([]);
   });
