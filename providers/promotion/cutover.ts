@@ -219,10 +219,19 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
   return errors;
 }
 
-/** The upgraded server on the new live, through the PostgreSQL driver. */
-function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer {
+/**
+ * The upgraded server on the new live, through the PostgreSQL driver. `superuser()`: the role
+ * the replayed steps connected as (the cluster's bootstrap superuser), once they ran.
+ */
+function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, superuser: () => string | undefined = () => undefined): NewServer {
   const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
-  const srv = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
+  const server = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
+  const srv = {
+    ...server,
+    get user() {
+      return superuser();
+    },
+  };
   return {
     async checkReady() {
       // Every port the replay listens on, before anyone is held: newLive.port, a private
@@ -238,7 +247,11 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer 
     start: async (dir) => void (await pg.start(dir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false })),
     sequences: async (db) => pg.adminQuery(srv, "SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1", { database: db }),
     value: async (sql, db) => (await pg.adminQuery(srv, sql, { database: db }))[0]?.[0],
-    analyze: async (dir) => void (await pg.postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" })),
+    analyze: async (dir) => {
+      const su = superuser();
+      await (su ? pg.as(su) : pg).postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" });
+    },
+    revokeOwnerAccess: async (dir) => await pg.revokeOwnerAccess(dir, inst),
   };
 }
 
@@ -316,18 +329,21 @@ async function withEnv<T>(i: CutOverInputs, fn: (env: CutoverEnv, spec: CutoverS
       const was = await bouncer.raiseQueryWaitTimeout(need);
       if (was !== undefined) log(`PgBouncer ${i.endpoint.name}: query_wait_timeout raised from ${was} s to ${need} s (above switchoverTimeoutMs ${i.switchoverTimeoutMs} ms)`);
     }
+    // The role the replayed steps connect as (read from the new live's clone by the first of them).
+    let superuser: string | undefined;
     const replay: Replay = async (step, pgPlan, state) => {
       const r = await runStep(
         { host, storage, pg, log },
         { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql, liveSettings: state.liveSettings },
       );
+      superuser = r.superuser ?? superuser;
       return { updateExtensionsSql: r.updateExtensionsSql, carried: r.carriedConfig };
     };
     const env: CutoverEnv = {
       prepareClone: (dataDir, mounts) => prepareClone(host, i.live.osUser, dataDir, mounts, i.live.layout, log),
       storage,
       live,
-      server: newServerOf(host, pg, spec),
+      server: newServerOf(host, pg, spec, () => superuser),
       endpoint: {
         description: `PgBouncer ${i.endpoint.name} on ${host.description}`,
         current: (db) => bouncer.target(db),
