@@ -154,6 +154,21 @@ describe("restricted local auth: steps on a clone of a scram-only live whose sup
     expect(await pg.readSuperuser(`${ROOT}/copy3/pg13`, { version: 13 })).toBe("admin");
   });
 
+  it("refuses to add the block to a pg_hba.conf or pg_ident.conf that is not the clone's own file (live's, through a link or hba_file)", async () => {
+    const copy = `${ROOT}/copy3/pg13`;
+    // A pg_hba.conf that is a link to live's.
+    fs.renameSync(`${copy}/pg_hba.conf`, `${copy}/pg_hba.conf.own`);
+    fs.symlinkSync(`${LIVE}/pg_hba.conf`, `${copy}/pg_hba.conf`);
+    await expect(pg.grantOwnerAccess(copy, { version: 13 }, "admin")).rejects.toThrow(/dataDir: hba_file of .* is .*pg_hba\.conf \(-> .*live\/pg13\/pg_hba\.conf\), not a file of that data directory/);
+    fs.rmSync(`${copy}/pg_hba.conf`);
+    fs.renameSync(`${copy}/pg_hba.conf.own`, `${copy}/pg_hba.conf`);
+    // An ident_file setting that names live's file.
+    fs.appendFileSync(`${copy}/postgresql.conf`, `\nident_file = '${LIVE}/pg_ident.conf'\n`);
+    await expect(pg.grantOwnerAccess(copy, { version: 13 }, "admin")).rejects.toThrow(/ident_file of .* not a file of that data directory/);
+    for (const f of ["pg_hba.conf", "pg_ident.conf"]) expect(sha(`${LIVE}/${f}`), f).toBe(hashes[f]);
+    expect(fs.readFileSync(`${copy}/pg_hba.conf`, "utf8")).not.toMatch(/understudy/);
+  });
+
   it("left live's pg_hba.conf and pg_ident.conf byte-identical", () => {
     for (const f of ["pg_hba.conf", "pg_ident.conf"]) expect(sha(`${LIVE}/${f}`), f).toBe(hashes[f]);
   });
