@@ -84,7 +84,7 @@ describe("a rehearsal of a live with scram-only local auth and a bootstrap super
     expect(report.steps.every((s) => s.status === "ok")).toBe(true);
 
     // The clone's upgraded server: the block first in the CLONE's pg_hba.conf; live's rules after it.
-    const cloneHba = fs.readFileSync(`/srv/${POOL}/rehearsals/auth/pg15/pg_hba.conf`, "utf8");
+    const cloneHba = fs.readFileSync(`/srv/${POOL}/rehearsals/auth/pg13.pg15/pg_hba.conf`, "utf8");
     expect(cloneHba.split("\n").find((l) => l.startsWith("local"))).toMatch(/^local\s+all\s+"admin"\s+peer\s+map=understudy_owner/);
     expect(cloneHba).toContain(fs.readFileSync(`${DATA}/pg_hba.conf`, "utf8"));
     const nobody = sh(["runuser", "-u", "nobody", "--", `${BIN15}/psql`, "-X", "-w", "-h", CLONE_SOCK, "-p", String(UPGRADED), "-U", "admin", "-d", "postgres", "-c", "SELECT 1"], { allowFail: true });
