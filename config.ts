@@ -58,6 +58,7 @@ export const rehearsalConfigSchema = z
         checkpoint: z.boolean().optional(),
         binDir: absPath.optional(),
         osUser: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/).optional(),
+        superuser: ident.optional(),
       })
       .strict(),
     snapshot: z.string().regex(/^[A-Za-z0-9_.:-]+$/, '"new", "latest" or a snapshot name').optional(),

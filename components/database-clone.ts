@@ -47,6 +47,13 @@ export interface PostgresSourceArgs {
    * @default "postgres"
    */
   osUser?: string;
+  /**
+   * (`UpgradeRehearsal`) The role the rehearsal's steps connect as (psql, pg_upgrade -U,
+   * vacuumdb). Steps reach the servers started on the clone by peer for the OS user whatever
+   * live's pg_hba.conf says; no password is ever asked for.
+   * @default the cluster's bootstrap superuser (the role with OID 10), read from the clone
+   */
+  superuser?: string;
 }
 
 export interface DatabaseCloneArgs {

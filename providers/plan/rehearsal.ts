@@ -34,6 +34,8 @@ export interface SourcePlan {
   port: number;
   socketDir: string;
   osUser: string;
+  /** The role steps connect as; absent (the default): the cluster's bootstrap superuser, read from the clone. */
+  superuser?: string;
   checkpoint: boolean;
 }
 
@@ -76,6 +78,7 @@ export interface RehearsalArgsPlain {
     checkpoint?: boolean;
     binDir?: string;
     osUser?: string;
+    superuser?: string;
   };
   snapshot?: string;
   snapshotName?: string;
@@ -120,6 +123,7 @@ function withDefaults(name: string, a: RehearsalArgsPlain, cwd: string): Rehears
       port: a.source?.port ?? DEFAULTS.livePort,
       socketDir: a.source?.socketDir ?? DEFAULTS.socketDir,
       osUser: a.source?.osUser ?? DEFAULTS.osUser,
+      ...(a.source?.superuser !== undefined ? { superuser: a.source.superuser } : {}),
       checkpoint: a.source?.checkpoint ?? DEFAULTS.checkpoint,
     },
     snapshot: snap === "new" ? { mode: "new", name: a.snapshotName } : snap === "latest" ? { mode: "latest" } : { mode: "named", name: snap },
@@ -178,6 +182,7 @@ export function checkRehearsalPlan(p: RehearsalPlan, volumeId: VolumeIdCheck = a
   check(() => validateListenPort(p.source.port, "source.port"));
   check(() => validateSocketDir(p.source.socketDir, "source.socketDir"));
   check(() => validateOsUser(p.source.osUser, "source.osUser"));
+  if (p.source.superuser !== undefined) check(() => validatePgName(p.source.superuser, "source.superuser", "role name"));
   if (typeof p.source.checkpoint !== "boolean") errors.push(new InputError("source.checkpoint", "must be true or false"));
   if (p.snapshot.mode !== "latest" && p.snapshot.name !== undefined) {
     check(() => {
@@ -248,6 +253,8 @@ export interface PgPlan {
   fromBinDir: string;
   toBinDir: string;
   osUser: string;
+  /** The role steps connect as, when the user named one (`source.superuser`); absent: read from the clone. */
+  superuser?: string;
   oldDataDir: string;
   newDataDir: string;
   /** Port of the upgraded server on the clone. */
@@ -279,6 +286,7 @@ export function pgPlanFor(
     fromBinDir: plan.source.binDir,
     toBinDir: plan.toBinDir,
     osUser: plan.source.osUser,
+    ...(plan.source.superuser !== undefined ? { superuser: plan.source.superuser } : {}),
     oldDataDir: `${mountpoint}/${plan.source.pgdata}`,
     newDataDir: upgradedDataDir(mountpoint, plan.source.pgdata, plan.to),
     port: server.port,

@@ -36,6 +36,7 @@ import {
   RecoveryLog,
 } from "./parse";
 import { PgConnection, queryRows, withClient } from "./sql";
+import { ownerHbaBlock, ownerIdentBlock, parseSingleUserRolname, withOwnerBlock, withoutOwnerBlock } from "./owner-access";
 import {
   parentDir,
   validateDataDir,
@@ -87,7 +88,13 @@ export interface PgInstall {
 export interface PostgresDriverOptions {
   /** The OS user that owns data directories and runs servers. Default `postgres`. */
   osUser?: string;
-  /** The bootstrap superuser (role with OID 10) used by psql, pg_upgrade and vacuumdb. Default: `osUser`. */
+  /**
+   * The bootstrap superuser (role with OID 10) used by psql, pg_upgrade and vacuumdb. When
+   * absent, it is read from the cluster wherever that is possible without a password
+   * ({@link PostgresDriver.readSuperuser}: single-user mode on a cleanly stopped cluster;
+   * a private server's trust socket), and `osUser` is the name tried first or used on a
+   * running server.
+   */
   superuser?: string;
 }
 
@@ -149,6 +156,8 @@ export interface PgServer {
   logFile: string;
   /** Milliseconds from `pg_ctl start` until ready (when waited). */
   readyMs?: number;
+  /** The role psql connects as on this server when known (the bootstrap superuser read from the cluster). */
+  user?: string;
 }
 
 export interface WaitOptions {
@@ -358,6 +367,8 @@ function validateSettings(settings: unknown, field: string): ClusterSettings {
 export class PostgresDriver {
   readonly osUser: string;
   readonly superuser: string;
+  /** The superuser was given (not the OS user's name by default): never read, never guessed. */
+  readonly superuserGiven: boolean;
   private readonly installs = new Map<string, Promise<PgInstall>>();
 
   constructor(
@@ -366,6 +377,12 @@ export class PostgresDriver {
   ) {
     this.osUser = validateOsUser(opts.osUser ?? "postgres", "postgres.osUser");
     this.superuser = validateName(opts.superuser ?? this.osUser, "postgres.superuser", "role name");
+    this.superuserGiven = opts.superuser !== undefined;
+  }
+
+  /** The same driver (host, OS user) connecting as `superuser` (validated: `postgres.superuser`). */
+  as(superuser: string): PostgresDriver {
+    return new PostgresDriver(this.host, { osUser: this.osUser, superuser: validateName(superuser, "postgres.superuser", "role name") });
   }
 
   // ---------------------------------------------------------------- installations
@@ -868,14 +885,14 @@ export class PostgresDriver {
    * passed on stdin, never in argv; it must not be built from untrusted input. Returns the
    * rows as tab-separated fields.
    */
-  async adminQuery(server: { version: number; binDir?: string; socketDir: string; port: number }, text: string, opts: { database?: string; user?: string; timeoutMs?: number } = {}): Promise<string[][]> {
+  async adminQuery(server: { version: number; binDir?: string; socketDir: string; port: number; user?: string }, text: string, opts: { database?: string; user?: string; timeoutMs?: number } = {}): Promise<string[][]> {
     const socketDir = validateSocketDir(server.socketDir, "server.socketDir");
     const port = validatePort(server.port, "server.port");
     const database = validateName(opts.database ?? "postgres", "database", "database name");
-    const user = validateName(opts.user ?? this.superuser, "user", "role name");
+    const user = validateName(opts.user ?? server.user ?? this.superuser, "user", "role name");
     if (typeof text !== "string" || text.length === 0) throw new PostgresInputError("sql", "must be a non-empty string");
     const inst = await this.resolveInstall({ version: server.version, binDir: server.binDir }, ["psql"]);
-    const r = await this.pg(inst, "psql", ["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port), "-U", user, "-d", database, "-f", "-"], {
+    const r = await this.pg(inst, "psql", ["-X", "-w", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", socketDir, "-p", String(port), "-U", user, "-d", database, "-f", "-"], {
       step: "psql",
       input: text,
       timeoutMs: opts.timeoutMs ?? 10 * 60_000,
@@ -958,13 +975,28 @@ export class PostgresDriver {
     return validateSocketDir(r.stdout.trim(), "mktemp");
   }
 
+  /**
+   * The bootstrap superuser's name through a private server's trust socket, connecting as
+   * the given (or default) name; undefined when no role of that name exists (then nobody
+   * can be named to connect: {@link readSuperuser} after a clean stop).
+   */
+  private async probeSuperuser(srv: PgServer): Promise<string | undefined> {
+    try {
+      const rows = await this.adminQuery(srv, "SELECT rolname FROM pg_roles WHERE oid = 10;\n", { user: this.superuser });
+      return rows[0]?.[0] ? validateName(rows[0][0], "superuser (read from the cluster)", "role name") : undefined;
+    } catch (e) {
+      if (!this.superuserGiven && e instanceof PostgresError && /role "[^"]*" does not exist/.test(`${e.detail ?? ""} ${e.message}`)) return undefined;
+      throw e;
+    }
+  }
+
   private async querySettings(srv: PgServer, control: ControlData): Promise<ClusterSettings> {
     const major = srv.version;
     const prov = major >= 15 ? "datlocprovider" : "'c'";
     const icu = major >= 17 ? "datlocale" : major >= 15 ? "daticulocale" : "NULL";
     const rows = await this.adminQuery(
       srv,
-      `SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, ${prov}, coalesce(${icu}, ''), (SELECT rolname FROM pg_authid WHERE oid = 10)
+      `SELECT pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, ${prov}, coalesce(${icu}, ''), (SELECT rolname FROM pg_roles WHERE oid = 10)
          FROM pg_database d WHERE d.datname = 'template0';\n`,
     );
     const [encoding, lcCollate, lcCtype, p, icuLocale, superuser] = rows[0] ?? [];
@@ -1027,11 +1059,28 @@ export class PostgresDriver {
       `recovering ${dataDir} with PostgreSQL ${inst.major} on temporary port ${tempPort} (state: ${before.state}; redo from ${before.redoLocation})`,
     );
     let extra: unknown;
-    const run = await this.withPrivateServer("recover", dataDir, inst, tempPort, { timeoutMs, onProgress: opts.onProgress, progressEveryMs: opts.progressEveryMs }, async (srv) => {
-      const settings = await this.querySettings(srv, before);
-      if (opts.whileRunning) extra = await opts.whileRunning(srv);
+    const work = async (srv: PgServer, user: string) => {
+      const s = { ...srv, user };
+      const settings = await this.querySettings(s, before);
+      if (opts.whileRunning) extra = await opts.whileRunning(s);
       return settings;
+    };
+    const privOpts = { timeoutMs, onProgress: opts.onProgress, progressEveryMs: opts.progressEveryMs };
+    // Recovery first; the bootstrap superuser through the private trust socket, as the given
+    // name (or the OS user's); when no role has that name, read it once the recovered cluster
+    // is stopped cleanly (single-user mode) and start it again.
+    const first = await this.withPrivateServer("recover", dataDir, inst, tempPort, privOpts, async (srv) => {
+      const user = this.superuserGiven ? this.superuser : await this.probeSuperuser(srv);
+      return user === undefined ? undefined : await work(srv, user);
     });
+    let run: { result: ClusterSettings; readyMs: number; stopMs: number; log: string };
+    if (first.result) run = first as typeof run;
+    else {
+      const user = await this.readSuperuser(dataDir, inst, "dataDir");
+      opts.onProgress?.(`no role ${this.superuser}: the bootstrap superuser read in single-user mode is ${user}`);
+      const second = await this.withPrivateServer("recover", dataDir, inst, tempPort, privOpts, (srv) => work(srv, user));
+      run = { ...second, readyMs: first.readyMs, stopMs: first.stopMs + second.stopMs, log: `${first.log}\n${second.log}` };
+    }
     const after = await this.controlData(dataDir, inst);
     if (!after.cleanShutdown) {
       throw new PostgresError({
@@ -1099,8 +1148,115 @@ export class PostgresDriver {
   }
 
   /** inspectCluster without its checks, for callers that made them already. */
-  private async readSettings(dataDir: string, inst: PgInstall, tempPort: number, control: ControlData, opts: { timeoutMs?: number; onProgress?: (m: string) => void }): Promise<ClusterSettings> {
-    return (await this.withPrivateServer("inspect", dataDir, inst, tempPort, opts, (srv) => this.querySettings(srv, control))).result;
+  private async readSettings(
+    dataDir: string,
+    inst: PgInstall,
+    tempPort: number,
+    control: ControlData,
+    opts: { timeoutMs?: number; onProgress?: (m: string) => void; superuser?: string },
+  ): Promise<ClusterSettings> {
+    const user = opts.superuser ?? (this.superuserGiven ? this.superuser : await this.readSuperuser(dataDir, inst, "dataDir"));
+    return (await this.withPrivateServer("inspect", dataDir, inst, tempPort, opts, (srv) => this.querySettings({ ...srv, user }, control))).result;
+  }
+
+  /**
+   * The name of the bootstrap superuser (the role with OID 10) of a cleanly stopped cluster,
+   * read without any password or pg_hba.conf rule: a single-user backend (`postgres --single`)
+   * runs as that role whatever it is called (InitializeSessionUserIdStandalone). Refuses a
+   * running cluster, one not shut down cleanly, and a copied postmaster.pid; the cluster stays
+   * cleanly shut down (the backend writes a shutdown checkpoint).
+   */
+  async readSuperuser(dataDir: string, version: PgVersionArg | PgInstall, field = "dataDir"): Promise<string> {
+    validateDataDir(dataDir, field);
+    const inst = isInstall(version) ? version : await this.resolveInstall(version, ["postgres", "pg_ctl", "pg_controldata"]);
+    await this.expectDataDir(dataDir, inst, field, "readSuperuser");
+    const st = await this.status(dataDir, inst);
+    if (st.running || st.stalePid !== undefined) {
+      throw new PostgresInputError(field, `${st.running ? "a server is running" : `postmaster.pid names PID ${st.stalePid}, a live process`} on ${dataDir} on ${this.host.description}: the superuser is read from a stopped cluster; nothing was started`);
+    }
+    const control = await this.controlData(dataDir, inst);
+    if (!control.cleanShutdown) {
+      throw new PostgresInputError(field, `${dataDir} on ${this.host.description} was not shut down cleanly (state "${control.state}"): the superuser is read after recovery`);
+    }
+    // Settings as argv (no shell); the backend listens on nothing and starts no workers.
+    const settings = isolationSettings(inst.major).flatMap(([k, v]) => ["-c", `${k}=${v}`]);
+    const r = await this.pg(inst, "postgres", ["--single", "-D", dataDir, ...settings, "-c", "exit_on_error=on", "template1"], {
+      step: "read the bootstrap superuser (single-user mode)",
+      dataDir,
+      input: "SELECT rolname FROM pg_authid WHERE oid = 10;\n",
+      leftBehind: "the cluster, not running",
+    });
+    const name = parseSingleUserRolname(r.stdout);
+    if (name === undefined) {
+      throw new PostgresError({ step: "read the bootstrap superuser", host: this.host.description, dataDir, message: "the single-user backend printed no role with OID 10", detail: tail(r.stdout + r.stderr), leftBehind: "the cluster, not running" });
+    }
+    return validateName(name, "superuser (read from the cluster)", "role name");
+  }
+
+  /** The cluster's effective hba_file and ident_file; each must be a file inside `dataDir` (never live's). */
+  private async ownAuthFiles(dataDir: string, inst: PgInstall, field: string): Promise<{ hba: string; ident: string }> {
+    const real = (await this.asUser(["readlink", "-e", "--", dataDir], { step: "owner access", dataDir })).stdout.trim();
+    const out: string[] = [];
+    for (const name of ["hba_file", "ident_file"]) {
+      const r = await this.pg(inst, "postgres", ["-D", dataDir, "-C", name], { step: "owner access", dataDir, leftBehind: "nothing changed" });
+      const path = r.stdout.trim();
+      const resolved = (await this.host.runAs(this.osUser, ["readlink", "-e", "--", path], { okExitCodes: [0, 1], timeoutMs: SHORT, cwd: "/" })).stdout.trim();
+      if (!resolved || !resolved.startsWith(`${real}/`) || resolved.slice(real.length + 1).includes("/")) {
+        throw new PostgresInputError(field, `${name} of ${dataDir} is ${path}${resolved && resolved !== path ? ` (-> ${resolved})` : ""}, not a file of that data directory: Understudy writes only a clone's own files; nothing was changed`);
+      }
+      out.push(resolved);
+    }
+    return { hba: out[0], ident: out[1] };
+  }
+
+  /** Rewrite a file of a clone with `edit` applied (atomically, mode kept); false when nothing changes. */
+  private async editFile(path: string, edit: (text: string) => string, dataDir: string): Promise<boolean> {
+    const before = (await this.asUser(["cat", "--", path], { step: "owner access", dataDir })).stdout;
+    const after = edit(before);
+    if (after === before) return false;
+    await this.asUser(["sh", "-c", 'umask 077 && cat > "$1.understudy-new" && chmod --reference="$1" -- "$1.understudy-new" && mv -f -- "$1.understudy-new" "$1"', "sh", path], {
+      step: "owner access",
+      dataDir,
+      input: after,
+    });
+    return true;
+  }
+
+  /**
+   * Let the OS user in as `superuser` on the server of the CLONE `dataDir` whatever its
+   * pg_hba.conf says (live's `scram-sha-256`, `md5`, ...): a marked `peer` block at the top of
+   * the clone's pg_hba.conf, and its map line in the clone's pg_ident.conf. Only the OS user
+   * owning the data directory gets in. Refuses when either file is not inside `dataDir`.
+   * Idempotent; takes effect at the next start or reload. Returns whether a file changed.
+   */
+  async grantOwnerAccess(dataDir: string, version: PgVersionArg | PgInstall, superuser = this.superuser): Promise<boolean> {
+    validateDataDir(dataDir, "dataDir");
+    const su = validateName(superuser, "postgres.superuser", "role name");
+    const inst = isInstall(version) ? version : await this.resolveInstall(version, ["postgres"]);
+    await this.expectDataDir(dataDir, inst, "dataDir", "grantOwnerAccess");
+    const f = await this.ownAuthFiles(dataDir, inst, "dataDir");
+    const a = await this.editFile(f.ident, (t) => withOwnerBlock(t, ownerIdentBlock(this.osUser, su)), dataDir);
+    const b = await this.editFile(f.hba, (t) => withOwnerBlock(t, ownerHbaBlock(su)), dataDir);
+    return a || b;
+  }
+
+  /**
+   * Remove the block {@link grantOwnerAccess} added (the files are then byte for byte what
+   * they were) and reload the server when one runs on `dataDir`. Returns whether a file changed.
+   */
+  async revokeOwnerAccess(dataDir: string, version: PgVersionArg | PgInstall): Promise<boolean> {
+    validateDataDir(dataDir, "dataDir");
+    const inst = isInstall(version) ? version : await this.resolveInstall(version, ["postgres", "pg_ctl"]);
+    await this.expectDataDir(dataDir, inst, "dataDir", "revokeOwnerAccess");
+    const f = await this.ownAuthFiles(dataDir, inst, "dataDir");
+    const b = await this.editFile(f.hba, withoutOwnerBlock, dataDir);
+    const a = await this.editFile(f.ident, withoutOwnerBlock, dataDir);
+    const st = await this.status(dataDir, inst);
+    if ((a || b) && st.running) {
+      if (!st.verified) throw new PostgresError({ step: "reload", host: this.host.description, dataDir, message: `cannot verify that PID ${st.pid ?? "?"} is this directory's server; not signalled`, leftBehind: "the files without the block; the server reads them at its next reload" });
+      await this.pg(inst, "pg_ctl", ["reload", "-D", dataDir], { step: "reload", dataDir, leftBehind: "the files without the block; the server reads them at its next reload" });
+    }
+    return a || b;
   }
 
   /** initdb a new cluster that pg_upgrade will accept for an old one with `settings`. */
@@ -1191,10 +1347,11 @@ export class PostgresDriver {
 
     // -- new cluster
     let initializedNew = false;
-    let superuser = settingsIn?.superuser ?? this.superuser;
+    // The install user pg_upgrade needs (-U): given, or read from the (cleanly stopped) old cluster.
+    let superuser = settingsIn?.superuser ?? (this.superuserGiven ? this.superuser : await this.readSuperuser(oldDataDir, oldInst, "oldDataDir"));
     if (newV === undefined) {
       // The old cluster, its clean shutdown and oldPort were checked above.
-      const settings = settingsIn ?? (await this.readSettings(oldDataDir, oldInst, oldPort, oldControl, { onProgress: opts.onProgress }));
+      const settings = settingsIn ?? (await this.readSettings(oldDataDir, oldInst, oldPort, oldControl, { onProgress: opts.onProgress, superuser }));
       superuser = settings.superuser;
       opts.onProgress?.(`initdb ${newDataDir} (PostgreSQL ${newInst.major}, ${settings.encoding}, ${settings.lcCollate}, checksums ${settings.dataChecksums ? "on" : "off"})`);
       await this.initdbFor(newDataDir, newInst, settings);
@@ -1337,6 +1494,8 @@ export class PostgresDriver {
     const timeoutMs = opts.timeoutMs === undefined ? DEFAULT_UPGRADE_TIMEOUT : validateTimeout(opts.timeoutMs, "timeoutMs");
     const inst = await this.resolveInstall(newVersion, ["pg_ctl", "pg_isready", "psql", "vacuumdb", "pg_controldata"], "to");
     await this.expectDataDir(newDataDir, inst, "newDataDir", "postUpgrade");
+    // A private server's cluster is stopped: its superuser can be read. A running one: the given (or default) name.
+    const su = this.superuserGiven || opts.server ? this.superuser : await this.readSuperuser(newDataDir, inst, "newDataDir");
     const t0 = Date.now();
     const work = async (srv: { socketDir: string; port: number }): Promise<PostUpgradeResult> => {
       let extensionsMs = 0;
@@ -1344,7 +1503,7 @@ export class PostgresDriver {
       if (ext) {
         const e0 = Date.now();
         opts.onProgress?.(`applying ${ext}`);
-        await this.pg(inst, "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", srv.socketDir, "-p", String(srv.port), "-U", this.superuser, "-d", "postgres", "-f", ext], {
+        await this.pg(inst, "psql", ["-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", "-h", srv.socketDir, "-p", String(srv.port), "-U", su, "-d", "postgres", "-f", ext], {
           step: "update extensions",
           dataDir: newDataDir,
           timeoutMs,
@@ -1360,7 +1519,7 @@ export class PostgresDriver {
         await this.pg(
           inst,
           "vacuumdb",
-          ["-h", srv.socketDir, "-p", String(srv.port), "-U", this.superuser, "--all", analyze === "in-stages" ? "--analyze-in-stages" : "--analyze-only", ...(jobs ? [`--jobs=${jobs}`] : [])],
+          ["-w", "-h", srv.socketDir, "-p", String(srv.port), "-U", su, "--all", analyze === "in-stages" ? "--analyze-in-stages" : "--analyze-only", ...(jobs ? [`--jobs=${jobs}`] : [])],
           { step: "analyze", dataDir: newDataDir, timeoutMs, leftBehind: "statistics for some tables; nothing else changed" },
         );
         analyzeMs = Date.now() - a0;

@@ -281,10 +281,19 @@ function checkDnsSwap(n: CutOverInputs, e: Route53EndpointSpec): InputError[] {
   return errors;
 }
 
-/** The upgraded server on the new live, through the PostgreSQL driver. */
-function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer {
+/**
+ * The upgraded server on the new live, through the PostgreSQL driver. `superuser()`: the role
+ * the replayed steps connected as (the cluster's bootstrap superuser), once they ran.
+ */
+function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, superuser: () => string | undefined = () => undefined): NewServer {
   const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
-  const srv = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
+  const server = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
+  const srv = {
+    ...server,
+    get user() {
+      return superuser();
+    },
+  };
   return {
     async checkReady() {
       // Every port the replay listens on, before anyone is held: newLive.port, a private
@@ -300,7 +309,11 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec): NewServer 
     start: async (dir) => void (await pg.start(dir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false, ...(s.newLive.logFile ? { logFile: s.newLive.logFile } : {}) })),
     sequences: async (db) => pg.adminQuery(srv, "SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1", { database: db }),
     value: async (sql, db) => (await pg.adminQuery(srv, sql, { database: db }))[0]?.[0],
-    analyze: async (dir) => void (await pg.postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" })),
+    analyze: async (dir) => {
+      const su = superuser();
+      await (su ? pg.as(su) : pg).postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" });
+    },
+    revokeOwnerAccess: async (dir) => await pg.revokeOwnerAccess(dir, inst),
   };
 }
 
@@ -434,18 +447,21 @@ export async function cutoverEnv(
       ...(prior?.liveLogFile ? { ownLogFile: prior.liveLogFile } : {}),
     });
     const endpoint = await openEndpoint(i, h, spec, log, opts.switching ?? false);
+    // The role the replayed steps connect as (read from the new live's clone by the first of them).
+    let superuser: string | undefined;
     const replay: Replay = async (step, pgPlan, state) => {
       const r = await runStep(
         { host, storage, pg, log },
         { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql, liveSettings: state.liveSettings },
       );
+      superuser = r.superuser ?? superuser;
       return { updateExtensionsSql: r.updateExtensionsSql, carried: r.carriedConfig };
     };
     const env: CutoverEnv = {
       prepareClone: (dataDir, mounts) => prepareClone(host, i.live.osUser, dataDir, mounts, i.live.layout, log),
       storage,
       live,
-      server: newServerOf(host, pg, spec),
+      server: newServerOf(host, pg, spec, () => superuser),
       endpoint,
       journal: new HostJournal(host, journalPath(i.owner)),
       replay,

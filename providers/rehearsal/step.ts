@@ -10,6 +10,7 @@ import { withHost } from "../host";
 import { PostgresDriver } from "../postgres/driver";
 import { checkConnection, errorMessage, failure, hostIdentity, isUnknown, progress } from "../common";
 import { InputError } from "../errors";
+import { validatePgName } from "../validate";
 import { UnderstudyResource } from "../shim";
 import { declaredDiff, type DiffSpec } from "../diff";
 import { openStorage, validateStorageSpec, type StorageSpec } from "../storage";
@@ -135,6 +136,7 @@ export const rehearsalStepProvider: UnderstudyProvider = {
       failures.push({ property: "index", reason: new InputError("index", "must be 1..99").message });
     }
     if (news.verify && !isUnknown(news.verify)) failures.push(...failure("verify", () => validateVerifySpec(news.verify!)));
+    if (news.pg && !isUnknown(news.pg) && news.pg.superuser !== undefined) failures.push(...failure("pg", () => validatePgName(news.pg.superuser, "source.superuser", "role name")));
     return { inputs: news, failures };
   },
 

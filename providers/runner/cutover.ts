@@ -56,6 +56,11 @@ export interface NewServer {
   value(sql: string, database: string): Promise<string | undefined>;
   /** vacuumdb --analyze-in-stages on a running server. */
   analyze(dataDir: string): Promise<void>;
+  /**
+   * Remove the block that let the steps in by peer from the new live's pg_hba.conf and
+   * pg_ident.conf (they are then live's, byte for byte) and reload; true when a file changed.
+   */
+  revokeOwnerAccess?(dataDir: string): Promise<boolean>;
 }
 
 /** Runs one replayed step on the new live (real: runStep). Returns update_extensions.sql when pg_upgrade wrote one. */
@@ -402,8 +407,29 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       optional: true,
       run: async () => env.server.analyze(st.pg!.newDataDir),
     },
+    restoreAccessPhase(env, st),
   ];
   return phases;
+}
+
+/**
+ * The last phase of a promotion: the new live's pg_hba.conf and pg_ident.conf without the
+ * block the replayed steps used, i.e. live's own, byte for byte; the server reloaded.
+ */
+export function restoreAccessPhase<C>(env: CutoverEnv, st: { pg?: PgPlan }): Phase<C> {
+  return {
+    name: "live's pg_hba.conf on the new live (after resume)",
+    optional: true,
+    run: async () => {
+      if (!env.server.revokeOwnerAccess || !st.pg) return;
+      try {
+        if (await env.server.revokeOwnerAccess(st.pg.newDataDir)) env.log(`the new live runs with live's pg_hba.conf and pg_ident.conf again (Understudy's peer block removed, server reloaded)`);
+      } catch (e) {
+        env.log(`warning: Understudy's peer block is still at the top of ${st.pg.newDataDir}/pg_hba.conf (remove the lines between its BEGIN and END markers, then reload): ${errorMessage(e)}`);
+        throw e;
+      }
+    },
+  };
 }
 
 export function holdFor(env: CutoverEnv, st: { retarget?: (t: Record<string, DatabaseTarget>) => Promise<unknown> }, databases: string[], pauseTimeoutMs: number): Hold {
@@ -606,6 +632,7 @@ export async function recoverInterrupted(env: CutoverEnv, s: CutoverSpec): Promi
     if (sameTarget(now, e.newTarget) && newDir) {
       if (!(await env.server.running(newDir))) await env.server.start(newDir);
       await resumeAll();
+      if (!lr2 && env.server.revokeOwnerAccess) await bestEffort("restoring live's pg_hba.conf on the new live", () => env.server.revokeOwnerAccess!(newDir));
       if (lr2) {
         // The point where the way back would start was read while clients were held and died with the engine: no way back.
         await bestEffort("retiring the way forward", () => lr2.retireForward());

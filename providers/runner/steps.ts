@@ -62,6 +62,8 @@ export interface StepResult {
   checks?: CheckRecord[];
   /** What the upgrade carried over of live's configuration, and what it left out. */
   carriedConfig?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
+  /** The role the step connected as (the cluster's bootstrap superuser). */
+  superuser?: string;
 }
 
 /** A verification that found differences: carries the checks for the report. */
@@ -89,6 +91,44 @@ async function readSettingsFile(env: RunnerEnv, p: PgPlan): Promise<string[][] |
   }
 }
 
+/** The cluster's bootstrap superuser, as the recover step read it, kept in the clone's copy of PGDATA. */
+export const SUPERUSER_FILE = "understudy-superuser";
+
+async function writeCloneFile(env: RunnerEnv, p: PgPlan, name: string, content: string): Promise<void> {
+  await env.host.runAs(p.osUser, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", `${p.oldDataDir}/${name}`], { input: content, cwd: "/" });
+}
+
+/**
+ * The role every step connects as: the plan's (`source.superuser`) when given; else the
+ * bootstrap superuser the recover step read from this clone; else (a promotion's fresh clone
+ * of live's final snapshot, a clone made before this was kept) read now from whichever of the
+ * clone's clusters is cleanly stopped, and kept; else the driver's default (the OS user's name).
+ */
+export async function stepSuperuser(env: RunnerEnv, p: PgPlan): Promise<string> {
+  if (p.superuser) return p.superuser;
+  const r = await env.host.runAs(p.osUser, ["cat", "--", `${p.oldDataDir}/${SUPERUSER_FILE}`], { okExitCodes: [0, 1], cwd: "/" });
+  const kept = r.stdout.trim();
+  if (r.exitCode === 0 && /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(kept)) return kept;
+  if (env.pg.superuserGiven) return env.pg.superuser;
+  for (const [dir, inst] of [[p.oldDataDir, oldInstall(p)], [p.newDataDir, newInstall(p)]] as const) {
+    try {
+      if ((await env.pg.dataDirVersion(dir)) === undefined) continue;
+      const name = await env.pg.readSuperuser(dir, inst);
+      await writeCloneFile(env, p, SUPERUSER_FILE, `${name}\n`);
+      env.log(`the cluster's bootstrap superuser (read from ${dir} in single-user mode): ${name}`);
+      return name;
+    } catch {
+      // running, not cleanly stopped, or unusable after pg_upgrade --link: try the next one
+    }
+  }
+  return env.pg.superuser;
+}
+
+/** The driver as `superuser`. */
+function driverAs(env: RunnerEnv, superuser: string): PostgresDriver {
+  return superuser === env.pg.superuser && env.pg.superuserGiven ? env.pg : env.pg.as(superuser);
+}
+
 const oldInstall = (p: PgPlan) => ({ version: p.from, binDir: p.fromBinDir, field: "from" });
 const newInstall = (p: PgPlan) => ({ version: p.to, binDir: p.toBinDir, field: "to" });
 const newServer = (p: PgPlan) => ({ version: p.to, binDir: p.toBinDir, socketDir: p.socketDir, port: p.port });
@@ -103,18 +143,28 @@ export async function stopAll(env: RunnerEnv, p: PgPlan): Promise<void> {
   }
 }
 
-export async function startNew(env: RunnerEnv, p: PgPlan): Promise<void> {
+/**
+ * Start the upgraded server on the clone. Its pg_hba.conf is live's (pg_upgrade copied it):
+ * a marked block at its top lets the OS user in as `superuser` by peer first, so that the
+ * steps reach it whatever live's local authentication is (removed again on a promoted new live).
+ */
+export async function startNew(env: RunnerEnv, p: PgPlan, superuser?: string): Promise<void> {
   const st = await env.pg.status(p.newDataDir, newInstall(p));
   if (st.running) return;
+  const su = superuser ?? (await stepSuperuser(env, p));
+  if (await env.pg.grantOwnerAccess(p.newDataDir, newInstall(p), su)) env.log(`pg_hba.conf of ${p.newDataDir}: the OS user ${p.osUser} may connect as ${su} by peer (a marked block on the clone)`);
   await env.pg.start(p.newDataDir, newInstall(p), { port: p.port, socketDir: p.socketDir, listen: p.listen, isolate: p.isolate ?? true, ...(p.logFile ? { logFile: p.logFile } : {}), onProgress: env.log });
 }
 
 /** Run one step's work on a clone (no snapshot, no resume logic). */
-export async function runStep(env: RunnerEnv, r: StepRun): Promise<StepResult> {
-  const { pg } = env;
+export async function runStep(envIn: RunnerEnv, r: StepRun): Promise<StepResult> {
   const p = r.pg;
   const s = r.step;
-  const out: StepResult = { detail: [] };
+  // Recover reads the superuser (the clone is not cleanly stopped yet); every other step uses what it read.
+  const su = s.kind === "recover" ? p.superuser : await stepSuperuser(envIn, p);
+  const env: RunnerEnv = su === undefined ? envIn : { ...envIn, pg: driverAs(envIn, su) };
+  const { pg } = env;
+  const out: StepResult = { detail: [], ...(su ? { superuser: su } : {}) };
   switch (s.kind) {
     case "recover": {
       // One start of the old version: recovery, then (while it runs) live's configured
@@ -133,10 +183,16 @@ export async function runStep(env: RunnerEnv, r: StepRun): Promise<StepResult> {
         },
       });
       out.detail.push(`crash recovery ${rec.recoveryMs} ms, clean stop ${rec.stopMs} ms (state: ${rec.stateBefore} -> ${rec.stateAfter})`);
+      // Kept on the clone (its snapshots and roll-backs carry it) for the steps after this one.
+      const superuser = p.superuser ?? rec.settings.superuser;
+      await writeCloneFile(env, p, SUPERUSER_FILE, `${superuser}\n`);
+      out.superuser = superuser;
+      out.detail.push(`steps run as ${superuser} (${p.superuser ? "source.superuser" : "the bootstrap superuser, read from the clone"})`);
+      env.log(`steps run as ${superuser}`);
       if (rec.removedStalePid) out.detail.push(`removed the postmaster.pid copied from the source (pid ${rec.removedStalePid.pid})`);
       const extra = rec.extra as { settings: string[][]; baseline?: Snapshot };
       // Kept on the clone itself (its snapshots and roll-backs carry it) for the upgrade step.
-      await env.host.runAs(p.osUser, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", `${p.oldDataDir}/${SETTINGS_FILE}`], { input: JSON.stringify(extra.settings), cwd: "/" });
+      await writeCloneFile(env, p, SETTINGS_FILE, JSON.stringify(extra.settings));
       if (extra.baseline) {
         out.baseline = extra.baseline;
         out.detail.push(`baseline: ${Object.keys(extra.baseline.rowCounts).length} tables, ${Object.keys(extra.baseline.sequences).length} sequences in ${extra.baseline.databases.length} databases`);
@@ -162,7 +218,7 @@ export async function runStep(env: RunnerEnv, r: StepRun): Promise<StepResult> {
       return out;
     }
     case "start": {
-      await startNew(env, p);
+      await startNew(env, p, su);
       out.detail.push(`PostgreSQL ${p.to} running on port ${p.port} (socket ${p.socketDir}${p.listen ? `, listen ${p.listen}` : ""})`);
       return out;
     }
@@ -287,7 +343,7 @@ export async function executeStep(env: RunnerEnv, clone: CloneSet, r: StepRun, p
   env.log(`step ${r.index} (${r.step.kind}) started`);
   const result = await runStep(env, r);
   const after = serverAfter(r.step.kind, r.prevServer);
-  if (after === "new") await env.pg.adminQuery(newServer(r.pg), "CHECKPOINT");
+  if (after === "new") await env.pg.adminQuery(newServer(r.pg), "CHECKPOINT", { user: result.superuser });
   await host.runAs("root", ["rm", "-f", "--", marker]);
   await storage.snapshot(clone.volumes, snapName, clone.owner);
   await storage.setMark(primary, "head", snapName);

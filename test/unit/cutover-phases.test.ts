@@ -87,7 +87,17 @@ class FakeServer implements NewServer {
   async value() {
     return "t";
   }
-  async analyze() {}
+  /** What ran on the new live after the switch, in order (analyze, then the access block's removal). */
+  readonly afterSwitch: string[] = [];
+  revokeFails = false;
+  async analyze() {
+    this.afterSwitch.push("analyze");
+  }
+  async revokeOwnerAccess(d: string) {
+    if (this.revokeFails) throw new Error("pg_ctl reload failed");
+    this.afterSwitch.push(`revoke ${d}`);
+    return true;
+  }
 }
 
 /** A PgBouncer-like hold over several entries: PAUSE all, run, restore the old targets on failure, RESUME. */
@@ -262,7 +272,19 @@ describe("replay cut-over phases (fakes)", () => {
       "switch endpoint",
       "RESUME",
       "analyze (after resume)",
+      "live's pg_hba.conf on the new live (after resume)",
     ]);
+    // The block that let the replayed steps in by peer goes last: the new live runs with live's pg_hba.conf.
+    expect(server.afterSwitch).toEqual(["analyze", `revoke ${r.newLiveDataDir}`]);
+  });
+
+  it("a failure to restore live's pg_hba.conf on the new live is reported; the promotion stands", async () => {
+    server.revokeFails = true;
+    const logs: string[] = [];
+    const r = await promote({ ...env, log: (m) => logs.push(m) }, spec());
+    expect(endpoint.targetNow).toEqual({ host: "/var/run/postgresql", port: 55442, dbname: "app" });
+    expect(r.phases.find((p) => p.phase.startsWith("live's pg_hba.conf"))?.status).not.toBe("ok");
+    expect(logs.join("\n")).toMatch(/peer block is still at the top of .*pg_hba\.conf/);
   });
 
   const names = ["read live sequences", "stop live cleanly", "final snapshot", "clone", "replay fix", "replay upgrade", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
