@@ -430,47 +430,45 @@ export async function cutoverEnv(
 ): Promise<[CutoverEnv, CutoverSpec]> {
   const { host, liveHost } = h;
   const prior = opts.prior;
-  {
-    const pg = new PostgresDriver(host, { osUser: i.live.osUser });
-    const livePg = liveHost === host ? pg : new PostgresDriver(liveHost, { osUser: i.live.osUser });
-    const storage = opts.storage ?? openStorage(i.storage, host);
-    const spec = specOf(i, prior);
-    const log = (m: string) => progress(i.label, m);
-    const primary = await storage.volume(spec.liveVolumes[0]);
-    if (!primary?.mountpoint) throw new Error(`live's volume ${spec.liveVolumes[0]} does not exist or is not mounted on ${liveHost.description}; nothing was done`);
-    const live = new PgLiveServer(liveHost, livePg, {
-      source: spec.source,
-      dataDir: `${primary.mountpoint}/${i.live.pgdata}`,
-      startCommand: i.live.startCommand,
-      stopCommand: i.live.stopCommand,
-      logFile: `/var/log/understudy/live-${i.stack}.log`,
-      ...(prior?.liveLogFile ? { ownLogFile: prior.liveLogFile } : {}),
-    });
-    const endpoint = await openEndpoint(i, h, spec, log, opts.switching ?? false);
-    // The role the replayed steps connect as (read from the new live's clone by the first of them).
-    let superuser: string | undefined;
-    const replay: Replay = async (step, pgPlan, state) => {
-      const r = await runStep(
-        { host, storage, pg, log },
-        { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql, liveSettings: state.liveSettings },
-      );
-      superuser = r.superuser ?? superuser;
-      return { updateExtensionsSql: r.updateExtensionsSql, carried: r.carriedConfig };
-    };
-    const env: CutoverEnv = {
-      prepareClone: (dataDir, mounts) => prepareClone(host, i.live.osUser, dataDir, mounts, i.live.layout, log),
-      storage,
-      live,
-      server: newServerOf(host, pg, spec, () => superuser),
-      endpoint,
-      journal: new HostJournal(host, journalPath(i.owner)),
-      replay,
-      log,
-      // Live's side and the new live's through one driver: only when they share the host.
-      ...(liveHost === host ? { logical: logicalEnvOf(pg, spec) } : {}),
-    };
-    return [env, spec];
-  }
+  const pg = new PostgresDriver(host, { osUser: i.live.osUser });
+  const livePg = liveHost === host ? pg : new PostgresDriver(liveHost, { osUser: i.live.osUser });
+  const storage = opts.storage ?? openStorage(i.storage, host);
+  const spec = specOf(i, prior);
+  const log = (m: string) => progress(i.label, m);
+  const primary = await storage.volume(spec.liveVolumes[0]);
+  if (!primary?.mountpoint) throw new Error(`live's volume ${spec.liveVolumes[0]} does not exist or is not mounted on ${liveHost.description}; nothing was done`);
+  const live = new PgLiveServer(liveHost, livePg, {
+    source: spec.source,
+    dataDir: `${primary.mountpoint}/${i.live.pgdata}`,
+    startCommand: i.live.startCommand,
+    stopCommand: i.live.stopCommand,
+    logFile: `/var/log/understudy/live-${i.stack}.log`,
+    ...(prior?.liveLogFile ? { ownLogFile: prior.liveLogFile } : {}),
+  });
+  const endpoint = await openEndpoint(i, h, spec, log, opts.switching ?? false);
+  // The role the replayed steps connect as (read from the new live's clone by the first of them).
+  let superuser: string | undefined;
+  const replay: Replay = async (step, pgPlan, state) => {
+    const r = await runStep(
+      { host, storage, pg, log },
+      { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql, liveSettings: state.liveSettings },
+    );
+    superuser = r.superuser ?? superuser;
+    return { updateExtensionsSql: r.updateExtensionsSql, carried: r.carriedConfig };
+  };
+  const env: CutoverEnv = {
+    prepareClone: (dataDir, mounts) => prepareClone(host, i.live.osUser, dataDir, mounts, i.live.layout, log),
+    storage,
+    live,
+    server: newServerOf(host, pg, spec, () => superuser),
+    endpoint,
+    journal: new HostJournal(host, journalPath(i.owner)),
+    replay,
+    log,
+    // Live's side and the new live's through one driver: only when they share the host.
+    ...(liveHost === host ? { logical: logicalEnvOf(pg, spec) } : {}),
+  };
+  return [env, spec];
 }
 
 const diff = declaredDiff(CUTOVER_DIFF);
