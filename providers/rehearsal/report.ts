@@ -21,6 +21,8 @@ export interface StepRecord {
   cutover: boolean;
   detail?: string;
   logTail?: string;
+  /** Recover: the recovered clone's clean stop (ms), what the cut-over's clean stop of live is predicted from. */
+  cleanStopMs?: number;
 }
 
 export interface CheckRecord {
@@ -93,9 +95,18 @@ export function growthOf(r: RehearsalReport): GrowthPrediction | undefined {
   return predictGrowth(r.sourceSize);
 }
 
-/** Cut-over prediction: the measured steps a promotion replays while clients wait, plus fixed costs. */
+/**
+ * Cut-over prediction: the measured steps a promotion replays while clients wait, plus fixed
+ * costs, and the clean stop of live, predicted by the clean stop of the recovered clone (the
+ * same cluster, stopped by the same `pg_ctl stop -m fast`).
+ */
 export function predictCutover(steps: StepRecord[], fixed: Array<{ step: string; ms: number }>): RehearsalReport["predictedCutover"] {
-  const breakdown = [...fixed, ...steps.filter((s) => s.cutover && s.status === "ok").map((s) => ({ step: s.name, ms: s.durationMs }))];
+  const stop = steps.find((s) => s.kind === "recover" && s.status === "ok" && typeof s.cleanStopMs === "number");
+  const breakdown = [
+    ...(stop ? [{ step: "stop live cleanly (as the clone stopped after recovery)", ms: stop.cleanStopMs! }] : []),
+    ...fixed,
+    ...steps.filter((s) => s.cutover && s.status === "ok").map((s) => ({ step: s.name, ms: s.durationMs })),
+  ];
   return {
     totalMs: breakdown.reduce((a, b) => a + b.ms, 0),
     breakdown,

@@ -181,6 +181,7 @@ export const rehearsalStepProvider: UnderstudyProvider = {
           snapshot,
           cutover: i.cutover,
           detail: r.detail.join("; "),
+          ...(r.cleanStopMs !== undefined ? { cleanStopMs: r.cleanStopMs } : {}),
         };
         log(`step ${i.index} done in ${record.durationMs} ms; snapshot ${snapshot}`);
         const outs: StepOutputs = {

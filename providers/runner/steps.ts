@@ -64,6 +64,8 @@ export interface StepResult {
   carriedConfig?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
   /** The role the step connected as (the cluster's bootstrap superuser). */
   superuser?: string;
+  /** Recover: how long the recovered clone took to stop cleanly (what a promotion's clean stop of live is predicted from). */
+  cleanStopMs?: number;
 }
 
 /** A verification that found differences: carries the checks for the report. */
@@ -183,6 +185,7 @@ export async function runStep(envIn: RunnerEnv, r: StepRun): Promise<StepResult>
         },
       });
       out.detail.push(`crash recovery ${rec.recoveryMs} ms, clean stop ${rec.stopMs} ms (state: ${rec.stateBefore} -> ${rec.stateAfter})`);
+      out.cleanStopMs = rec.stopMs;
       // Kept on the clone (its snapshots and roll-backs carry it) for the steps after this one.
       const superuser = p.superuser ?? rec.settings.superuser;
       await writeCloneFile(env, p, SUPERUSER_FILE, `${superuser}\n`);

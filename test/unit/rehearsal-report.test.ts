@@ -120,6 +120,18 @@ describe("predictCutover", () => {
     expect(p.totalMs).toBe(5300);
     expect(p.note).toMatch(/PgBouncer PAUSE/);
   });
+
+  it("predicts live's clean stop by the recovered clone's clean stop (the same cluster, the same pg_ctl stop)", () => {
+    const steps = [step(1, "recover", { durationMs: 9000, cleanStopMs: 450 }), step(2, "upgrade", { cutover: true, durationMs: 4000 })];
+    const p = predictCutover(steps, []);
+    expect(p.breakdown).toEqual([
+      { step: "stop live cleanly (as the clone stopped after recovery)", ms: 450 },
+      { step: "upgrade", ms: 4000 },
+    ]);
+    expect(p.totalMs).toBe(4450);
+    // A report of an earlier release (no cleanStopMs) predicts as before.
+    expect(predictCutover([step(1, "recover", { durationMs: 9000 }), step(2, "upgrade", { cutover: true, durationMs: 4000 })], []).totalMs).toBe(4000);
+  });
 });
 
 describe("fmtMs", () => {
