@@ -183,6 +183,36 @@ if ! runs_here zfs-fuse; then
     "zfs-fuse needs /dev/fuse and a writable /var/lock and /var/run; try 'zfs-fuse --no-daemon' by hand to see its error" \
     start_zfs_fuse
 fi
+# A zfs-fuse that died (killed, or a wedged one killed on purpose) leaves its mounts behind:
+# every access to them fails with "Transport endpoint is not connected", and the new daemon
+# cannot mount the pool's datasets over them. Those mounts (in this mount namespace only) are
+# lazily unmounted and the datasets mounted again.
+dead_zfs_mounts() {
+  local _dev mnt type _rest err
+  while read -r _dev mnt type _rest; do
+    [ "$type" = fuse.zfs ] || continue
+    # (No pipe into grep: under pipefail, stat's own failure would fail the test.)
+    if ! err=$(stat -- "$mnt" 2>&1 >/dev/null); then
+      case "$err" in *"not connected"*) echo "$mnt" ;; esac
+    fi
+  done </proc/self/mounts
+}
+remount_dead() {
+  local m _n
+  # Shallowest first: a lazy unmount detaches what is mounted under it too (a path under a
+  # dead mount cannot even be looked up to unmount it on its own).
+  for _n in $(seq 1 100); do
+    m=$(dead_zfs_mounts | sort | head -n 1)
+    [ -n "$m" ] || break
+    echo "unmounting $m (left by a zfs-fuse that stopped)"
+    umount -l -- "$m"
+  done
+  zfs mount -a
+}
+if [ -n "$(dead_zfs_mounts)" ]; then
+  step "mounting again the datasets a stopped zfs-fuse left unreachable" \
+    "unmount them by hand (umount -l <mountpoint>) and run 'zfs mount -a'" remount_dead
+fi
 # SnapshotSchedule installs /etc/cron.d entries.
 if ! runs_here cron; then
   step --daemon "cron daemon" "start it by hand (/usr/sbin/cron) and read its error" /usr/sbin/cron
