@@ -17,14 +17,13 @@
  * Ports 30300-30303 (in each namespace). No zfs-fuse.
  */
 import { ChangeResourceRecordSetsCommand, CreateHostedZoneCommand, ListResourceRecordSetsCommand, Route53Client } from "@aws-sdk/client-route-53";
-import { DescribeVolumesCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { EC2Client } from "@aws-sdk/client-ec2";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalHost, writeFileVia } from "../../providers/host/local";
 import { asUser, type Host, type RunOptions, type RunResult } from "../../providers/host/types";
-import type { DeviceLookup } from "../../providers/ebs/instance";
 import type { EbsStorageSpec } from "../../providers/ebs/spec";
 import { EbsStorage } from "../../providers/ebs/storage";
 import { TAGS } from "../../providers/ebs/driver";
@@ -34,6 +33,7 @@ import { promote, rollBack, type PromoteResult } from "../../providers/runner/cu
 import { PhaseError } from "../../providers/runner/phases";
 import { makeWorld, recordingClient, type RecordingClient, type World } from "../harness/ec2";
 import { LoopLab } from "../harness/loop";
+import { EbsBlocks } from "../harness/ebs-blocks";
 import { startMoto, motoCredentials, type Moto } from "../harness/moto";
 import { stopServersUnder } from "../harness/postgres";
 
@@ -59,7 +59,7 @@ let zoneId: string;
 let storage: EbsStorage;
 let spec: EbsStorageSpec;
 const lab = new LoopLab("usaws");
-const blocks = new Map<string, string>();
+const blocks = new EbsBlocks(lab, () => admin);
 /** Live's instance, standing in: this machine; every command recorded (which host stopped live?). */
 class RecordingLocal extends LocalHost {
   readonly seen: string[] = [];
@@ -102,36 +102,7 @@ class NetnsHost implements Host {
 }
 const newHost = new NetnsHost();
 
-/** When moto answers CreateSnapshots, copy each volume's image: that is what the snapshot holds. */
-function snapshotBlocks(client: EC2Client): void {
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (context.commandName === "CreateSnapshotsCommand") sh("sync");
-      const r = await next(args);
-      if (context.commandName === "CreateSnapshotsCommand") {
-        const out = r.output as { Snapshots?: Array<{ SnapshotId?: string; VolumeId?: string }> };
-        for (const s of out.Snapshots ?? []) {
-          const img = blocks.get(s.VolumeId!);
-          if (img) blocks.set(s.SnapshotId!, lab.copy(img, s.SnapshotId!));
-        }
-      }
-      return r;
-    },
-    { step: "initialize", name: "usawsSnapshotBlocks" },
-  );
-}
 
-/** Test-only device lookup: a volume made from a snapshot appears as a loop device holding a copy of the snapshot's blocks. */
-const loopLookup: DeviceLookup = async (_host, volumeId) => {
-  const known = blocks.get(volumeId);
-  if (known) return lab.devices.get(known) ?? lab.attach(known);
-  const v = (await admin.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0];
-  const snapImg = v.SnapshotId ? blocks.get(v.SnapshotId) : undefined;
-  if (!snapImg) throw new Error(`test stand-in: no blocks for ${volumeId} (snapshot ${v.SnapshotId})`);
-  const img = lab.copy(snapImg, volumeId);
-  blocks.set(volumeId, img);
-  return lab.attach(img);
-};
 
 async function recordValue(): Promise<string> {
   const r = await r53.send(new ListResourceRecordSetsCommand({ HostedZoneId: zoneId }));
@@ -227,9 +198,9 @@ beforeAll(async () => {
   asPg(`${PG13}/pg_ctl`, "start", "-w", "-D", liveDataDir(), "-l", `${LIVE_ROOT}/data/13/live.log`, "-o", `-p ${PORT} -k ${LIVE_SOCK} -c listen_addresses=''`);
   asPg(`${PG13}/psql`, "-h", LIVE_SOCK, "-p", String(PORT), "-d", "postgres", "-XAtc", "CREATE DATABASE app");
   q(LIVE_SOCK, `CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) SELECT 'row ' || g FROM generate_series(1, ${ROWS}) g`);
-  blocks.set(world.liveData[0], liveImage);
+  blocks.images.set(world.liveData[0], liveImage);
   rec = recordingClient(moto.endpoint);
-  snapshotBlocks(rec.client);
+  blocks.watchSnapshots(rec.client, "usawsSnapshotBlocks");
   spec = {
     kind: "ebs",
     region: "us-east-1",
@@ -239,7 +210,7 @@ beforeAll(async () => {
     mountRoot: NEW_ROOT,
     waits: { minDelaySeconds: 1, maxDelaySeconds: 1, snapshotSeconds: 20, volumeSeconds: 20, deviceSeconds: 10 },
   };
-  storage = new EbsStorage(spec, newHost, { client: rec.client, deviceLookup: loopLookup });
+  storage = new EbsStorage(spec, newHost, { client: rec.client, deviceLookup: blocks.lookup });
 }, 180_000);
 
 afterAll(async () => {

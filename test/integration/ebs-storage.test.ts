@@ -22,12 +22,12 @@ import { resolveConnection } from "../../providers/host/connection";
 import { SshHost } from "../../providers/host/ssh";
 import { InputError } from "../../providers/errors";
 import { TAGS, tagsOf } from "../../providers/ebs/driver";
-import type { DeviceLookup } from "../../providers/ebs/instance";
 import type { EbsStorageSpec } from "../../providers/ebs/spec";
 import { EbsStorage } from "../../providers/ebs/storage";
 import type { SnapshotSet } from "../../providers/storage/types";
 import { makeWorld, recordingClient, RecordingClient, World } from "../harness/ec2";
 import { LoopLab } from "../harness/loop";
+import { EbsBlocks } from "../harness/ebs-blocks";
 import { Moto, startMoto } from "../harness/moto";
 
 const KEY_FILE = path.join(os.homedir(), ".cache/understudy/ssh/id_ed25519");
@@ -43,44 +43,14 @@ let rec: RecordingClient;
 let storage: EbsStorage;
 let spec: EbsStorageSpec;
 const lab = new LoopLab("storage");
-/** EBS volume or snapshot id -> the image holding its blocks. */
-const blocks = new Map<string, string>();
+const blocks = new EbsBlocks(lab, () => admin);
 const progress: string[] = [];
 
 function sh(...argv: string[]): string {
   return execFileSync(argv[0], argv.slice(1), { encoding: "utf8" });
 }
 
-/** When moto answers CreateSnapshots, copy each volume's image: that is what the snapshot holds. */
-function snapshotBlocks(client: EC2Client): void {
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      if (context.commandName === "CreateSnapshotsCommand") sh("sync");
-      const r = await next(args);
-      if (context.commandName === "CreateSnapshotsCommand") {
-        const out = r.output as { SnapshotInfos?: Array<{ SnapshotId?: string; VolumeId?: string }>; Snapshots?: Array<{ SnapshotId?: string; VolumeId?: string }> };
-        for (const s of out.SnapshotInfos ?? out.Snapshots ?? []) {
-          const img = blocks.get(s.VolumeId!);
-          if (img) blocks.set(s.SnapshotId!, lab.copy(img, s.SnapshotId!));
-        }
-      }
-      return r;
-    },
-    { step: "initialize", name: "understudyTestSnapshotBlocks" },
-  );
-}
 
-/** Test-only device lookup: a volume made from a snapshot appears as a loop device holding a copy of the snapshot's blocks. */
-const loopLookup: DeviceLookup = async (_host, volumeId) => {
-  const known = blocks.get(volumeId);
-  if (known) return lab.devices.get(known) ?? lab.attach(known);
-  const v = (await admin.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes![0];
-  const snapImg = v.SnapshotId ? blocks.get(v.SnapshotId) : undefined;
-  if (!snapImg) throw new Error(`test stand-in: no blocks for ${volumeId} (snapshot ${v.SnapshotId})`);
-  const img = lab.copy(snapImg, volumeId);
-  blocks.set(volumeId, img);
-  return lab.attach(img);
-};
 
 async function ebsIds(logical: string): Promise<string[]> {
   const vols = await storage.driver.findVolumes([{ Name: `tag:${TAGS.volume}`, Values: [logical] }]);
@@ -122,11 +92,11 @@ beforeAll(async () => {
   });
   lab.detach(data);
   lab.detach(wal);
-  blocks.set(world.liveData[0], data);
-  blocks.set(world.liveData[1], wal);
+  blocks.images.set(world.liveData[0], data);
+  blocks.images.set(world.liveData[1], wal);
   host = new SshHost(resolveConnection({ host: "127.0.0.1", port: 2222, privateKey: fs.readFileSync(KEY_FILE, "utf8") }));
   rec = recordingClient(moto.endpoint);
-  snapshotBlocks(rec.client);
+  blocks.watchSnapshots(rec.client, "understudyTestSnapshotBlocks");
   spec = {
     kind: "ebs",
     region: "us-east-1",
@@ -142,7 +112,7 @@ beforeAll(async () => {
     volume: { iops: 3000, throughput: 125 },
     waits: { minDelaySeconds: 1, maxDelaySeconds: 1, snapshotSeconds: 20, volumeSeconds: 20, deviceSeconds: 10 },
   };
-  storage = new EbsStorage(spec, host, { client: rec.client, deviceLookup: loopLookup, onProgress: (m) => progress.push(m) });
+  storage = new EbsStorage(spec, host, { client: rec.client, deviceLookup: blocks.lookup, onProgress: (m) => progress.push(m) });
 }, 120_000);
 
 afterAll(async () => {
@@ -225,7 +195,7 @@ describe("EbsStorage: clones on the rehearsal instance (contract 1, 4)", () => {
   });
 
   it("refuses a rehearsal zone that is not the instance's, naming the field, before creating anything", async () => {
-    const wrong = new EbsStorage({ ...spec, rehearsal: { ...spec.rehearsal, availabilityZone: "us-east-1b" } }, host, { client: rec.client, deviceLookup: loopLookup });
+    const wrong = new EbsStorage({ ...spec, rehearsal: { ...spec.rehearsal, availabilityZone: "us-east-1b" } }, host, { client: rec.client, deviceLookup: blocks.lookup });
     const before = rec.calls.length;
     const e = await wrong.clone(base, [{ source: DATA(), target: "c-elsewhere" }], OWNER).catch((x: unknown) => x);
     expect(InputError.is(e) && e.field).toBe("storage.rehearsal.availabilityZone");
@@ -363,8 +333,8 @@ describe("EbsStorage: a filesystem over two volumes (LVM on live)", () => {
     lab.vgs.push(vg, "understudy-c-lvm");
     lab.detach(a);
     lab.detach(b);
-    blocks.set(w2.liveData[0], a);
-    blocks.set(w2.liveData[1], b);
+    blocks.images.set(w2.liveData[0], a);
+    blocks.images.set(w2.liveData[1], b);
     s2 = new EbsStorage(
       {
         ...spec,
@@ -379,7 +349,7 @@ describe("EbsStorage: a filesystem over two volumes (LVM on live)", () => {
         rehearsal: { instanceId: w2.rehearsalInstance, availabilityZone: "us-east-1a" },
       },
       host,
-      { client: rec.client, deviceLookup: loopLookup },
+      { client: rec.client, deviceLookup: blocks.lookup },
     );
   });
 
