@@ -281,6 +281,11 @@ function checkDnsSwap(n: CutOverInputs, e: Route53EndpointSpec): InputError[] {
   return errors;
 }
 
+/** How the new live is started outside the replay: on its port and socket, without rehearsal isolation, logging where the promotion put its log. */
+function newLiveStart(s: CutoverSpec) {
+  return { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false, ...(s.newLive.logFile ? { logFile: s.newLive.logFile } : {}) };
+}
+
 /**
  * The upgraded server on the new live, through the PostgreSQL driver. `superuser()`: the role
  * the replayed steps connected as (the cluster's bootstrap superuser), once they ran.
@@ -306,7 +311,7 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, superuser: 
     },
     running: async (dir) => (await pg.status(dir, inst).catch(() => ({ running: false }))).running,
     stop: async (dir) => void (await pg.stop(dir, inst, { mode: "fast" })),
-    start: async (dir) => void (await pg.start(dir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false, ...(s.newLive.logFile ? { logFile: s.newLive.logFile } : {}) })),
+    start: async (dir) => void (await pg.start(dir, inst, newLiveStart(s))),
     sequences: async (db) => pg.adminQuery(srv, "SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1", { database: db }),
     value: async (sql, db) => (await pg.adminQuery(srv, sql, { database: db }))[0]?.[0],
     analyze: async (dir) => {
@@ -346,7 +351,7 @@ function logicalEnvOf(pg: PostgresDriver, s: CutoverSpec): LogicalEnv {
       // Values are constants of requiredTargetSettings (numbers and "logical"): safe in SQL.
       await pg.adminQuery(newSrv, short.map(([k, v]) => `ALTER SYSTEM SET ${k} = '${v}';`).join("\n"), { database: "postgres" });
       await pg.stop(dataDir, inst, { mode: "fast" });
-      await pg.start(dataDir, inst, { port: s.newLive.port, socketDir: s.newLive.socketDir, listen: s.newLive.listen, isolate: false, ...(s.newLive.logFile ? { logFile: s.newLive.logFile } : {}) });
+      await pg.start(dataDir, inst, newLiveStart(s));
       return short.map(([k, v]) => `${k} = ${v}`);
     },
   };
