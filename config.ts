@@ -119,6 +119,20 @@ export const rehearsalConfigSchema = z
 export type RehearsalConfig = z.infer<typeof rehearsalConfigSchema>;
 
 /** Parse the `understudy:*` config; throws one message listing every problem with its field. */
+/**
+ * One stack configuration value as Pulumi stores it: JSON when it parses (objects, numbers,
+ * booleans: `pulumi config set --path` and `--type` write JSON), the plain string otherwise
+ * (`pulumi config set understudy:method logical`). The schema then says what is wrong with it.
+ */
+export function stackConfigValue(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
 export function parseConfig(raw: Record<string, unknown>, namespace = "understudy"): RehearsalConfig {
   const r = rehearsalConfigSchema.safeParse(raw);
   if (r.success) return r.data;

@@ -3,29 +3,18 @@
  * Pulumi.demo.yaml). `pulumi up` rehearses, `pulumi destroy` discards the clone.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { parseConfig } from "./config";
+import { parseConfig, stackConfigValue } from "./config";
 import { UpgradeRehearsal } from "./components/upgrade-rehearsal";
 import { Promotion } from "./components/promotion";
 
 const NS = "understudy";
-const cfg = new pulumi.Config(NS);
 const keys = ["host", "source", "snapshot", "clone", "to", "toBinDir", "postgres", "mode", "steps", "checks", "reportDir", "promote", "method", "logical", "endpoint"];
 const raw: Record<string, unknown> = {};
 for (const k of keys) {
-  // `host` is set with --secret: read its raw JSON (validated below, then wrapped as a secret
-  // again) instead of getObject, which warns about reading a secret in plain form.
-  // So is `endpoint` when it holds users' passwords.
-  const v = k === "host" || k === "endpoint" ? parseJson(pulumi.runtime.getConfig(`${NS}:${k}`), k) : cfg.getObject<unknown>(k);
+  // Read raw (not getObject, which warns about reading a secret such as `host` or
+  // `endpoint` in plain form, and refuses a plain word such as `method: logical`).
+  const v = stackConfigValue(pulumi.runtime.getConfig(`${NS}:${k}`));
   if (v !== undefined) raw[k] = v;
-}
-
-function parseJson(text: string | undefined, key: string): unknown {
-  if (text === undefined) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new Error(`invalid stack configuration (nothing was run):\n  - ${NS}:${key}: must be a JSON object (set it with \`pulumi config set --secret --path\`)`);
-  }
 }
 // Validated in full before anything is declared; the host connection is then passed on as a secret.
 const conf = parseConfig(raw);

@@ -110,17 +110,30 @@ if [ "$action" != rehearse ]; then
   say "pulumi preview: the reviewed change"
   pulumi preview --stack demo --non-interactive --diff 2>&1 | grep -E "promote|method|~|Resources|update|not ready|error" || true
   writer_log=$(mktemp)
-  # Clients through the endpoint during the switch: every failed transaction would show here.
-  runuser -u postgres -- /usr/lib/postgresql/15/bin/pgbench -h 127.0.0.1 -p 6432 -n -c 2 -T 40 app > "$writer_log" 2>&1 &
+  writer_stop="$writer_log.stop"
+  # Clients through the endpoint during the whole `pulumi up` (a logical promotion prepares
+  # for a minute or more before it holds them): 10-second pgbench runs until the up is done.
+  # Every failed transaction would show here.
+  (
+    while [ ! -e "$writer_stop" ]; do
+      runuser -u postgres -- /usr/lib/postgresql/15/bin/pgbench -h 127.0.0.1 -p 6432 -n -c 2 -T 10 app >> "$writer_log" 2>&1 || echo "pgbench exited with status $?" >> "$writer_log"
+    done
+  ) &
   writer_pid=$!
   sleep 2
 fi
-pulumi up --stack demo --yes --skip-preview --non-interactive || rc=$?
+pulumi up --stack demo --yes --skip-preview --non-interactive --suppress-outputs || rc=$?
 endpoint_json=$(pulumi stack output endpoint --stack demo --json 2>/dev/null || true)
 if [ -n "$writer_log" ]; then
+  touch "$writer_stop"
   wait "$writer_pid" || true
-  say "pgbench through PgBouncer during the switch"
-  grep -E "processed|failed|latency average|tps" "$writer_log" || cat "$writer_log"
+  say "pgbench through PgBouncer during the whole pulumi up"
+  awk '/actually processed/ { split($0, a, ": "); split(a[2], b, "/"); done += b[1]; runs++ }
+       /number of failed transactions/ { split($0, a, ": "); split(a[2], b, " "); failed += b[1] }
+       /exited with status/ { errors++ }
+       END { printf "%d runs of 10 s, 2 clients: %d transactions, %d failed%s\n", runs, done, failed, errors ? sprintf(", %d runs exited with an error (see above)", errors) : "" }' "$writer_log"
+  grep -E "exited with status|error|ERROR" "$writer_log" | sort | uniq -c | head -5 || true
+  rm -f "$writer_log" "$writer_stop"
   if [ -n "$endpoint_json" ]; then echo "$endpoint_json"; fi
 fi
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseConfig } from "../../config";
+import { parseConfig, stackConfigValue } from "../../config";
 
 // js-yaml comes with @pulumi/pulumi (which reads stack files with it).
  
@@ -50,15 +50,33 @@ describe("parseConfig", () => {
   });
 
   it("accepts the demo stack's configuration, read as the root program reads it", () => {
-    // Pulumi.demo.yaml: index.ts reads every `understudy:` key with getObject, which JSON-parses the value.
+    // Pulumi.demo.yaml: index.ts reads every `understudy:` key with stackConfigValue (JSON, else the plain string).
     const doc = yaml.load(fs.readFileSync(path.join(__dirname, "../../Pulumi.demo.yaml"), "utf8")) as { config: Record<string, unknown> };
     const raw: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(doc.config)) {
-      if (k.startsWith("understudy:")) raw[k.slice("understudy:".length)] = typeof v === "string" ? JSON.parse(v) : v;
+      if (k.startsWith("understudy:")) raw[k.slice("understudy:".length)] = typeof v === "string" ? stackConfigValue(v) : v;
     }
     const c = parseConfig(raw);
     expect(c.to).toBe(15);
     expect(c.source.version).toBe(13);
+  });
+
+  it("reads a plain word as a string, as `pulumi config set understudy:method logical` stores it", () => {
+    // `npm run demo -- promote logical` sets these; getObject refused the plain word.
+    expect(stackConfigValue("logical")).toBe("logical");
+    expect(stackConfigValue("15")).toBe(15);
+    expect(stackConfigValue("true")).toBe(true);
+    expect(stackConfigValue('{"dataset":"tank/pg13"}')).toEqual({ dataset: "tank/pg13" });
+    expect(stackConfigValue(undefined)).toBeUndefined();
+    const doc = yaml.load(fs.readFileSync(path.join(__dirname, "../../Pulumi.demo.yaml"), "utf8")) as { config: Record<string, unknown> };
+    const raw: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(doc.config)) {
+      if (k.startsWith("understudy:")) raw[k.slice("understudy:".length)] = typeof v === "string" ? stackConfigValue(v) : v;
+    }
+    const c = parseConfig({ ...raw, promote: stackConfigValue("true"), method: stackConfigValue("logical"), logical: stackConfigValue('{"accept":["large-objects"]}') });
+    expect(c.method).toBe("logical");
+    expect(c.promote).toBe(true);
+    expect(() => parseConfig({ ...raw, method: stackConfigValue("logcal") })).toThrow(/understudy:method/);
   });
 
   // The stack config as loose JSON, the way a user can get it wrong.
