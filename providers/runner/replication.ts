@@ -17,7 +17,7 @@ export interface ReplicationItem {
   rebuild: string;
 }
 
-/** One statement, three views; our own slots and senders (`understudy_*`) are left out. */
+/** One statement, three views; our own slots, senders and subscriptions (`understudy_*`: the logical method's way back) are left out. */
 export const REPLICATION_SQL = `
 SELECT 'slot', slot_name::text, slot_type || coalesce(' slot, plugin ' || plugin, ' slot') || coalesce(', database ' || database, '') || CASE WHEN active THEN ', active' ELSE ', inactive' END
   FROM pg_replication_slots WHERE slot_name::text NOT LIKE 'understudy\\_%'
@@ -26,7 +26,7 @@ SELECT 'standby', coalesce(nullif(application_name, ''), host(client_addr), 'loc
   FROM pg_stat_replication WHERE coalesce(application_name, '') NOT LIKE 'understudy\\_%'
 UNION ALL
 SELECT 'subscription', d.datname || '.' || s.subname, 'subscription ' || CASE WHEN s.subenabled THEN 'enabled' ELSE 'disabled' END || coalesce(', slot ' || s.subslotname, '')
-  FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+  FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE s.subname::text NOT LIKE 'understudy\\_%'
 ORDER BY 1, 2;
 `;
 
