@@ -364,6 +364,14 @@ function validateSettings(settings: unknown, field: string): ClusterSettings {
  * Typed PostgreSQL operations on one host. Cheap to construct; holds only the host, the
  * OS user and a cache of checked installations.
  */
+/** The directories {@link PostgresDriver.makeTempDir} makes; nothing else is ever removed as a staged cluster. */
+const STAGED_DIR = /^\/tmp\/understudy-pg\.[A-Za-z0-9]{8}$/;
+
+function stagedDirOf(dir: string): string {
+  if (typeof dir !== "string" || !STAGED_DIR.test(dir)) throw new PostgresInputError("stagedDir", `${JSON.stringify(dir)} is not a directory stageCluster made (/tmp/understudy-pg.XXXXXXXX)`);
+  return dir;
+}
+
 export class PostgresDriver {
   readonly osUser: string;
   readonly superuser: string;
@@ -970,6 +978,7 @@ export class PostgresDriver {
     }
   }
 
+  /** A private directory of the OS user's (`mktemp -d`), named like {@link STAGED_DIR}. */
   private async makeTempDir(step: string): Promise<string> {
     const r = await this.asUser(["mktemp", "-d", "/tmp/understudy-pg.XXXXXXXX"], { step });
     return validateSocketDir(r.stdout.trim(), "mktemp");
@@ -990,7 +999,7 @@ export class PostgresDriver {
     }
   }
 
-  private async querySettings(srv: PgServer, control: ControlData): Promise<ClusterSettings> {
+  private async querySettings(srv: { version: number; binDir?: string; socketDir: string; port: number; user?: string; dataDir?: string }, control: Pick<ControlData, "dataChecksums" | "walSegmentBytes">): Promise<ClusterSettings> {
     const major = srv.version;
     const prov = major >= 15 ? "datlocprovider" : "'c'";
     const icu = major >= 17 ? "datlocale" : major >= 15 ? "daticulocale" : "NULL";
@@ -1257,6 +1266,49 @@ export class PostgresDriver {
       await this.pg(inst, "pg_ctl", ["reload", "-D", dataDir], { step: "reload", dataDir, leftBehind: "the files without the block; the server reads them at its next reload" });
     }
     return a || b;
+  }
+
+  /**
+   * What a new cluster must match (as {@link querySettings} reads from a stopped one), read
+   * from a RUNNING server: read-only, one query. The cut-over reads it from live before
+   * clients are held, so that initdb runs while they still work ({@link stageCluster}).
+   */
+  async runningClusterSettings(srv: { version: number; binDir?: string; socketDir: string; port: number; user?: string }): Promise<ClusterSettings> {
+    const rows = await this.adminQuery(srv, "SELECT current_setting('data_checksums'), (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'), (SELECT unit FROM pg_settings WHERE name = 'wal_segment_size');\n");
+    const [checksums, size, unit] = rows[0] ?? [];
+    const bytes = Number(size) * (unit === "8kB" ? 8192 : unit === "MB" ? 1 << 20 : 1);
+    if (!Number.isInteger(bytes) || bytes <= 0) throw new PostgresError({ step: "inspect", host: this.host.description, message: `unexpected wal_segment_size ${size} ${unit}`, leftBehind: "nothing" });
+    return await this.querySettings(srv, { dataChecksums: checksums === "on", walSegmentBytes: bytes });
+  }
+
+  /**
+   * initdb a new cluster matching `settings` in a private directory of this host (0700, the
+   * OS user's), to be copied into place with {@link placeStagedCluster}: the cut-over runs it
+   * before clients are held. Returns the directory (its cluster is `<dir>/pgdata`).
+   */
+  async stageCluster(newVersion: PgVersionArg | PgInstall, settings: ClusterSettings): Promise<string> {
+    const dir = await this.makeTempDir("stage the new cluster");
+    try {
+      await this.initdbFor(`${dir}/pgdata`, newVersion, settings);
+    } catch (e) {
+      await this.host.runAs(this.osUser, ["rm", "-rf", "--", dir], { timeoutMs: SHORT, cwd: "/" }).catch(() => undefined);
+      throw e;
+    }
+    return dir;
+  }
+
+  /** Copy a cluster made by {@link stageCluster} to `newDataDir` (which must not exist yet: it is never overwritten). */
+  async placeStagedCluster(stagedDir: string, newDataDir: string): Promise<void> {
+    const staged = stagedDirOf(stagedDir);
+    validateDataDir(newDataDir, "newDataDir");
+    if (await this.exists(newDataDir, "-e")) throw new PostgresInputError("newDataDir", `${newDataDir} exists on ${this.host.description}; the staged cluster is copied only to a new directory`);
+    await this.asUser(["cp", "-a", "--", `${staged}/pgdata`, newDataDir], { step: "place the staged cluster", dataDir: newDataDir });
+  }
+
+  /** Remove a directory made by {@link stageCluster} (idempotent). */
+  async removeStagedCluster(stagedDir: string): Promise<void> {
+    const staged = stagedDirOf(stagedDir);
+    await this.asUser(["rm", "-rf", "--", staged], { step: "remove the staged cluster" });
   }
 
   /** initdb a new cluster that pg_upgrade will accept for an old one with `settings`. */

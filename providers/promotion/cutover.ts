@@ -319,6 +319,8 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, superuser: 
       await (su ? pg.as(su) : pg).postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" });
     },
     revokeOwnerAccess: async (dir) => await pg.revokeOwnerAccess(dir, inst),
+    stage: async (settings) => await pg.stageCluster(inst, settings),
+    unstage: async (dir) => await pg.removeStagedCluster(dir),
   };
 }
 
@@ -456,7 +458,7 @@ export async function cutoverEnv(
   const replay: Replay = async (step, pgPlan, state) => {
     const r = await runStep(
       { host, storage, pg, log },
-      { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql, liveSettings: state.liveSettings },
+      { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql, liveSettings: state.liveSettings, ...(state.staged ? { staged: state.staged } : {}) },
     );
     superuser = r.superuser ?? superuser;
     return { updateExtensionsSql: r.updateExtensionsSql, carried: r.carriedConfig };

@@ -19,7 +19,8 @@ import type { SnapshotSet, Storage } from "../storage/types";
 import { newLiveLogFileFor, type LiveServer } from "./live";
 import { PhaseError, runPhases, type Hold, type Phase, type PhaseRun, type PhaseTiming } from "./phases";
 import type { JournalEntry } from "./journal";
-import { serverAfter, type ServerState } from "./steps";
+import { serverAfter, type ServerState, type StagedCluster } from "./steps";
+import type { ClusterSettings } from "../postgres/driver";
 import type { LogicalEnv, LogicalSettings } from "./logical-cutover";
 import type { ServerRef } from "../postgres/logical";
 
@@ -61,13 +62,17 @@ export interface NewServer {
    * pg_ident.conf (they are then live's, byte for byte) and reload; true when a file changed.
    */
   revokeOwnerAccess?(dataDir: string): Promise<boolean>;
+  /** initdb a new cluster matching `settings` in a private directory of the new live's host, before clients are held; returns it. */
+  stage?(settings: ClusterSettings): Promise<string>;
+  /** Remove what stage() made (idempotent). */
+  unstage?(dir: string): Promise<void>;
 }
 
 /** Runs one replayed step on the new live (real: runStep). Returns update_extensions.sql when pg_upgrade wrote one. */
 export type Replay = (
   step: PlannedStep,
   pg: PgPlan,
-  state: { server: ServerState; updateExtensionsSql?: string; liveSettings?: string[][] },
+  state: { server: ServerState; updateExtensionsSql?: string; liveSettings?: string[][]; staged?: StagedCluster },
 ) => Promise<{ updateExtensionsSql?: string; carried?: { carried: string[]; dropped: Array<{ name: string; why: string }> } }>;
 
 export interface CutoverEnv {
@@ -232,6 +237,10 @@ export interface PromoteState {
   carried?: { carried: string[]; dropped: Array<{ name: string; why: string }> };
   server: ServerState;
   updateExtensionsSql?: string;
+  /** The new cluster, initdb'ed before clients were held (absent: the replayed upgrade runs initdb). */
+  staged?: StagedCluster;
+  /** A staged cluster not used (live's settings changed): removed with the other. */
+  unused?: StagedCluster;
   switched: boolean;
   retarget?: (t: Record<string, DatabaseTarget>) => Promise<unknown>;
 }
@@ -298,6 +307,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
   const db = s.database;
   const steps = replayedSteps(s.steps);
   const phases: Array<Phase<PromoteState>> = [
+    stagePhase(env, st, steps),
     {
       name: "read live sequences",
       held: true,
@@ -305,6 +315,15 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         st.seqBefore = {};
         for (const d of databasesOf(s)) st.seqBefore[d] = await env.live.sequences(d);
         st.liveSettings = await env.live.configuredSettings();
+        if (st.staged && env.live.clusterSettings) {
+          // Live's bootstrap superuser could have been renamed since: then initdb runs held, as before.
+          const now = await env.live.clusterSettings();
+          if (JSON.stringify(now) !== JSON.stringify(st.staged.settings)) {
+            env.log(`live's cluster settings changed since the new cluster was staged (${JSON.stringify(st.staged.settings)} -> ${JSON.stringify(now)}): initdb runs again while clients are held`);
+            st.unused = st.staged;
+            delete st.staged;
+          }
+        }
         // Read before the stop: how live was started, to start it the same way if anything fails.
         await env.live.rememberStart();
         st.liveLogFile = env.live.logFile?.();
@@ -354,7 +373,13 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         const liveMounts = await Promise.all(s.liveVolumes.map(async (v) => (await env.storage.volume(v))?.mountpoint));
         st.newLiveLogFile = s.newLive.logFile ?? newLiveLogFile(st.liveLogFile, liveMounts, made.map((m) => m.mountpoint), s.source.version, s.to);
         if (st.newLiveLogFile && !s.newLive.logFile) env.log(`the new live logs to ${st.newLiveLogFile} (like live's ${st.liveLogFile})`);
-        st.pg = { ...newLivePgPlan(s, mnt), ...(st.newLiveLogFile ? { logFile: st.newLiveLogFile } : {}) };
+        const plan = newLivePgPlan(s, mnt);
+        st.pg = {
+          ...plan,
+          ...(st.newLiveLogFile ? { logFile: st.newLiveLogFile } : {}),
+          // Read from live with the staged settings: no single-user read of the clone while clients wait.
+          ...(st.staged && !plan.superuser ? { superuser: st.staged.settings.superuser } : {}),
+        };
         await env.prepareClone(st.pg.oldDataDir, made.map((m) => m.mountpoint ?? ""));
       },
       undo: async () => {
@@ -374,7 +399,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         name: `replay ${step.name}`,
         held: true,
         run: async () => {
-          const r = await env.replay(step, st.pg!, { server: st.server, updateExtensionsSql: st.updateExtensionsSql, liveSettings: st.liveSettings });
+          const r = await env.replay(step, st.pg!, { server: st.server, updateExtensionsSql: st.updateExtensionsSql, liveSettings: st.liveSettings, ...(step.kind === "upgrade" && st.staged ? { staged: st.staged } : {}) });
           if (step.kind === "upgrade") {
             st.updateExtensionsSql = r.updateExtensionsSql;
             st.carried = r.carried;
@@ -408,8 +433,55 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       run: async () => env.server.analyze(st.pg!.newDataDir),
     },
     restoreAccessPhase(env, st),
+    {
+      name: "remove the staged cluster (after resume)",
+      optional: true,
+      run: async () => unstage(env, st),
+    },
   ];
   return phases;
+}
+
+/**
+ * Before clients are held: live's cluster settings read (read-only) and the new cluster
+ * initdb'ed to match them in a private directory of the new live's host; a CHECKPOINT on
+ * live (unless `source.checkpoint: false`), so that its clean stop writes little. The replayed upgrade
+ * then copies it into the clone instead of reading the stopped clone (single-user mode, a
+ * private server) and running initdb while clients wait. When it cannot run, the upgrade
+ * does all of that held, as before (a warning, not a failure); its undo removes the directory.
+ */
+function stagePhase(env: CutoverEnv, st: PromoteState, steps: PlannedStep[]): Phase<PromoteState> {
+  return {
+    name: "initdb the new cluster, CHECKPOINT on live (before clients wait)",
+    run: async () => {
+      if (env.live.clusterSettings && env.server.stage && steps.some((x) => x.kind === "upgrade")) {
+        try {
+          const settings = await env.live.clusterSettings();
+          st.staged = { dir: await env.server.stage(settings), settings };
+          env.log(`the new cluster is initialized in ${st.staged.dir} (PostgreSQL ${st.spec.to}, ${settings.encoding}, ${settings.lcCollate}, checksums ${settings.dataChecksums ? "on" : "off"}, superuser ${settings.superuser})`);
+        } catch (e) {
+          // Not a reason to stop: the replayed upgrade initializes it, as it always did.
+          env.log(`warning: the new cluster could not be initialized before clients wait (${errorMessage(e).split("\n")[0]}): initdb runs while they are held`);
+        }
+      }
+      if (st.spec.source.checkpoint && env.live.checkpoint) {
+        // Live is stopped while clients wait: its shutdown checkpoint then writes only what changed since this one.
+        const t0 = Date.now();
+        try {
+          await env.live.checkpoint();
+          env.log(`CHECKPOINT on live (${Date.now() - t0} ms): the clean stop has little left to write`);
+        } catch (e) {
+          env.log(`warning: CHECKPOINT on live failed (${errorMessage(e).split("\n")[0]}); the clean stop writes it while clients wait`);
+        }
+      }
+    },
+    undo: async () => unstage(env, st),
+    undoAfterResume: true,
+  };
+}
+
+async function unstage(env: CutoverEnv, st: PromoteState): Promise<void> {
+  for (const x of [st.staged, st.unused]) if (x && env.server.unstage) await env.server.unstage(x.dir);
 }
 
 /**
@@ -505,6 +577,9 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
     throw e;
   }
   await finishJournal(env, entry, "promoted");
+  // The phases that ran before clients were held (the staged initdb), then the hold.
+  const firstHeld = run.phases.findIndex((p) => p.held);
+  const before = firstHeld < 0 ? [] : run.phases.slice(0, firstHeld);
   return {
     ...(st.carried ? { carried: st.carried } : {}),
     finalSnapshot: st.finalSnapshot,
@@ -514,10 +589,11 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
     ...(st.liveLogFile ? { liveLogFile: st.liveLogFile } : {}),
     pauseWindowMs: run.hold?.pauseWindowMs ?? 0,
     phases: [
+      ...before,
       { phase: "PAUSE (in-flight transactions finish)", ms: run.hold?.pauseMs ?? 0, held: true, status: "ok" },
       ...run.phases.filter((p) => p.held),
       { phase: "RESUME", ms: run.hold?.resumeMs ?? 0, held: true, status: "ok" },
-      ...run.phases.filter((p) => !p.held),
+      ...run.phases.slice(before.length).filter((p) => !p.held),
     ],
   };
 }

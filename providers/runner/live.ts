@@ -5,7 +5,7 @@
  * a non-root SSH login with `sudo -n` can restart live exactly when it must.
  */
 import type { Host } from "../host/types";
-import type { PostgresDriver } from "../postgres/driver";
+import type { ClusterSettings, PostgresDriver } from "../postgres/driver";
 import { isCleanShutdown } from "../postgres/parse";
 import type { SourcePlan } from "../plan/rehearsal";
 import { CONFIGURED_SETTINGS_SQL } from "./config";
@@ -25,6 +25,10 @@ export interface LiveServer {
   sequences(database: string): Promise<string[][]>;
   /** The settings live took from its configuration files (`[name, setting]`). */
   configuredSettings(): Promise<string[][]>;
+  /** What a new cluster must match (encoding, locale, checksums, WAL segment size, bootstrap superuser): read-only. */
+  clusterSettings?(): Promise<ClusterSettings>;
+  /** `CHECKPOINT`: before clients are held, so that the clean stop's own checkpoint has little left to write. */
+  checkpoint?(): Promise<void>;
   /** The file live's server log (its stderr) goes to, as read by rememberStart(); undefined when not a file (journald, a pipe). */
   logFile?(): string | undefined;
 }
@@ -163,5 +167,13 @@ export class PgLiveServer implements LiveServer {
 
   async configuredSettings(): Promise<string[][]> {
     return await this.pg.adminQuery(this.server, CONFIGURED_SETTINGS_SQL);
+  }
+
+  async clusterSettings(): Promise<ClusterSettings> {
+    return await this.pg.runningClusterSettings(this.server);
+  }
+
+  async checkpoint(): Promise<void> {
+    await this.pg.adminQuery(this.server, "CHECKPOINT", { timeoutMs: 30 * 60_000 });
   }
 }

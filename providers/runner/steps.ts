@@ -6,7 +6,7 @@
  */
 import type { Host } from "../host/types";
 import type { Storage } from "../storage/types";
-import type { PostgresDriver } from "../postgres/driver";
+import type { ClusterSettings, PostgresDriver } from "../postgres/driver";
 import type { PgPlan } from "../plan/rehearsal";
 import type { PlannedStep, StepKind } from "../plan/steps";
 import type { CheckRecord } from "../rehearsal/report";
@@ -53,6 +53,18 @@ export interface StepRun {
   updateExtensionsSql?: string;
   /** Live's configured settings (`[name, setting]`) for the upgrade step; default: what recover kept on the clone. */
   liveSettings?: string[][];
+  /**
+   * A new cluster initdb'ed before clients were held (the cut-over), with the settings it
+   * matches: the upgrade step copies it into place instead of reading the old cluster and
+   * running initdb while clients wait.
+   */
+  staged?: StagedCluster;
+}
+
+/** A cluster made by PostgresDriver.stageCluster: its directory and what it was made to match. */
+export interface StagedCluster {
+  dir: string;
+  settings: ClusterSettings;
 }
 
 export interface StepResult {
@@ -208,7 +220,11 @@ export async function runStep(envIn: RunnerEnv, r: StepRun): Promise<StepResult>
       return out;
     }
     case "upgrade": {
-      const u = await pg.upgrade(p.oldDataDir, p.newDataDir, oldInstall(p), newInstall(p), upgradeOptions(p, env.log));
+      if (r.staged) {
+        await pg.placeStagedCluster(r.staged.dir, p.newDataDir);
+        out.detail.push(`the new cluster was initialized before clients were held (copied from ${r.staged.dir})`);
+      }
+      const u = await pg.upgrade(p.oldDataDir, p.newDataDir, oldInstall(p), newInstall(p), { ...upgradeOptions(p, env.log), ...(r.staged ? { settings: r.staged.settings } : {}) });
       out.detail.push(`pg_upgrade --${u.mode}: ${u.durationMs} ms`);
       out.updateExtensionsSql = u.updateExtensionsSql;
       const settings = r.liveSettings ?? (await readSettingsFile(env, p));

@@ -66,6 +66,17 @@ class FakeLive implements LiveServer {
   async configuredSettings() {
     return [["shared_buffers", "16384"]];
   }
+  /** What a new cluster must match, as live reports it (a test changes it mid-way). */
+  cluster = { encoding: "UTF8", lcCollate: "C.UTF-8", lcCtype: "C.UTF-8", localeProvider: "libc" as const, dataChecksums: true, walSegmentBytes: 16 << 20, superuser: "postgres" };
+  async clusterSettings() {
+    return { ...this.cluster };
+  }
+  /** Each CHECKPOINT: whether clients were held at the time (set by the test). */
+  checkpoints: boolean[] = [];
+  heldNow: () => boolean = () => false;
+  async checkpoint() {
+    this.checkpoints.push(this.heldNow());
+  }
 }
 
 class FakeServer implements NewServer {
@@ -97,6 +108,22 @@ class FakeServer implements NewServer {
     if (this.revokeFails) throw new Error("pg_ctl reload failed");
     this.afterSwitch.push(`revoke ${d}`);
     return true;
+  }
+  /** Clusters initdb'ed before the hold, and the ones removed again. */
+  readonly staged: string[] = [];
+  readonly unstaged: string[] = [];
+  stageFails = false;
+  /** Runs while stage() does (a test changes live's settings here). */
+  whileStaging?: () => void;
+  async stage() {
+    if (this.stageFails) throw new Error("initdb: could not create directory");
+    this.whileStaging?.();
+    const dir = `/tmp/understudy-pg.fake${String(this.staged.length).padStart(4, "0")}`;
+    this.staged.push(dir);
+    return dir;
+  }
+  async unstage(dir: string) {
+    this.unstaged.push(dir);
   }
 }
 
@@ -172,6 +199,8 @@ describe("replay cut-over phases (fakes)", () => {
   let server: FakeServer;
   let endpoint: FakeEndpoint;
   let replayed: string[];
+  /** What the replayed upgrade was given as the staged cluster (one entry per upgrade). */
+  let stagedForUpgrade: Array<{ dir: string; superuser: string } | undefined>;
   let failReplay: string | undefined;
   let env: CutoverEnv;
   let journalFile: JournalEntry | undefined;
@@ -200,6 +229,7 @@ describe("replay cut-over phases (fakes)", () => {
     server = new FakeServer();
     endpoint = new FakeEndpoint({ host: "/var/run/postgresql", port: 5432, dbname: "app" }, live);
     replayed = [];
+    stagedForUpgrade = [];
     failReplay = undefined;
     journalFile = undefined;
     env = {
@@ -210,9 +240,10 @@ describe("replay cut-over phases (fakes)", () => {
       server,
       endpoint,
       log: () => undefined,
-      replay: async (step, pg) => {
+      replay: async (step, pg, state) => {
         if (failReplay === step.name) throw new Error(`replay of ${step.name} failed`);
         replayed.push(step.name);
+        if (step.kind === "upgrade") stagedForUpgrade.push(state.staged ? { dir: state.staged.dir, superuser: pg.superuser ?? "?" } : undefined);
         if (step.kind === "start") await server.start(pg.newDataDir);
         return {};
       },
@@ -259,6 +290,7 @@ describe("replay cut-over phases (fakes)", () => {
     expect(await storage.findSnapshotSet(["live/data", "live/wal"], r.finalSnapshot)).toBeDefined();
     expect(replayed).toEqual(["fix", "upgrade", "start", "post-upgrade"]);
     expect(r.phases.map((p) => p.phase)).toEqual([
+      "initdb the new cluster, CHECKPOINT on live (before clients wait)",
       "PAUSE (in-flight transactions finish)",
       "read live sequences",
       "stop live cleanly",
@@ -273,9 +305,52 @@ describe("replay cut-over phases (fakes)", () => {
       "RESUME",
       "analyze (after resume)",
       "live's pg_hba.conf on the new live (after resume)",
+      "remove the staged cluster (after resume)",
     ]);
+    expect(r.phases[0].held).toBe(false);
     // The block that let the replayed steps in by peer goes last: the new live runs with live's pg_hba.conf.
     expect(server.afterSwitch).toEqual(["analyze", `revoke ${r.newLiveDataDir}`]);
+    // initdb ran before clients were held; the replayed upgrade copied that cluster, as live's superuser; then it was removed.
+    expect(stagedForUpgrade).toEqual([{ dir: "/tmp/understudy-pg.fake0000", superuser: "postgres" }]);
+    expect(server.unstaged).toEqual(["/tmp/understudy-pg.fake0000"]);
+  });
+
+  it("CHECKPOINT on live before clients are held (the clean stop then writes little); none with source.checkpoint: false", async () => {
+    live.heldNow = () => endpoint.isPaused;
+    await promote(env, spec());
+    expect(live.checkpoints).toEqual([false]);
+    beforeEachAgain();
+    await promote(env, spec({ source: { ...rehearsal.source, checkpoint: false } }));
+    expect(live.checkpoints).toEqual([]);
+  });
+
+  it("a cluster staged before live's settings changed is not used: the upgrade runs initdb held, as before; the staged one is removed", async () => {
+    live.cluster.superuser = "admin";
+    server.whileStaging = () => void (live.cluster.superuser = "dba");
+    const logs: string[] = [];
+    const r = await promote({ ...env, log: (m) => logs.push(m) }, spec());
+    expect(endpoint.targetNow.port).toBe(55442);
+    expect(stagedForUpgrade).toEqual([undefined]);
+    expect(server.unstaged).toEqual(["/tmp/understudy-pg.fake0000"]);
+    expect(logs.join("\n")).toMatch(/live's cluster settings changed since the new cluster was staged .*"admin".*"dba".*initdb runs again while clients are held/);
+    expect(r.phases[0].status).toBe("ok");
+  });
+
+  it("staging that fails changes nothing but where initdb runs: the promotion goes on and initdb runs held", async () => {
+    server.stageFails = true;
+    const logs: string[] = [];
+    await promote({ ...env, log: (m) => logs.push(m) }, spec());
+    expect(endpoint.targetNow.port).toBe(55442);
+    expect(stagedForUpgrade).toEqual([undefined]);
+    expect(logs.join("\n")).toMatch(/warning: the new cluster could not be initialized before clients wait \(initdb: could not create directory\): initdb runs while they are held/);
+  });
+
+  it("a failed attempt removes the staged cluster too, after clients resumed", async () => {
+    failReplay = "upgrade";
+    await expect(promote(env, spec())).rejects.toThrow(/replay upgrade/);
+    expect(live.up).toBe(true);
+    expect(server.staged).toEqual(["/tmp/understudy-pg.fake0000"]);
+    expect(server.unstaged).toEqual(["/tmp/understudy-pg.fake0000"]);
   });
 
   it("a failure to restore live's pg_hba.conf on the new live is reported; the promotion stands", async () => {
@@ -393,7 +468,7 @@ describe("replay cut-over phases (fakes)", () => {
   });
 
   describe("the engine dies mid-way (kill -9): nothing undone; the next run recovers from the journal and the host", () => {
-    const names = ["read live sequences", "stop live cleanly", "final snapshot", "clone", "replay fix", "replay upgrade", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
+    const names = ["initdb the new cluster, CHECKPOINT on live (before clients wait)", "read live sequences", "stop live cleanly", "final snapshot", "clone", "replay fix", "replay upgrade", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
     for (const [k, name] of names.entries()) {
       it(`after "${name}": clients never stay held, live serves or the switch is finished, the attempt's leftovers go`, async () => {
         const { st, entry } = await preparePromotion(env, spec());
