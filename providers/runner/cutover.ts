@@ -241,6 +241,8 @@ export interface PromoteState {
   staged?: StagedCluster;
   /** A staged cluster not used (live's settings changed): removed with the other. */
   unused?: StagedCluster;
+  /** The journal entry written before anything ran (the staged directory is added to it). */
+  entry?: JournalEntry;
   switched: boolean;
   retarget?: (t: Record<string, DatabaseTarget>) => Promise<unknown>;
 }
@@ -458,6 +460,11 @@ function stagePhase(env: CutoverEnv, st: PromoteState, steps: PlannedStep[]): Ph
         try {
           const settings = await env.live.clusterSettings();
           st.staged = { dir: await env.server.stage(settings), settings };
+          // Before clients are held: a killed engine leaves it to the next run's recovery.
+          if (st.entry) {
+            st.entry = { ...st.entry, staged: st.staged.dir };
+            await env.journal?.save(st.entry);
+          }
           env.log(`the new cluster is initialized in ${st.staged.dir} (PostgreSQL ${st.spec.to}, ${settings.encoding}, ${settings.lcCollate}, checksums ${settings.dataChecksums ? "on" : "off"}, superuser ${settings.superuser})`);
         } catch (e) {
           // Not a reason to stop: the replayed upgrade initializes it, as it always did.
@@ -561,6 +568,7 @@ export async function preparePromotion(env: CutoverEnv, s: CutoverSpec, extra: P
     ...extra,
   };
   await env.journal?.save(entry);
+  st.entry = entry;
   return { st, entry };
 }
 
@@ -573,10 +581,10 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
   } catch (e) {
     // Undone in full: nothing for a later run to recover. An undo that failed leaves the
     // journal open, so the next run restores what the host shows.
-    if (e instanceof PhaseError && e.undoFailures.length === 0) await finishJournal(env, entry, "undone");
+    if (e instanceof PhaseError && e.undoFailures.length === 0) await finishJournal(env, st.entry ?? entry, "undone");
     throw e;
   }
-  await finishJournal(env, entry, "promoted");
+  await finishJournal(env, st.entry ?? entry, "promoted");
   // The phases that ran before clients were held (the staged initdb), then the hold.
   const firstHeld = run.phases.findIndex((p) => p.held);
   const before = firstHeld < 0 ? [] : run.phases.slice(0, firstHeld);
@@ -715,6 +723,7 @@ export async function recoverInterrupted(env: CutoverEnv, s: CutoverSpec): Promi
         await bestEffort("making the old live read-only", () => lr2.makeReadOnly());
         env.log("the way back (new live -> old live) was not started: a roll-back cannot keep the new live's writes");
       }
+      if (e.staged && env.server.unstage) await bestEffort(`removing the staged cluster ${e.staged}`, () => env.server.unstage!(e.staged!));
       await finishJournal(env, e, "recovered");
       env.log(`the switch had happened: clients go on with PostgreSQL ${s.to} (${e.newVolumes[0]})`);
       return { outcome: "promoted", entry: e, newLiveDataDir: newDir };
@@ -732,6 +741,7 @@ export async function recoverInterrupted(env: CutoverEnv, s: CutoverSpec): Promi
       await env.storage.setMark(e.newVolumes[0], "promotion", FAILED_ATTEMPT).catch(() => undefined);
       env.log(`left ${e.newVolumes.join(", ")} (marked ${FAILED_ATTEMPT}, the next promotion removes it): ${errorMessage(err)}`);
     }
+    if (e.staged && env.server.unstage) await bestEffort(`removing the staged cluster ${e.staged}`, () => env.server.unstage!(e.staged!));
     await finishJournal(env, e, "recovered");
     return { outcome: "restored", entry: e };
   }

@@ -20,6 +20,8 @@ export interface JournalEntry {
   finalSnapshot?: string;
   /** The new live's volumes (promote: made by this attempt; rollback: kept, never removed). */
   newVolumes: string[];
+  /** The new cluster initdb'ed before clients were held (replay): a private directory removed with the attempt's other leftovers. */
+  staged?: string;
   /** The upgraded cluster's directory, when known before the attempt (rollback). */
   newDataDir?: string;
   database: string;

@@ -478,6 +478,9 @@ describe("replay cut-over phases (fakes)", () => {
         st.retarget = async (t) => void (endpoint.targets = { ...endpoint.targets, ...t });
         for (const p of replayPhases(env, st).slice(0, k + 1)) await p.run(st);
         const rec = await recoverInterrupted(env, spec());
+        // The cluster staged before the hold is in the journal, and recovery removes it.
+        expect(journalFile?.staged).toBe("/tmp/understudy-pg.fake0000");
+        expect(server.unstaged).toEqual(["/tmp/understudy-pg.fake0000"]);
         expect(endpoint.isPaused).toBe(false);
         expect(journalFile?.finished?.outcome).toBe("recovered");
         if (name === "switch endpoint") {
