@@ -360,6 +360,23 @@ export function databaseFactsSql(): string {
  * triggers, extensions. Comparing two of them (taken on the SAME major version) tells which
  * objects DDL added, removed or changed; statistics, data and sequence values do not count.
  */
+/** The catalogs a schema change writes to (what {@link fingerprintSql} reads, and more). */
+const STAMPED_CATALOGS = ["pg_namespace", "pg_class", "pg_attribute", "pg_attrdef", "pg_index", "pg_constraint", "pg_proc", "pg_type", "pg_enum", "pg_trigger", "pg_extension", "pg_rewrite", "pg_inherits"];
+
+/**
+ * A cheap stamp of the database's catalogs: per catalog the row count, the sum and the
+ * greatest `xmin`. Any committed DDL inserts or updates a catalog row with its own (newer)
+ * transaction id, so the stamp changes; in-place updates (ANALYZE's statistics, frozen xids)
+ * do not. Taken right before {@link fingerprintSql} in the same script, an equal stamp later
+ * means the fingerprint is still true, without computing it again while clients wait (the
+ * fingerprint costs about a second at 5,000 tables, the stamp tens of milliseconds). A
+ * differing stamp (a temporary table, a TRUNCATE) only means: fingerprint again.
+ */
+export function catalogStampSql(): string {
+  const parts = STAMPED_CATALOGS.map((c) => `SELECT '${c}' AS t, count(*)::text || ':' || coalesce(sum(xmin::text::bigint), 0)::text || ':' || coalesce(max(xmin::text::bigint), 0)::text AS s FROM pg_catalog.${c}`);
+  return tagged("stamp", "jsonb_object_agg(t, s)", `FROM (${parts.join(" UNION ALL ")}) x`);
+}
+
 export function fingerprintSql(): string {
   const relKind = `CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table' END`;
   return tagged(
@@ -718,6 +735,9 @@ export function checkRecoveryStop(log: string, target: string): void {
 // ------------------------------------------------------------------ fingerprints
 
 /** A database's schema at one moment: md5 per object (see {@link fingerprintSql}) and a digest of them all. */
+/** Per database, its catalog stamp ({@link catalogStampSql}) as JSON text. */
+export type CatalogStamps = Record<string, string>;
+
 export interface SchemaFingerprint {
   database: string;
   /** md5 over the sorted entries: equal digests, equal schemas. */

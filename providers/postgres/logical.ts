@@ -70,6 +70,7 @@ import {
   enableSubscriptionSql,
   evaluateReadiness,
   evaluateTarget,
+  catalogStampSql,
   fingerprintSql,
   flushSql,
   leftoversSql,
@@ -88,6 +89,7 @@ import {
   ReplicationSource,
   SchemaDiff,
   SchemaFingerprint,
+  CatalogStamps,
   scriptAcross,
   SequenceValue,
   sequencesSql,
@@ -884,13 +886,19 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
    * {@link convertClone}); throws {@link SchemaChangedError} naming what DDL added, removed or
    * changed. Nothing changes anywhere.
    */
-  async checkSchema(baseline: SchemaFingerprint[]): Promise<void> {
+  /**
+   * Live's schema compared with `baseline` (throws {@link SchemaChangedError}). Returns each
+   * database's catalog stamp, taken just before the fingerprint: {@link capture} with these
+   * stamps fingerprints again only a database whose catalogs changed since.
+   */
+  async checkSchema(baseline: SchemaFingerprint[]): Promise<CatalogStamps> {
     for (const db of this.plan.databases) if (!baseline?.some((f) => f.database === db)) throw new InputError("baseline", `has no fingerprint for database ${db}`);
-    const m = await this.runEach(this.plan.live, this.plan.databases, () => fingerprintSql(), 10 * 60_000);
+    const m = await this.runEach(this.plan.live, this.plan.databases, () => `${catalogStampSql()}\n${fingerprintSql()}`, 10 * 60_000);
     const diffs = this.plan.databases
       .map((db) => diffFingerprints(baseline.find((f) => f.database === db) as SchemaFingerprint, makeFingerprint(db, taggedValue<Record<string, string>>(m.get(db) as Map<string, unknown>, "fingerprint"))))
       .filter((d) => d.added.length + d.removed.length + d.changed.length > 0);
     if (diffs.length) throw new SchemaChangedError(diffs);
+    return Object.fromEntries(this.plan.databases.map((db) => [db, JSON.stringify(taggedValue<unknown>(m.get(db) as Map<string, unknown>, "stamp"))]));
   }
 
   // ---------------------------------------------------------------- cut-over (clients held)
@@ -901,17 +909,21 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
    * and with `baseline` the schema, compared (throws {@link SchemaChangedError}; nothing was
    * changed but the marker, an empty transaction). No undo needed.
    */
-  async capture(direction: Direction, o: { baseline?: SchemaFingerprint[]; timeoutMs?: number } = {}): Promise<Capture> {
+  async capture(direction: Direction, o: { baseline?: SchemaFingerprint[]; stamps?: CatalogStamps; timeoutMs?: number } = {}): Promise<Capture> {
     const s = this.sideOf(direction);
     const t0 = Date.now();
     // Only the last marker is committed synchronously: flushing it flushes the ones before.
     const lastDb = this.plan.databases[this.plan.databases.length - 1];
+    // With the stamps of the last check, the catalogs' stamp first; the full fingerprint only where it changed.
+    const stamped = !!(o.baseline && o.stamps && this.plan.databases.every((db) => o.stamps![db] !== undefined));
     const all = await this.runEach(
       s.publisher,
       this.plan.databases,
-      (db) => [markerSql(this.names.messagePrefix, `${direction} ${this.names.tag}`, db === lastDb), sequencesSql(), o.baseline ? fingerprintSql() : ""].join("\n"),
+      (db) => [markerSql(this.names.messagePrefix, `${direction} ${this.names.tag}`, db === lastDb), sequencesSql(), o.baseline ? (stamped ? catalogStampSql() : fingerprintSql()) : ""].join("\n"),
       o.timeoutMs ?? 30_000,
     );
+    const changed = stamped ? this.plan.databases.filter((db) => JSON.stringify(taggedValue<unknown>(all.get(db) as Map<string, unknown>, "stamp")) !== o.stamps![db]) : [];
+    const again = changed.length ? await this.runEach(s.publisher, changed, () => fingerprintSql(), o.timeoutMs ?? 30_000) : new Map<string, unknown>();
     const databases = this.plan.databases.map((db) => {
       const m = all.get(db) as Map<string, unknown>;
       const out: Capture["databases"][number] = {
@@ -919,7 +931,10 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
         markerLsn: validateLsn(taggedValue<string>(m, "marker"), "marker"),
         sequences: taggedValue<SequenceValue[]>(m, "sequences"),
       };
-      if (o.baseline) out.fingerprint = makeFingerprint(db, taggedValue<Record<string, string>>(m, "fingerprint"));
+      if (o.baseline && !stamped) out.fingerprint = makeFingerprint(db, taggedValue<Record<string, string>>(m, "fingerprint"));
+      else if (o.baseline && changed.includes(db)) out.fingerprint = makeFingerprint(db, taggedValue<Record<string, string>>(again.get(db) as Map<string, unknown>, "fingerprint"));
+      // An unchanged stamp: the schema is the one checkSchema compared with the baseline.
+      else if (o.baseline) out.fingerprint = o.baseline.find((f) => f.database === db);
       return out;
     });
     if (o.baseline) {

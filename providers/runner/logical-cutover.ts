@@ -112,6 +112,8 @@ export interface LogicalState extends PromoteState {
   clusterDbs: string[];
   start?: StartPoint;
   baseline?: SchemaFingerprint[];
+  /** Live's catalog stamps from the last schema check before the hold: while held, only a changed one is fingerprinted again. */
+  stamps?: Record<string, string>;
   watch?: RetainedWalWatch;
   capture?: Capture;
   finished?: FinishResult;
@@ -227,7 +229,7 @@ export function logicalPhases(env: CutoverEnv, st: LogicalState): Array<Phase<Lo
         });
         st.catchUp = { ms: Date.now() - t0, lagBytes: r.maxLagBytes, ...(r.applyRate !== undefined ? { applyRate: r.applyRate } : {}) };
         // DDL on live since the snapshot: refused here, before anyone is held.
-        await st.lr2!.checkSchema(st.baseline!);
+        st.stamps = await st.lr2!.checkSchema(st.baseline!);
       },
     },
     {
@@ -244,7 +246,7 @@ export function logicalPhases(env: CutoverEnv, st: LogicalState): Array<Phase<Lo
       name: "capture on live (markers, sequences, schema)",
       held: true,
       run: async () => {
-        st.capture = await st.lr2!.capture("forward", { baseline: st.baseline });
+        st.capture = await st.lr2!.capture("forward", { baseline: st.baseline, ...(st.stamps ? { stamps: st.stamps } : {}) });
       },
     },
     {

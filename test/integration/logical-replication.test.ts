@@ -478,6 +478,19 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
       // The user undoes the DDL: the schema matches the snapshot again.
       psql(LIVE.port, "shop", "DROP TABLE IF EXISTS added_later, added_nokey; DROP INDEX IF EXISTS orders_at_idx");
     }
+    // DDL after the last check before the hold: the catalogs' stamp differs while held, so
+    // that database is fingerprinted again and the cut-over refused.
+    const stamps = await lr2.checkSchema(conv.fingerprints);
+    // (An index: DDL that changes no row the subscriptions carry, so they keep applying.)
+    psql(LIVE.port, "shop", "CREATE INDEX orders_amount_idx ON orders (amount)");
+    try {
+      const held = await holdBoth(() => lr2.capture("forward", { baseline: conv.fingerprints, stamps })).catch((e) => e);
+      expect(held).toBeInstanceOf(PgBouncerError);
+      expect((held as Error).message).toMatch(/schema changed on live since the snapshot.*shop: added index public\.orders_amount_idx/s);
+      expect(servedPort("shop")).toBe(LIVE.port);
+    } finally {
+      psql(LIVE.port, "shop", "DROP INDEX IF EXISTS orders_amount_idx");
+    }
     await lr2.checkSchema(conv.fingerprints);
   });
 
@@ -485,12 +498,12 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     await lr2.waitCaughtUp({ maxLagBytes: 256 * 1024, timeoutMs: 60_000 });
     const reverseSlots = await lr2.prepareReverse();
     expect(reverseSlots.map((s) => s.database)).toEqual(DBS);
-    await lr2.checkSchema(conv.fingerprints);
+    const stamps = await lr2.checkSchema(conv.fingerprints);
     const phases: Record<string, number> = {};
     let captured: Capture | undefined;
     const held = await holdBoth(async (retarget) => {
       let t = Date.now();
-      captured = await lr2.capture("forward", { baseline: conv.fingerprints });
+      captured = await lr2.capture("forward", { baseline: conv.fingerprints, stamps });
       phases.capture = Date.now() - t;
       t = Date.now();
       // The wait for "applied" runs server-side at the top of finish's script: one psql.
