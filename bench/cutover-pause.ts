@@ -30,11 +30,17 @@
  * A fifth configuration comes first: the demo as it is (scale 10, pgbench's and the varied
  * schema's tables, none added), where the issue judges "replay <= 5 s"; BENCH_PAUSE_DEMO=0 leaves it out.
  *
+ * Runtime: about 37 min on the project's shared 2-core VM (load 6-9), almost all of it in the
+ * two 5,000-table configurations (12 and 16 min: pg_upgrade runs three times in each, ~1 min
+ * apiece); the demo and the 100-table ones take 2-4 min each. Bytes cost little (scale 50 adds
+ * about a minute of loading), so the second size stays at 50. BENCH_PAUSE_TABLES=100 gives a
+ * ~12 min run.
+ *
  *   npm run bench -- pause
  *   BENCH_PAUSE_SCALES=10,50 BENCH_PAUSE_TABLES=100,5000 npm run bench -- pause   (the defaults)
  *   BENCH_VERBOSE=1 ...   streams the engine's output to stderr
  *
- * Pools `usbp0`..`usbp4` (sparse images in /var/tmp/understudy-pools), PostgreSQL ports
+ * Pools `usbp0`..`usbp4`, one per configuration (sparse images in /var/tmp/understudy-pools), PostgreSQL ports
  * 30500 (live), 30510..30513 (rehearsal), 30520..30523 (new live, conversion, pg_upgrade),
  * PgBouncer 30590. Everything is torn down after each configuration, also on failure and on
  * SIGINT/SIGTERM.
@@ -406,7 +412,7 @@ async function main(): Promise<void> {
   // The demo as it is (scale 10, the varied schema, no tables added): where the issue's "replay <= 5 s" is judged.
   if (process.env.BENCH_PAUSE_DEMO !== "0") configs.push({ scale: 10, tables: 0, pool: "usbp0" });
   // Fewest tables first: the cheap configurations are measured even if a long one fails.
-  for (const t of tables) for (const scale of scales) configs.push({ scale, tables: t, pool: `usbp${configs.length + 1}` });
+  for (const t of tables) for (const scale of scales) configs.push({ scale, tables: t, pool: `usbp${configs.length}` });
   const start = { at: new Date(), load: loadavg() };
   log(`${configs.length} configurations x 2 methods; load ${start.load}`);
   const rows: Result[] = [];

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run bench -- [clone|rehearsal|growth|pause|all]`: benchmarks in bench/, each prints a Markdown table.
 # `all` runs clone and rehearsal; growth is long (an hour or more at 20 GB) and pause (the cut-over
-# pause, replay vs logical, about 25 min) run only when named.
+# pause, replay vs logical, about 40 min) run only when named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
