@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `npm run bench -- [clone|rehearsal|growth|all]`: benchmarks in bench/, each prints a Markdown table.
-# `all` runs clone and rehearsal; growth is long (an hour or more at 20 GB) and runs only when named.
+# `npm run bench -- [clone|rehearsal|growth|pause|all]`: benchmarks in bench/, each prints a Markdown table.
+# `all` runs clone and rehearsal; growth is long (an hour or more at 20 GB) and pause (the cut-over
+# pause, replay vs logical, about 40 min) run only when named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Two steps, so that a failed setup stops here (an eval of a failed "$(...)" would not).
@@ -12,6 +13,7 @@ case "$what" in
   clone) run clone-vs-size ;;
   rehearsal) run rehearsal-vs-script ;;
   growth) run growth ;;
+  pause) run cutover-pause ;;
   all) run clone-vs-size; run rehearsal-vs-script ;;
-  *) echo "usage: npm run bench -- [clone|rehearsal|growth|all]" >&2; exit 2 ;;
+  *) echo "usage: npm run bench -- [clone|rehearsal|growth|pause|all]" >&2; exit 2 ;;
 esac
