@@ -164,33 +164,35 @@ export async function rehearseLogical(env: RunnerEnv, s: LogicalRehearsalSpec): 
         cloneRestarted = true;
         await pg.start(p.newDataDir, newInst, { port: p.port, socketDir: p.socketDir, listen: p.listen, isolate: true, settings: requiredTargetSettings(databases.length), ...(p.logFile ? { logFile: p.logFile } : {}), onProgress: log });
 
-        // 4. Our table, on both sides, before the publications (they list the tables that exist).
-        const ddl = `CREATE TABLE public.${WRITER_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pad text NOT NULL);`;
-        await pg.adminQuery(cloneRef, `DROP TABLE IF EXISTS public.${WRITER_TABLE};\n${ddl}`, { database: p.database });
-        await pg.adminQuery(standIn, ddl, { database: p.database });
-
-        // 5. Readiness, publications and slots: the promotion's own machinery, on the stand-in.
+        // From here on, whatever happens, nothing of ours stays on the upgraded clone (the finally below).
         const lr = new LogicalReplication(pg, { tag: logicalTag(`${s.owner}:rehearsal`), databases, live: standIn });
-        const ready = await lr.readiness({ fingerprints: true, accept: o.accept ?? [] });
-        if (!ready.ok) throw new NotReadyError(ready.problems);
-        const start = await lr.createSlots();
         const lr2 = lr.withTarget(cloneRef);
-
-        // 6. The writer at live's rate, a backlog, then the subscription.
-        const maxWriterMs = o.backlogMs + o.measureMs + 15 * 60_000;
-        const wl0 = await q1(standIn, "SELECT pg_current_wal_lsn()");
-        const tw0 = Date.now();
-        let stopping = false;
-        const writer = pg.adminQuery(standIn, writerSql(writerRate, maxWriterMs), { database: p.database, timeoutMs: maxWriterMs + 60_000 }).then(
-          () => undefined,
-          (e: unknown) => (stopping ? undefined : e),
-        );
-        const stopWriter = async () => {
-          stopping = true;
-          await pg.adminQuery(standIn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '${WRITER_APP}'`).catch(() => undefined);
-          return await writer;
-        };
+        let stopWriter: () => Promise<unknown> = async () => undefined;
         try {
+          // 4. Our table, on both sides, before the publications (they list the tables that exist).
+          const ddl = `CREATE TABLE public.${WRITER_TABLE} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, pad text NOT NULL);`;
+          await pg.adminQuery(cloneRef, `DROP TABLE IF EXISTS public.${WRITER_TABLE};\n${ddl}`, { database: p.database });
+          await pg.adminQuery(standIn, ddl, { database: p.database });
+
+          // 5. Readiness, publications and slots: the promotion's own machinery, on the stand-in.
+          const ready = await lr.readiness({ fingerprints: true, accept: o.accept ?? [] });
+          if (!ready.ok) throw new NotReadyError(ready.problems);
+          const start = await lr.createSlots();
+
+          // 6. The writer at live's rate, a backlog, then the subscription.
+          const maxWriterMs = o.backlogMs + o.measureMs + 15 * 60_000;
+          const wl0 = await q1(standIn, "SELECT pg_current_wal_lsn()");
+          const tw0 = Date.now();
+          let stopping = false;
+          const writer = pg.adminQuery(standIn, writerSql(writerRate, maxWriterMs), { database: p.database, timeoutMs: maxWriterMs + 60_000 }).then(
+            () => undefined,
+            (e: unknown) => (stopping ? undefined : e),
+          );
+          stopWriter = async () => {
+            stopping = true;
+            await pg.adminQuery(standIn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '${WRITER_APP}'`).catch(() => undefined);
+            return await writer;
+          };
           await sleep(o.backlogMs);
           const subAt = await q1(standIn, "SELECT pg_current_wal_lsn()");
           const backlogBytes = Number(lsnDiff(subAt, start.lsn));

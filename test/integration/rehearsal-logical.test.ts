@@ -23,7 +23,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { datasetExists, destroyPoolByName, sh } from "../harness/zfs";
 import { sleep, stopServersUnder } from "../harness/postgres";
-import { collector, fixtureProgram, fileBackend, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
+import { collector, failureOf, fixtureProgram, fileBackend, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 import type { RehearsalReport } from "../../providers/rehearsal/report";
 
 const run = promisify(execFile);
@@ -41,6 +41,11 @@ const CLONE = `${POOL}/rehearsals/${TAG}`;
 const STAND_IN = `${POOL}/rehearsals/${TAG}-standin`;
 const LIVE = path.join(REPO, "scripts/live-postgres.sh");
 const DBS = ["app", "postgres"];
+/** The second stack (the refusal): its own clone and ports 30420..30423. */
+const TAG2 = "rl2";
+const CLONE2 = `${POOL}/rehearsals/${TAG2}`;
+const STAND_IN2 = `${POOL}/rehearsals/${TAG2}-standin`;
+const REHEARSAL_PORT2 = 30420;
 
 let backend: TestBackend;
 let program: string;
@@ -110,9 +115,9 @@ function rehearsalConfig(extra: Record<string, unknown> = {}): Record<string, un
   };
 }
 
-function readReport(): { json: RehearsalReport; markdown: string; html: string } {
-  const dir = path.join(reportRoot, TAG);
-  const f = (ext: string) => fs.readFileSync(path.join(dir, `${TAG}.${ext}`), "utf8");
+function readReport(tag = TAG): { json: RehearsalReport; markdown: string; html: string } {
+  const dir = path.join(reportRoot, tag);
+  const f = (ext: string) => fs.readFileSync(path.join(dir, `${tag}.${ext}`), "utf8");
   return { json: JSON.parse(f("json")), markdown: f("md"), html: f("html") };
 }
 
@@ -246,4 +251,39 @@ describe("UpgradeRehearsal with method logical", () => {
     expect(await liveReplication()).toBe(NOTHING);
     expect(psql(LIVE_PORT, "SELECT pg_postmaster_start_time()::text")).toBe(liveStartedAt);
   }, 300_000);
+
+  it("refuses what a promotion would refuse (a table without a key, named), removes what it made, and leaves live untouched", async () => {
+    // The DBA's change undone: pgbench_history has no primary key and no replica identity again.
+    psql(LIVE_PORT, "ALTER TABLE pgbench_history REPLICA IDENTITY DEFAULT");
+    const cfg = rehearsalConfig({ clone: { dataset: CLONE2 }, postgres: { port: REHEARSAL_PORT2, database: "app" }, reportDir: path.join(reportRoot, TAG2) });
+    const s2 = await openStack(program, TAG2, backend, { rehearsal: { value: JSON.stringify(cfg) } });
+    const poll = pollLive();
+    const t0 = Date.now();
+    let message: string;
+    let polled: { seen: string[]; polls: number };
+    try {
+      message = await failureOf(() => s2.up({ onOutput: () => undefined }));
+    } finally {
+      polled = await poll.stop();
+    }
+    time("pulumi up (refused at the logical part)", t0);
+    expect(message).toMatch(/the logical cut-over rehearsal failed/);
+    expect(message).toMatch(/pgbench_history/);
+    expect(message).toMatch(/Live was not touched/);
+    expect(polled.seen).toEqual([]);
+    expect(await liveReplication()).toBe(NOTHING);
+    expect(datasetExists(STAND_IN2)).toBe(false);
+    const { json, markdown } = readReport(TAG2);
+    expect(json.logicalCutover?.status).toBe("failed");
+    expect(markdown).toContain("## Predicted logical cut-over: not measured");
+    expect(markdown).toMatch(/pgbench_history/);
+    // The upgraded clone: running with its own settings again, nothing of ours on it.
+    const up = (sql: string, db = "app") => psql(REHEARSAL_PORT2, sql, db, BIN15);
+    expect(up("SHOW max_logical_replication_workers", "postgres")).toBe("0");
+    expect(up("SELECT count(*) FROM pg_subscription", "postgres")).toBe("0");
+    expect(up("SELECT coalesce(to_regclass('public.understudy_rehearsal_writer')::text, '')")).toBe("");
+    await s2.destroy({ onOutput: () => undefined });
+    expect(datasetExists(CLONE2)).toBe(false);
+    expect(psql(LIVE_PORT, "SELECT pg_postmaster_start_time()::text")).toBe(liveStartedAt);
+  }, 900_000);
 });
