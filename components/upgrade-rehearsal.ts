@@ -255,6 +255,7 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
           pg: pgPlan,
           live: { version: planNow.source.version, binDir: planNow.source.binDir, socketDir: planNow.source.socketDir, port: planNow.source.port },
           fromSnapshot: before.snapshot,
+          after: last.finishedAt,
           settings: planNow.logical,
           report: last.report.apply((r) => r!),
           reportDir: planNow.reportDir,

@@ -34,6 +34,8 @@ export interface LogicalRehearsalInputs {
   /** `<primary>@<set>` of the step the upgrade started from (the old version, cleanly stopped). */
   fromSnapshot: string;
   settings: LogicalRehearsalSettings;
+  /** When the rehearsal's last step finished: a new run of the steps (a new upgraded clone) rehearses the logical cut-over again. */
+  after: string;
   /** The report of the rehearsal's last step: the logical section is added to it. */
   report: RehearsalReport;
   reportDir: string;
@@ -47,7 +49,7 @@ export interface LogicalRehearsalOutputs extends LogicalRehearsalInputs {
 
 /** What re-runs the rehearsal of the logical cut-over, what only rewrites the report. */
 export const LOGICAL_REHEARSAL_DIFF: DiffSpec = {
-  replace: ["storage", "clone", "layout", "pg", "live", "fromSnapshot", "settings"],
+  replace: ["storage", "clone", "layout", "pg", "live", "fromSnapshot", "settings", "after"],
   update: ["label", "report", "reportDir"],
 };
 

@@ -112,12 +112,13 @@ export interface LogicalRehearsalRecord {
 export const LOGICAL_PAUSE_ALLOWANCES = { pauseMs: 20, switchAndResumeMs: 20 } as const;
 
 /** The logical cut-over's predicted pause: the held part as measured, plus the allowances. */
-export function predictLogicalPause(m: { captureMs: number; finishMs: number }): NonNullable<LogicalRehearsalRecord["predicted"]> {
+export function predictLogicalPause(m: { captureMs: number; applyWaitMs?: number; finishMs: number }): NonNullable<LogicalRehearsalRecord["predicted"]> {
   for (const [k, v] of Object.entries(m)) if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new Error(`${k}: ${v} is not a duration`);
   const breakdown = [
     { step: "PAUSE (allowance: in-flight transactions finish)", ms: LOGICAL_PAUSE_ALLOWANCES.pauseMs },
     { step: "capture on live (marker, sequences, schema), measured", ms: m.captureMs },
-    { step: "applied on the new live (bounded wait), sequences set, subscriptions disabled, measured", ms: m.finishMs },
+    ...(m.applyWaitMs !== undefined ? [{ step: "wait until the new live has applied everything, measured", ms: m.applyWaitMs }] : []),
+    { step: `${m.applyWaitMs !== undefined ? "finish" : "applied"} on the new live (${m.applyWaitMs !== undefined ? "" : "bounded wait, "}sequences set, subscriptions disabled), measured`, ms: m.finishMs },
     { step: "endpoint switched and RESUME (allowance)", ms: LOGICAL_PAUSE_ALLOWANCES.switchAndResumeMs },
   ];
   return {

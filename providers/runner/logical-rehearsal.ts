@@ -234,6 +234,11 @@ export async function rehearseLogical(env: RunnerEnv, s: LogicalRehearsalSpec): 
           const tc = Date.now();
           const capture = await lr2.capture("forward", { baseline: ready.fingerprints });
           const captureMs = Date.now() - tc;
+          // The wait for apply, timed on its own (a promotion does it inside finish, server-side:
+          // this adds one round trip), so that the report shows what the held part waits for.
+          const tw = Date.now();
+          await lr2.waitApplied(capture, { timeoutMs: o.applyTimeoutMs, pollMs: 5 });
+          const applyWaitMs = Date.now() - tw;
           const tf = Date.now();
           const fin = await lr2.finish(capture, { waitAppliedMs: o.applyTimeoutMs });
           const finishMs = Date.now() - tf;
@@ -259,11 +264,12 @@ export async function rehearseLogical(env: RunnerEnv, s: LogicalRehearsalSpec): 
             },
             held: [
               { step: "capture on live (marker, sequences, schema)", ms: captureMs },
-              { step: "applied on the new live (bounded wait), sequences set, subscriptions disabled", ms: finishMs },
+              { step: "wait until the new live has received past the marker", ms: applyWaitMs },
+              { step: "finish on the new live (sequences set, subscriptions disabled, flush)", ms: finishMs },
             ],
             sequencesSet: fin.sequencesSet,
             warnings: [...liveWarnings, ...ready.items.filter((i) => i.severity === "warning").map((i) => `[${i.code}] ${i.message}`)],
-            predicted: predictLogicalPause({ captureMs, finishMs }),
+            predicted: predictLogicalPause({ captureMs, applyWaitMs, finishMs }),
           };
         } finally {
           await stopWriter().catch(() => undefined);

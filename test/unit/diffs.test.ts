@@ -76,7 +76,7 @@ beforeAll(async () => {
   res.push(
     new LogicalRehearsal("lr", {
       connection: conn, storage: { kind: "zfs" }, label: "l", clone: step.clone, layout: { volumes: [] } as never, pg: step.pg,
-      live: { version: 13, binDir: "/b13", socketDir: "/run/x", port: 5432 }, fromSnapshot: "tank/c@s02-check",
+      live: { version: 13, binDir: "/b13", socketDir: "/run/x", port: 5432 }, fromSnapshot: "tank/c@s02-check", after: "2026-12-03T15:00:00Z",
       settings: { liveSampleMs: 3000, backlogMs: 3000, measureMs: 5000, minWriteBytesPerSecond: 262144, applyTimeoutMs: 5000, accept: [] },
       report: { rehearsal: "r", status: "passed", host: "h", source: { dataset: "tank/a", snapshot: "s", version: 13 }, clone: { dataset: "tank/c" }, target: { version: 15 }, steps: [], checks: [], predictedCutover: { totalMs: 0, breakdown: [], note: "" }, generatedAt: "t" },
       reportDir: "/r",

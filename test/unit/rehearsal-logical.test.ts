@@ -146,6 +146,13 @@ describe("the predicted logical pause", () => {
     expect(p.note).toMatch(/not|only read/);
   });
 
+  it("with the wait for apply timed on its own: one more part, in the total", () => {
+    const p = predictLogicalPause({ captureMs: 40, applyWaitMs: 300, finishMs: 60 });
+    expect(p.breakdown.map((b) => b.ms)).toEqual([LOGICAL_PAUSE_ALLOWANCES.pauseMs, 40, 300, 60, LOGICAL_PAUSE_ALLOWANCES.switchAndResumeMs]);
+    expect(p.totalMs).toBe(40 + 300 + 60 + LOGICAL_PAUSE_ALLOWANCES.pauseMs + LOGICAL_PAUSE_ALLOWANCES.switchAndResumeMs);
+    expect(() => predictLogicalPause({ captureMs: 1, applyWaitMs: -5, finishMs: 1 })).toThrow(/applyWaitMs/);
+  });
+
   it("refuses a measurement that is not a duration", () => {
     expect(() => predictLogicalPause({ captureMs: -1, finishMs: 1 })).toThrow(/captureMs/);
     expect(() => predictLogicalPause({ captureMs: 1, finishMs: Number.NaN })).toThrow(/finishMs/);
