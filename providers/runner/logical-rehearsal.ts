@@ -237,7 +237,7 @@ export async function rehearseLogical(env: RunnerEnv, s: LogicalRehearsalSpec): 
           // The wait for apply, timed on its own (a promotion does it inside finish, server-side:
           // this adds one round trip), so that the report shows what the held part waits for.
           const tw = Date.now();
-          await lr2.waitApplied(capture, { timeoutMs: o.applyTimeoutMs, pollMs: 5 });
+          const waited = await lr2.waitApplied(capture, { timeoutMs: o.applyTimeoutMs, pollMs: 5 });
           const applyWaitMs = Date.now() - tw;
           const tf = Date.now();
           const fin = await lr2.finish(capture, { waitAppliedMs: o.applyTimeoutMs });
@@ -264,7 +264,7 @@ export async function rehearseLogical(env: RunnerEnv, s: LogicalRehearsalSpec): 
             },
             held: [
               { step: "capture on live (marker, sequences, schema)", ms: captureMs },
-              { step: "wait until the new live has received past the marker", ms: applyWaitMs },
+              { step: `wait until the new live has received past the marker (${waited.polls} poll${waited.polls === 1 ? "" : "s"} from outside)`, ms: applyWaitMs },
               { step: "finish on the new live (sequences set, subscriptions disabled, flush)", ms: finishMs },
             ],
             sequencesSet: fin.sequencesSet,
