@@ -71,7 +71,9 @@ export function writerSql(rate: number, maxMs: number): string {
                AND clock_timestamp() < t0 + interval '${Math.ceil(maxMs / 1000)} seconds' LOOP
            PERFORM pg_sleep(0.005);
          END LOOP;
-         EXIT WHEN clock_timestamp() >= t0 + interval '${Math.ceil(maxMs / 1000)} seconds';
+         -- Stopped like clients at a PAUSE: after its last commit, when the stop row (id -1) is there.
+         EXIT WHEN clock_timestamp() >= t0 + interval '${Math.ceil(maxMs / 1000)} seconds'
+                OR EXISTS (SELECT 1 FROM public.${WRITER_TABLE} WHERE id = -1);
        END LOOP;
      END $understudy$;`,
   ].join("\n");
@@ -189,8 +191,14 @@ export async function rehearseLogical(env: RunnerEnv, s: LogicalRehearsalSpec): 
             (e: unknown) => (stopping ? undefined : e),
           );
           stopWriter = async () => {
-            stopping = true;
-            await pg.adminQuery(standIn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '${WRITER_APP}'`).catch(() => undefined);
+            // As PAUSE: the writer finishes its transaction and stops (the stop row, replicated like
+            // any other row); terminated only if it has not stopped within 5 s.
+            await pg.adminQuery(standIn, `INSERT INTO public.${WRITER_TABLE} (id, pad) OVERRIDING SYSTEM VALUE VALUES (-1, 'stop') ON CONFLICT DO NOTHING;`, { database: p.database }).catch(() => undefined);
+            const done = await Promise.race([writer.then(() => "stopped"), sleep(5000).then(() => "running")]);
+            if (done === "running") {
+              stopping = true;
+              await pg.adminQuery(standIn, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '${WRITER_APP}'`).catch(() => undefined);
+            }
             return await writer;
           };
           await sleep(o.backlogMs);
