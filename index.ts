@@ -31,6 +31,8 @@ const rehearsal = new UpgradeRehearsal(pulumi.getStack(), {
   steps: conf.steps,
   checks: conf.checks,
   reportDir: conf.reportDir,
+  // A promotion with the logical method: the rehearsal rehearses that method too (on a stand-in for live, never on live).
+  ...(conf.method === "logical" ? { method: "logical" as const, logical: { ...(conf.logical?.applyTimeoutMs !== undefined ? { applyTimeoutMs: conf.logical.applyTimeoutMs } : {}), ...(conf.logical?.accept ? { accept: conf.logical.accept } : {}) } } : {}),
 });
 
 export const report = rehearsal.report;

@@ -318,7 +318,8 @@ export class Promotion extends pulumi.ComponentResource {
         mode: rp.mode,
         steps: rp.steps,
         assertions: rp.checks.assertions,
-        rehearsal: r.report.apply((x) => ({ name: x.rehearsal, status: x.status, predictedCutoverMs: x.predictedCutover.totalMs })),
+        // The logical method is checked against the rehearsal's logical prediction when it rehearsed that method.
+        rehearsal: r.report.apply((x) => ({ name: x.rehearsal, status: x.status, predictedCutoverMs: predictedPauseFor(plan.method, x) })),
       },
       { parent: this, dependsOn: endpoint ? [endpoint] : [] },
     );
@@ -349,4 +350,10 @@ export class Promotion extends pulumi.ComponentResource {
       });
     this.registerOutputs({ state: this.state, target: this.target, pauseWindowMs: this.pauseWindowMs, endpointAddress: this.endpointAddress });
   }
+}
+
+/** The pause the rehearsal predicts for a method: the logical prediction when it rehearsed `logical`, else the replay's. */
+export function predictedPauseFor(method: string | undefined, r: Pick<RehearsalReport, "predictedCutover" | "logicalCutover">): number {
+  if (method === "logical" && r.logicalCutover?.status === "ok" && r.logicalCutover.predicted) return r.logicalCutover.predicted.totalMs;
+  return r.predictedCutover.totalMs;
 }

@@ -2,7 +2,9 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ConnectionArgs } from "../providers/host/connection";
 import { RehearsalStep, StepKind } from "../providers/rehearsal/step";
 import { Preflight } from "../providers/rehearsal/preflight";
-import { renderMarkdown, RehearsalReport, StepRecord } from "../providers/rehearsal/report";
+import { LogicalRehearsal } from "../providers/rehearsal/logical";
+import type { LogicalRehearsalSettings } from "../providers/plan/rehearsal";
+import { renderMarkdown, RehearsalReport, StepRecord, type LogicalRehearsalRecord } from "../providers/rehearsal/report";
 import { pgPlanFor, rehearsalPorts, resolveRehearsalPlan, UNKNOWN_ID, type RehearsalArgsPlain, type RehearsalPlan } from "../providers/plan";
 import { connectionUri, DatabaseClone, PostgresSourceArgs } from "./database-clone";
 import type { StorageBackend } from "./storage/types";
@@ -75,6 +77,17 @@ export interface UpgradeRehearsalArgs {
    * @default "./understudy-reports"
    */
   reportDir?: string;
+  /**
+   * `"logical"`: also rehearse the logical cut-over, after the last step, between the upgraded
+   * clone and a stand-in for live (a clone of the snapshot the upgrade started from, driven
+   * by a writer at live's measured WAL rate): catch-up rate, apply lag, the held part and
+   * the predicted pause go into the report. Live is only read (its WAL position); nothing is
+   * created on it. `"replay"` rehearses what it always did.
+   * @default "replay"
+   */
+  method?: "replay" | "logical";
+  /** The logical rehearsal's settings (only with `method: "logical"`); defaults in `LOGICAL_REHEARSAL_DEFAULTS`. */
+  logical?: Partial<LogicalRehearsalSettings>;
 }
 
 /**
@@ -104,6 +117,8 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
   readonly report: pulumi.Output<RehearsalReport>;
   /** The same report in Markdown. */
   readonly reportMarkdown: pulumi.Output<string>;
+  /** With `method: "logical"`: the logical cut-over as rehearsed (catch-up, apply lag, predicted pause); else undefined. */
+  readonly logicalCutover: pulumi.Output<LogicalRehearsalRecord | undefined>;
   /** Where the report files were written. */
   readonly reportFiles: pulumi.Output<{ json: string; markdown: string; html: string }>;
   /** Every step's record, in order. */
@@ -225,9 +240,33 @@ export class UpgradeRehearsal extends pulumi.ComponentResource {
       made.push(step);
     });
     const last = made[made.length - 1];
-    this.report = last.report.apply((r) => r!);
+    let logical: LogicalRehearsal | undefined;
+    if (planNow.method === "logical" && planNow.logical) {
+      // The snapshot the upgrade started from: the old version, cleanly stopped (the stand-in for live is cloned from it).
+      const before = made[plan.findIndex((x) => x.kind === "upgrade") - 1];
+      logical = new LogicalRehearsal(
+        `${name}-logical`,
+        {
+          connection: storage.connection,
+          storage: storage.spec,
+          label: `${name}/logical`,
+          clone: cloneInfo,
+          layout: this.clone.layout,
+          pg: pgPlan,
+          live: { version: planNow.source.version, binDir: planNow.source.binDir, socketDir: planNow.source.socketDir, port: planNow.source.port },
+          fromSnapshot: before.snapshot,
+          after: last.finishedAt,
+          settings: planNow.logical,
+          report: last.report.apply((r) => r!),
+          reportDir: planNow.reportDir,
+        },
+        { parent: this, dependsOn: [last] },
+      );
+    }
+    this.logicalCutover = logical ? logical.record : pulumi.output(undefined);
+    this.report = logical ? logical.reportOut : last.report.apply((r) => r!);
     this.reportMarkdown = this.report.apply(renderMarkdown);
-    this.reportFiles = last.reportFiles.apply((f) => f!);
+    this.reportFiles = logical ? logical.reportFiles : last.reportFiles.apply((f) => f!);
     this.steps = pulumi.all(made.map((s) => s.record));
     this.port = pulumi.output(postgres.port);
     this.socketDir = pulumi.output(postgres.socketDir);

@@ -4,6 +4,7 @@ import { zfsCloneProvider, zfsSnapshotProvider } from "./zfs/resources";
 import { zfsScheduleProvider } from "./zfs/schedule-resource";
 import { rehearsalStepProvider } from "./rehearsal/step";
 import { preflightProvider } from "./rehearsal/preflight";
+import { logicalRehearsalProvider } from "./rehearsal/logical";
 import { postgresServerProvider } from "./postgres/server-resource";
 import { pgBouncerEndpointProvider } from "./endpoint/resource";
 import { cutOverProvider } from "./promotion/cutover";
@@ -31,6 +32,7 @@ const registry: Record<string, () => UnderstudyProvider> = {
   ZfsSnapshotSchedule: () => zfsScheduleProvider,
   RehearsalStep: () => rehearsalStepProvider,
   RehearsalPreflight: () => preflightProvider,
+  LogicalRehearsal: () => logicalRehearsalProvider,
   PostgresServer: () => postgresServerProvider,
   PgBouncerEndpoint: () => pgBouncerEndpointProvider,
   CutOver: () => cutOverProvider,

@@ -18,6 +18,7 @@ import {
 } from "../validate";
 import { validateListen } from "../postgres/validate";
 import { validateVerifySpec, type VerifySpec } from "../rehearsal/verify";
+import { checkLogicalSettings } from "./logical";
 import { DEFAULTS, debianBinDir, upgradedDataDir } from "./defaults";
 import { planSteps, validatePlannedSteps, type PlannedStep, type UserStep } from "./steps";
 
@@ -65,7 +66,36 @@ export interface RehearsalPlan {
   checks: VerifySpec;
   /** Absolute path on the machine running Pulumi. */
   reportDir: string;
+  /** Present only when asked for (`method: "logical"`): the logical cut-over is rehearsed too. Absent: a rehearsal of `replay` only, as before. */
+  method?: "logical";
+  /** The logical rehearsal's settings, resolved (present with `method: "logical"`). */
+  logical?: LogicalRehearsalSettings;
 }
+
+/** How the logical cut-over is rehearsed (every default in {@link LOGICAL_REHEARSAL_DEFAULTS}). */
+export interface LogicalRehearsalSettings {
+  /** How long live's WAL rate is sampled (two reads of `pg_current_wal_lsn()`), ms. */
+  liveSampleMs: number;
+  /** How long the writer runs on the stand-in before the subscription starts: the backlog the catch-up is measured on, ms. */
+  backlogMs: number;
+  /** How long the apply lag is sampled under the writer once caught up, ms. */
+  measureMs: number;
+  /** The writer's WAL rate when live's measured rate is lower (bytes/s): an idle live would leave nothing to measure. */
+  minWriteBytesPerSecond: number;
+  /** The held part's bounded wait for apply (as a promotion's `logical.applyTimeoutMs`), ms. */
+  applyTimeoutMs: number;
+  /** Readiness findings accepted by name, as a promotion's `logical.accept` (`large-objects`, `unlogged-tables`, `live-subscriptions`, `materialized-views`, `foreign-tables`). */
+  accept: string[];
+}
+
+export const LOGICAL_REHEARSAL_DEFAULTS: LogicalRehearsalSettings = {
+  liveSampleMs: 3000,
+  backlogMs: 3000,
+  measureMs: 5000,
+  minWriteBytesPerSecond: 256 * 1024,
+  applyTimeoutMs: 5000,
+  accept: [],
+};
 
 /** What a user writes (`UpgradeRehearsalArgs` without the Pulumi and storage parts). */
 export interface RehearsalArgsPlain {
@@ -96,6 +126,10 @@ export interface RehearsalArgsPlain {
     checksumSamplePercent?: number;
   };
   reportDir?: string;
+  /** `"logical"`: also rehearse the logical cut-over (on a stand-in for live, never on live). @default "replay" */
+  method?: "replay" | "logical";
+  /** The logical rehearsal's settings (only with `method: "logical"`). */
+  logical?: Partial<LogicalRehearsalSettings>;
 }
 
 /** Stands for a volume id that is an output of another resource while the program runs (its syntax is checked by the resources' `check`). */
@@ -148,7 +182,43 @@ function withDefaults(name: string, a: RehearsalArgsPlain, cwd: string): Rehears
       ...(a.checks?.checksumSamplePercent !== undefined ? { checksumSamplePercent: a.checks.checksumSamplePercent } : {}),
     },
     reportDir: pathResolve(cwd, a.reportDir ?? DEFAULTS.reportDir),
+    // Only when asked for: a rehearsal without it keeps its plan (and its resources) unchanged.
+    ...(a.method === "logical" ? { method: "logical" as const, logical: { ...LOGICAL_REHEARSAL_DEFAULTS, ...(a.logical ?? {}) } } : {}),
   };
+}
+
+/** The rules on `method` and `logical` as the user wrote them (checked before the defaults hide what was given). */
+export function checkMethodArgs(a: Pick<RehearsalArgsPlain, "method" | "logical">): InputError[] {
+  const errors: InputError[] = [];
+  if (a.method !== undefined && a.method !== "replay" && a.method !== "logical") {
+    errors.push(new InputError("method", `${JSON.stringify(a.method)} is not one of replay, logical`));
+  }
+  if (a.logical !== undefined) {
+    if (a.method !== "logical") errors.push(new InputError("logical", 'is for method "logical"'));
+    if (!a.logical || typeof a.logical !== "object" || Array.isArray(a.logical)) errors.push(new InputError("logical", "must be an object"));
+    else {
+      const known = Object.keys(LOGICAL_REHEARSAL_DEFAULTS);
+      for (const k of Object.keys(a.logical)) if (!known.includes(k)) errors.push(new InputError(`logical.${k}`, `is not a setting (known: ${known.join(", ")})`));
+    }
+  }
+  return errors;
+}
+
+/** The rules on resolved logical-rehearsal settings (fields named `logical.<name>`). */
+export function checkLogicalRehearsal(l: LogicalRehearsalSettings | undefined): InputError[] {
+  const errors: InputError[] = [];
+  if (l === undefined) return errors;
+  const int = (v: unknown, name: string, min: number, max: number) => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) errors.push(new InputError(`logical.${name}`, `${JSON.stringify(v)} is not a whole number in ${min}..${max}`));
+  };
+  int(l.liveSampleMs, "liveSampleMs", 500, 60_000);
+  int(l.backlogMs, "backlogMs", 0, 600_000);
+  int(l.measureMs, "measureMs", 1000, 600_000);
+  int(l.minWriteBytesPerSecond, "minWriteBytesPerSecond", 1024, 1024 ** 3);
+  int(l.applyTimeoutMs, "applyTimeoutMs", 100, 600_000);
+  // The same rule as a promotion's logical.accept (one list of acceptable findings).
+  errors.push(...checkLogicalSettings({ accept: l.accept }, "logical").filter((e) => e.field.startsWith("logical.accept")));
+  return errors;
 }
 
 function pathResolve(cwd: string, p: string): string {
@@ -221,6 +291,9 @@ export function checkRehearsalPlan(p: RehearsalPlan, volumeId: VolumeIdCheck = a
   check(() => {
     if (typeof p.reportDir !== "string" || !p.reportDir.startsWith("/")) throw new InputError("reportDir", "must resolve to an absolute path");
   });
+  if (p.method !== undefined && p.method !== "logical") errors.push(new InputError("method", `${JSON.stringify(p.method)} is not one of replay, logical`));
+  if (p.method === "logical" && p.logical === undefined) errors.push(new InputError("logical", 'is required with method "logical"'));
+  errors.push(...checkLogicalRehearsal(p.logical));
   return errors;
 }
 
@@ -241,7 +314,7 @@ export function resolveRehearsalPlan(name: string, args: RehearsalArgsPlain, opt
     if (InputError.is(e)) throw new InputErrors([e], `invalid arguments for ${name} (nothing was run)`);
     throw e;
   }
-  const errors = checkRehearsalPlan(plan, opts.volumeId);
+  const errors = [...checkMethodArgs(args), ...checkRehearsalPlan(plan, opts.volumeId)];
   if (errors.length) throw new InputErrors(errors, `invalid arguments for ${name} (nothing was run)`);
   return plan;
 }

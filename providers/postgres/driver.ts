@@ -923,7 +923,7 @@ export class PostgresDriver {
     dataDir: string,
     inst: PgInstall,
     port: number,
-    opts: { timeoutMs?: number; onProgress?: (m: string) => void; progressEveryMs?: number },
+    opts: { timeoutMs?: number; onProgress?: (m: string) => void; progressEveryMs?: number; settings?: Record<string, string | number | boolean> },
     fn: (srv: PgServer) => Promise<T>,
   ): Promise<{ result: T; readyMs: number; stopMs: number; log: string }> {
     validateDataDir(dataDir, "dataDir");
@@ -944,7 +944,8 @@ export class PostgresDriver {
         socketDir: tmp,
         listen: "",
         logFile,
-        settings: { hba_file: hba },
+        // The caller's settings (e.g. wal_level for a rehearsal's stand-in for live), never another hba_file.
+        settings: { ...(opts.settings ?? {}), hba_file: hba },
         timeoutMs: opts.timeoutMs,
         onProgress: opts.onProgress,
         progressEveryMs: opts.progressEveryMs,

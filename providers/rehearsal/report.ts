@@ -64,6 +64,71 @@ export interface RehearsalReport {
   growth?: GrowthPrediction;
   /** After a promotion: how the cut-over went, phase by phase, and how long clients were held. */
   cutover?: CutoverRecord;
+  /** With `method: "logical"`: the logical cut-over rehearsed on a stand-in for live (catch-up, apply lag, the held part, the predicted pause). */
+  logicalCutover?: LogicalRehearsalRecord;
+}
+
+/** The logical cut-over as rehearsed between a stand-in for live and the upgraded clone. */
+export interface LogicalRehearsalRecord {
+  status: "ok" | "failed";
+  /** When it started (ISO 8601). */
+  at: string;
+  /** Why it failed (status `failed`). */
+  failure?: string;
+  /** The stand-in for live: a clone of the snapshot the upgrade started from (the old version), destroyed afterwards. */
+  standIn?: { volume: string; snapshot: string; version: number };
+  databases?: string[];
+  /** Live's WAL rate, read twice from `pg_current_wal_lsn()` (nothing else was done on live). */
+  liveWal?: { bytesPerSecond: number; sampledMs: number };
+  /** The writer on the stand-in: inserts into our own table, paced at live's WAL rate (or `floor`: the minimum rate, when live wrote less). */
+  writer?: { database: string; table: string; targetBytesPerSecond: number; achievedBytesPerSecond: number; ms: number; rows: number; floor: boolean };
+  /** The backlog written before the subscription started, how long until the subscriber had confirmed it (worker start included), and the rate. */
+  catchUp?: { backlogBytes: number; ms: number; bytesPerSecond: number };
+  /** Apply lag under the writer once caught up: bytes behind the stand-in's WAL position, and the time lag the WAL sender reports (replay_lag). */
+  applyLag?: {
+    samples: number;
+    meanBytes: number;
+    maxBytes: number;
+    meanSeconds?: number;
+    maxSeconds?: number;
+    /** Where the time lag comes from: the WAL sender's `replay_lag`, or the bytes behind divided by the writer's rate (when the WAL sender reports none). */
+    secondsFrom?: "replay_lag" | "bytes-at-write-rate";
+  };
+  /** The held part of the cut-over, measured (without PgBouncer). */
+  held?: Array<{ step: string; ms: number }>;
+  sequencesSet?: number;
+  /** Readiness findings of severity warning on the stand-in (the same a promotion would see on live). */
+  warnings?: string[];
+  predicted?: { totalMs: number; breakdown: Array<{ step: string; ms: number }>; note: string };
+}
+
+/**
+ * Allowances for what the logical rehearsal cannot measure without PgBouncer: PAUSE (in-flight
+ * transactions finish; longer transactions add their own remaining time) and the switch of
+ * the endpoint with RESUME. The README's measurement of a bare PgBouncer switch under pgbench
+ * load: PAUSE 3–9 ms, rename 3–8 ms, RELOAD + check + RESUME < 1 ms each (10–14 ms median);
+ * the allowances are about twice that.
+ */
+export const LOGICAL_PAUSE_ALLOWANCES = { pauseMs: 20, switchAndResumeMs: 20 } as const;
+
+/** The logical cut-over's predicted pause: the held part as measured, plus the allowances. */
+export function predictLogicalPause(m: { captureMs: number; applyWaitMs?: number; finishMs: number }): NonNullable<LogicalRehearsalRecord["predicted"]> {
+  for (const [k, v] of Object.entries(m)) if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new Error(`${k}: ${v} is not a duration`);
+  const breakdown = [
+    { step: "PAUSE (allowance: in-flight transactions finish)", ms: LOGICAL_PAUSE_ALLOWANCES.pauseMs },
+    { step: "capture on live (marker, sequences, schema), measured", ms: m.captureMs },
+    ...(m.applyWaitMs !== undefined ? [{ step: "wait until the new live has applied everything, measured", ms: m.applyWaitMs }] : []),
+    { step: `${m.applyWaitMs !== undefined ? "finish" : "applied"} on the new live (${m.applyWaitMs !== undefined ? "" : "bounded wait, "}sequences set, subscriptions disabled), measured`, ms: m.finishMs },
+    { step: "endpoint switched and RESUME (allowance)", ms: LOGICAL_PAUSE_ALLOWANCES.switchAndResumeMs },
+  ];
+  return {
+    totalMs: breakdown.reduce((a, b) => a + b.ms, 0),
+    breakdown,
+    note:
+      "Measured between a stand-in for live (a clone of the snapshot the upgrade started from, the old version, driven by a writer at live's measured WAL rate) " +
+      "and the upgraded clone, without PgBouncer; PAUSE and the switch are allowances. Live itself was only read (its WAL position). " +
+      "Independent of the database's size; it grows with the number of databases and sequences, and with the apply lag at the moment of the pause.",
+  };
 }
 
 /** A cut-over as it happened: each phase's time and whether clients were held during it. */
@@ -210,6 +275,62 @@ export function renderMarkdown(r: RehearsalReport): string {
     lines.push(`Predicted from the rehearsal: ${fmtMs(r.predictedCutover.totalMs)}; measured: ${fmtMs(c.pauseWindowMs)}.`);
     lines.push("");
   }
+  if (r.logicalCutover) lines.push(...renderLogical(r.logicalCutover));
   lines.push(`_Generated ${r.generatedAt} by pulumi-understudy._`);
   return lines.join("\n") + "\n";
+}
+
+const rate = (b: number) => `${fmtBytes(b)}/s`;
+
+/** The report's section "Predicted logical cut-over". */
+export function renderLogical(l: LogicalRehearsalRecord): string[] {
+  const lines: string[] = [];
+  if (l.status === "failed") {
+    lines.push("## Predicted logical cut-over: not measured");
+    lines.push("");
+    lines.push(`The logical cut-over rehearsal failed (${l.at}): ${l.failure ?? "unknown"}. Live was not touched.`);
+    lines.push("");
+    return lines;
+  }
+  lines.push(`## Predicted logical cut-over: ${fmtMs(l.predicted?.totalMs ?? 0)}`);
+  lines.push("");
+  if (l.standIn) {
+    lines.push(
+      `Rehearsed on a stand-in for live, not on live: \`${l.standIn.volume}\`, a clone of \`${l.standIn.snapshot}\` (PostgreSQL ${l.standIn.version}, the state the upgrade started from), ` +
+        `started privately with wal_level = logical and driven by a writer at live's measured WAL rate; the upgraded clone subscribed to it as the new live subscribes to live. ` +
+        "The stand-in was destroyed afterwards; nothing was created on live (its WAL position was read twice).",
+    );
+    lines.push("");
+  }
+  if (l.liveWal) lines.push(`- live's WAL rate: ${rate(l.liveWal.bytesPerSecond)} (sampled over ${fmtMs(l.liveWal.sampledMs)})`);
+  if (l.writer) {
+    lines.push(
+      `- writer on the stand-in: ${rate(l.writer.achievedBytesPerSecond)} achieved of ${rate(l.writer.targetBytesPerSecond)}${l.writer.floor ? " (the minimum rate: live wrote less)" : ""}, ` +
+        `${l.writer.rows.toLocaleString("en-US")} rows into \`${l.writer.table}\` in ${l.writer.database} over ${fmtMs(l.writer.ms)}`,
+    );
+  }
+  if (l.catchUp) lines.push(`- catch-up: a backlog of ${fmtBytes(l.catchUp.backlogBytes)} applied in ${fmtMs(l.catchUp.ms)} (worker start included): ${rate(l.catchUp.bytesPerSecond)}`);
+  if (l.applyLag) {
+    const how = l.applyLag.secondsFrom === "bytes-at-write-rate" ? " (bytes behind at the writer's rate)" : l.applyLag.secondsFrom === "replay_lag" ? " (replay_lag)" : "";
+    const sec = l.applyLag.meanSeconds !== undefined ? `; time lag mean ${fmtMs(l.applyLag.meanSeconds * 1000)}, max ${fmtMs((l.applyLag.maxSeconds ?? 0) * 1000)}${how}` : "";
+    lines.push(`- apply lag under the writer (${l.applyLag.samples} samples): mean ${fmtBytes(l.applyLag.meanBytes)}, max ${fmtBytes(l.applyLag.maxBytes)}${sec}`);
+  }
+  if (l.held) for (const h of l.held) lines.push(`- held, measured: ${h.step}: ${fmtMs(h.ms)}`);
+  lines.push("");
+  if (l.predicted) {
+    lines.push("| held part | duration |");
+    lines.push("| --- | --- |");
+    for (const b of l.predicted.breakdown) lines.push(`| ${cell(b.step)} | ${fmtMs(b.ms)} |`);
+    lines.push(`| **predicted pause** | **${fmtMs(l.predicted.totalMs)}** |`);
+    lines.push("");
+    lines.push(l.predicted.note);
+    lines.push("");
+  }
+  if (l.warnings?.length) {
+    lines.push("Readiness warnings (as a promotion would see them on live):");
+    lines.push("");
+    for (const w of l.warnings) lines.push(`- ${w}`);
+    lines.push("");
+  }
+  return lines;
 }

@@ -14,7 +14,7 @@
  * aria-label and a <title>), the SVG a <title> and <desc>, and a table below says the same.
  * Pure: a report in, a string out.
  */
-import { CheckRecord, fmtMs, growthOf, RehearsalReport, StepRecord } from "./report";
+import { CheckRecord, fmtMs, growthOf, RehearsalReport, StepRecord, type LogicalRehearsalRecord } from "./report";
 import { basisSentence, fmtBytes, fmtDuration, predictionSentence } from "./predict";
 
 /** Escape text for HTML and SVG content and attribute values. */
@@ -407,6 +407,7 @@ export function renderTimelineHtml(r: RehearsalReport): string {
     }
     out.push(`</section>`);
   }
+  if (r.logicalCutover) out.push(logicalSection(r.logicalCutover));
   out.push(checksSection(r.checks));
   if (g) {
     out.push(
@@ -432,4 +433,24 @@ export function renderTimelineHtml(r: RehearsalReport): string {
     `</body></html>`,
   );
   return out.filter(Boolean).join("\n") + "\n";
+}
+
+/** The section "Predicted logical cut-over": the held part as a bar, the measurements as a table. */
+function logicalSection(l: LogicalRehearsalRecord): string {
+  if (l.status !== "ok" || !l.predicted) {
+    return `<section class="logical" aria-labelledby="l-h"><h2 id="l-h">Predicted logical cut-over: not measured</h2><p>${esc(l.failure ?? "")} Live was not touched.</p></section>`;
+  }
+  const rows: Array<[string, string]> = [];
+  if (l.liveWal) rows.push(["live's WAL rate (read twice)", `${fmtBytes(l.liveWal.bytesPerSecond)}/s`]);
+  if (l.writer) rows.push(["writer on the stand-in", `${fmtBytes(l.writer.achievedBytesPerSecond)}/s of ${fmtBytes(l.writer.targetBytesPerSecond)}/s${l.writer.floor ? " (minimum rate)" : ""}, ${l.writer.rows} rows`]);
+  if (l.catchUp) rows.push(["catch-up", `${fmtBytes(l.catchUp.backlogBytes)} in ${fmtMs(l.catchUp.ms)}: ${fmtBytes(l.catchUp.bytesPerSecond)}/s`]);
+  if (l.applyLag) rows.push(["apply lag under the writer", `mean ${fmtBytes(l.applyLag.meanBytes)}, max ${fmtBytes(l.applyLag.maxBytes)}${l.applyLag.maxSeconds !== undefined ? `, max ${fmtMs(l.applyLag.maxSeconds * 1000)}` : ""}`]);
+  return (
+    `<section class="logical" aria-labelledby="l-h"><h2 id="l-h">Predicted logical cut-over: ${esc(fmtMs(l.predicted.totalMs))}</h2>` +
+    stackedBar("lpred", "predicted (logical)", l.predicted.breakdown.map((b) => ({ label: b.step, ms: b.ms, cls: "predicted" })), l.predicted.totalMs) +
+    `<p>${esc(l.predicted.note)}${l.standIn ? ` Stand-in: <code>${esc(l.standIn.volume)}</code>, a clone of <code>${esc(l.standIn.snapshot)}</code>, destroyed afterwards.` : ""}</p>` +
+    `<table><caption>Measured on the stand-in and the upgraded clone</caption><tbody>` +
+    rows.map(([k, v]) => `<tr><th scope="row">${esc(k)}</th><td>${esc(v)}</td></tr>`).join("") +
+    `</tbody></table></section>`
+  );
 }

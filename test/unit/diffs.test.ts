@@ -13,6 +13,7 @@ import { SNAPSHOT_DIFF, CLONE_DIFF } from "../../providers/zfs/resources";
 import { SCHEDULE_DIFF } from "../../providers/zfs/schedule-resource";
 import { STEP_DIFF } from "../../providers/rehearsal/step";
 import { PREFLIGHT_DIFF } from "../../providers/rehearsal/preflight";
+import { LOGICAL_REHEARSAL_DIFF } from "../../providers/rehearsal/logical";
 import { SERVER_DIFF } from "../../providers/postgres/server-resource";
 import { ENDPOINT_DIFF } from "../../providers/endpoint/resource";
 import { CUTOVER_DIFF } from "../../providers/promotion/cutover";
@@ -24,6 +25,7 @@ const SPECS: Record<string, DiffSpec> = {
   ZfsSnapshotSchedule: SCHEDULE_DIFF,
   RehearsalStep: STEP_DIFF,
   RehearsalPreflight: PREFLIGHT_DIFF,
+  LogicalRehearsal: LOGICAL_REHEARSAL_DIFF,
   PostgresServer: SERVER_DIFF,
   PgBouncerEndpoint: ENDPOINT_DIFF,
   CutOver: CUTOVER_DIFF,
@@ -70,6 +72,16 @@ beforeAll(async () => {
     prev: { snapshot: "tank/c@s00", serverAfter: "none" as const, finishedAt: "t", name: "p" }, history: [], baseline: undefined, updateExtensionsSql: "/x.sql", reportDir: "/r",
   };
   res.push(new RehearsalStep("st", { ...step, baseline: { databases: [], rowCounts: {}, checksums: {}, sequences: {}, extensions: {}, largeObjects: {} } }));
+  const { LogicalRehearsal } = await import("../../providers/rehearsal/logical");
+  res.push(
+    new LogicalRehearsal("lr", {
+      connection: conn, storage: { kind: "zfs" }, label: "l", clone: step.clone, layout: { volumes: [] } as never, pg: step.pg,
+      live: { version: 13, binDir: "/b13", socketDir: "/run/x", port: 5432 }, fromSnapshot: "tank/c@s02-check", after: "2026-12-03T15:00:00Z",
+      settings: { liveSampleMs: 3000, backlogMs: 3000, measureMs: 5000, minWriteBytesPerSecond: 262144, applyTimeoutMs: 5000, accept: [] },
+      report: { rehearsal: "r", status: "passed", host: "h", source: { dataset: "tank/a", snapshot: "s", version: 13 }, clone: { dataset: "tank/c" }, target: { version: 15 }, steps: [], checks: [], predictedCutover: { totalMs: 0, breakdown: [], note: "" }, generatedAt: "t" },
+      reportDir: "/r",
+    }),
+  );
   res.push(
     new u.CutOver("co", {
       connection: conn, storage: { kind: "zfs" }, label: "l", owner: "o", stack: "s", promote: false, endpoint: { name: "e", listenPort: 6432 }, database: "app", pauseTimeoutMs: 1000,
