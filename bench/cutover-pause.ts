@@ -52,6 +52,7 @@ import * as path from "node:path";
 import { destroyPoolByName, sh } from "../test/harness/zfs";
 import { sleep, stopBouncerIn, stopServersUnder } from "../test/harness/postgres";
 import { fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../test/harness/pulumi";
+import { run } from "./run";
 
 const LIVE_PORT = 30500;
 const REHEARSAL_PORT = 30510;
@@ -81,21 +82,6 @@ function psql(host: string, port: number, sql: string, db = "app"): string {
 const viaBouncer = (sql: string) => psql("127.0.0.1", BOUNCER_PORT, sql);
 const historyVia = (port: number) => Number(psql(SOCK, port, "SELECT count(*) FROM pgbench_history"));
 
-/** A command with its stderr passed through; rejects with the tail of its output. */
-function run(argv: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => {
-      err += d;
-      process.stderr.write(d);
-    });
-    p.on("error", reject);
-    p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${argv.join(" ")} exited ${code}:\n${err.slice(-2000)}`))));
-  });
-}
 
 const children = new Set<ChildProcess>();
 

@@ -10,13 +10,14 @@
  * table shows the pair with the median overhead and lists all pairs.
  * BENCH_VERBOSE=1 streams the engine's output to stderr.
  */
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import { destroyPoolByName, sh } from "../test/harness/zfs";
 import { fileBackend, makeProgram, openStack, REPO } from "../test/harness/pulumi";
 import type { RehearsalReport } from "../providers/rehearsal/report";
+import { run } from "./run";
 
 const LIVE_PORT = 27000;
 const PULUMI_PORT = 27010; // +1 private old server, +2/+3 pg_upgrade's servers
@@ -29,21 +30,6 @@ const fmt = (x: number) => (Math.abs(x) >= 10_000 ? `${(x / 1000).toFixed(1)} s`
 const sign = (x: number) => (x >= 0 ? "+" : "−") + fmt(Math.abs(x));
 const log = (m: string) => process.stderr.write(`[bench rehearsal] ${m}\n`);
 
-/** A command with stderr passed through; resolves to stdout, rejects with its tail on failure. */
-function run(argv: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => {
-      err += d;
-      process.stderr.write(d);
-    });
-    p.on("error", reject);
-    p.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${argv.join(" ")} exited ${code}:\n${err.slice(-2000)}\n${out.slice(-1000)}`))));
-  });
-}
 
 interface ScriptRun {
   wallMs: number;
