@@ -460,15 +460,15 @@ function stagePhase(env: CutoverEnv, st: PromoteState, steps: PlannedStep[]): Ph
         try {
           const settings = await env.live.clusterSettings();
           st.staged = { dir: await env.server.stage(settings), settings };
-          // Before clients are held: a killed engine leaves it to the next run's recovery.
-          if (st.entry) {
-            st.entry = { ...st.entry, staged: st.staged.dir };
-            await env.journal?.save(st.entry);
-          }
           env.log(`the new cluster is initialized in ${st.staged.dir} (PostgreSQL ${st.spec.to}, ${settings.encoding}, ${settings.lcCollate}, checksums ${settings.dataChecksums ? "on" : "off"}, superuser ${settings.superuser})`);
         } catch (e) {
           // Not a reason to stop: the replayed upgrade initializes it, as it always did.
           env.log(`warning: the new cluster could not be initialized before clients wait (${errorMessage(e).split("\n")[0]}): initdb runs while they are held`);
+        }
+        if (st.staged && st.entry) {
+          // Before clients are held: a killed engine leaves it to the next run's recovery.
+          st.entry = { ...st.entry, staged: st.staged.dir };
+          await env.journal?.save(st.entry).catch((e: unknown) => env.log(`warning: could not record ${st.staged?.dir} in the journal (${errorMessage(e).split("\n")[0]}); if the engine dies, remove it by hand`));
         }
       }
       if (st.spec.source.checkpoint && env.live.checkpoint) {
