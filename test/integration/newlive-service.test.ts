@@ -50,7 +50,7 @@ const ETC15 = `/etc/postgresql/15/${CLUSTER}`;
 const PIDFILE = `${SOCK}/15-${CLUSTER}.pid`;
 const STACK = "nl";
 const NEW_LIVE_MNT = `/srv/${POOL}/rehearsals/${STACK}-go-live-live-pg15`;
-const PGBENCH_SECONDS = Number(process.env.UNDERSTUDY_TEST_PGBENCH_SECONDS ?? 60);
+const PGBENCH_SECONDS = Number(process.env.UNDERSTUDY_TEST_PGBENCH_SECONDS ?? 75);
 
 let backend: TestBackend;
 let program: string;
@@ -105,13 +105,19 @@ function pgbench(): { done: Promise<PgbenchResult>; running: () => boolean } {
   return { done, running: () => !exited };
 }
 
-/** `pulumi up` while pgbench writes through PgBouncer: clients must lose nothing. */
-async function upUnderLoad(what: string): Promise<string> {
+/**
+ * `pulumi up` while pgbench writes through PgBouncer: no client error. `exact`: every
+ * transaction pgbench counted is in the table clients see afterwards (a promotion; a
+ * roll-back leaves the new live's writes on the new live, by design).
+ */
+async function upUnderLoad(what: string, exact = true): Promise<string> {
   const before = Number(viaBouncer("SELECT count(*) FROM pgbench_history"));
   const bench = pgbench();
   for (let i = 0; i < 100 && Number(viaBouncer("SELECT count(*) FROM pgbench_history")) < before + 20; i++) await sleep(100);
   const out = collector();
+  const t0 = Date.now();
   const up = await stack.up({ onOutput: out.onOutput });
+  console.log(`pulumi up (${what}): ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   expect(up.summary.result, what).toBe("succeeded");
   expect(bench.running(), `pulumi up (${what}) outlasted pgbench's ${PGBENCH_SECONDS} s`).toBe(true);
   const r = await bench.done;
@@ -120,7 +126,7 @@ async function upUnderLoad(what: string): Promise<string> {
   expect(r.failed).toBe(0);
   expect(r.code).toBe(0);
   // Every transaction pgbench counted is in the table clients see now.
-  expect(Number(viaBouncer("SELECT count(*) FROM pgbench_history"))).toBe(before + r.processed);
+  if (exact) expect(Number(viaBouncer("SELECT count(*) FROM pgbench_history"))).toBe(before + r.processed);
   return out.text();
 }
 
@@ -269,7 +275,7 @@ describe("the new live as Debian cluster 15/usnl, started and stopped by pg_ctlc
 
   it("rolls back: pg_ctlcluster stops 15/usnl cleanly, the link stays, live serves", async () => {
     await stack.setConfig("promote", { value: "false" });
-    const log = await upUnderLoad("roll-back");
+    const log = await upUnderLoad("roll-back", false);
     expect((await cutOverState()).state).toBe("rolled-back");
     const dir = `${NEW_LIVE_MNT}/main.pg15`;
     expect(log).toMatch(/stopping the new live with \["pg_ctlcluster","15","usnl","stop"\]/);
