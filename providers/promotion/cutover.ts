@@ -321,6 +321,8 @@ export async function startNewLive(host: Host, pg: PostgresDriver, s: CutoverSpe
   }
   const st = await pg.status(dir, inst).catch(() => ({ running: false }));
   if (!st.running) {
+    // What the user's command started is not this generation: their stop command undoes it (best effort), then this fails.
+    if (s.newLive.stopCommand) await host.run(s.newLive.stopCommand, { timeoutMs: 60 * 60_000, cwd: "/" }).catch((e: unknown) => log(`warning: ${JSON.stringify(s.newLive.stopCommand)} failed: ${errorMessage(e).split("\n")[0]}`));
     throw new Error(`newLive.startCommand ${JSON.stringify(s.newLive.startCommand)} started a server on port ${s.newLive.port}, but not on ${dir} (the generation ${link} points at): its configuration's data_directory must be ${link}`);
   }
   log(`the new live runs on ${dir} (started by ${s.newLive.startCommand.join(" ")})`);
