@@ -56,7 +56,9 @@ let backend: TestBackend;
 let program: string;
 let stack: Awaited<ReturnType<typeof openStack>>;
 const children: ChildProcess[] = [];
-const cmdlog = path.join(tempDir("usnl-cmdlog"), "commands.jsonl");
+const cmdlogDir = tempDir("usnl-cmdlog");
+const cmdlog = path.join(cmdlogDir, "commands.jsonl");
+const reportDir = tempDir("usnl-reports");
 
 function psql(host: string, port: number, sql: string, bin = BIN15, db = "app"): string {
   return sh(["runuser", "-u", "postgres", "--", `${bin}/psql`, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", String(port), "-d", db, "-c", sql]).trim();
@@ -183,6 +185,8 @@ async function cleanup(): Promise<void> {
   fs.rmSync(`/var/log/postgresql/postgresql-15-${CLUSTER}.log`, { force: true });
   sh(["pg_dropcluster", "--stop", "13", CLUSTER], { allowFail: true });
   destroyPoolByName(POOL);
+  // The cut-over's journal of this stack's Promotion (finished; the next run starts afresh).
+  fs.rmSync(`/var/lib/understudy/cutover/promotion-program_${STACK}_Promotion_${STACK}-go-live.json`, { force: true });
 }
 
 const promotionConfig = {
@@ -211,7 +215,7 @@ beforeAll(async () => {
         clone: { dataset: `${POOL}/rehearsals/nl` },
         to: 15,
         postgres: { port: REHEARSAL_PORT, database: "app" },
-        reportDir: tempDir("usnl-reports"),
+        reportDir,
       }),
     },
     promotion: { value: JSON.stringify(promotionConfig) },
@@ -225,7 +229,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cleanup();
-  for (const d of [backend?.dir, program]) if (d) fs.rmSync(d, { recursive: true, force: true });
+  for (const d of [backend?.dir, program, cmdlogDir, reportDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
 }, 300_000);
 
 describe("the new live as Debian cluster 15/usnl, started and stopped by pg_ctlcluster", () => {
