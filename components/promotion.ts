@@ -195,6 +195,8 @@ export class Promotion extends pulumi.ComponentResource {
       sibling: (of: string, n: string) => (of === UNKNOWN_ID ? of : target.siblingVolume(of, n)),
       volumeId: (id: unknown, field: string) => (id === UNKNOWN_ID ? (id as string) : target.validateVolumeId(id as string, field)),
       sanitize,
+      // Live on its own machine (its own connection): the logical method connects the two over TCP.
+      liveElsewhere: liveConnection !== undefined,
     };
     const newLiveArgs = { ...args.newLive, storage: undefined, dataset: known(args.newLive?.dataset) ? args.newLive.dataset : undefined };
     const dns = "route53" in (args.endpoint ?? {}) ? (args.endpoint as Route53PromotionEndpoint) : undefined;
