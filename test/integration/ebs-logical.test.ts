@@ -22,7 +22,9 @@
  *   10.231.77.1, the new live on 10.231.77.2 (the "private addresses" of the two instances).
  *   Both namespaces share the filesystem: the test asserts that no command of the new live's
  *   host names live's socket or data directory and no command of live's host names the new
- *   live's, so nothing crosses except over TCP, as between two instances.
+ *   live's, and live's pg_hba.conf (copied to the new live by pg_upgrade) refuses every
+ *   replication connection and the replication role on unix sockets, so nothing crosses
+ *   except over TCP, as between two instances.
  * Ports 30700 (live), 30710-30713 (the new live, its conversion and pg_upgrade), 30790
  * (PgBouncer), moto in 30780-30789. No zfs-fuse.
  */
@@ -62,8 +64,10 @@ const PG13 = "/usr/lib/postgresql/13/bin";
 const PG15 = "/usr/lib/postgresql/15/bin";
 const OWNER = "proj/usel/Promotion/go-live";
 const DBS = ["app", "postgres"];
+/** The role replication connects as (refused on unix sockets by live's pg_hba.conf). */
+const REPL = "usel_repl";
 /** pgbench runs this long (s) during a promotion / a roll-back; each must finish inside it. */
-const PROMOTE_SECONDS = Number(process.env.UNDERSTUDY_TEST_PGBENCH_SECONDS ?? 75);
+const PROMOTE_SECONDS = Number(process.env.UNDERSTUDY_TEST_PGBENCH_SECONDS ?? 100);
 const ROLLBACK_SECONDS = 40;
 
 let moto: Moto;
@@ -207,7 +211,7 @@ function inputs(over: Partial<CutOverInputs> = {}): CutOverInputs {
     assertions: [],
     rehearsal: { name: "r", status: "passed", predictedCutoverMs: 800 },
     method: "logical",
-    logical: { liveHost: LIVE_IP, newLiveHost: NEW_IP, maxLagBytes: 1024 * 1024, switchoverTimeoutMs: 120_000 },
+    logical: { liveHost: LIVE_IP, newLiveHost: NEW_IP, replicationUser: REPL, maxLagBytes: 1024 * 1024, switchoverTimeoutMs: 120_000 },
     ...over,
   };
 }
@@ -331,11 +335,27 @@ beforeAll(async () => {
   }
   asPg("mkdir", "-p", `${LIVE_ROOT}/data/13`);
   asPg(`${PG13}/initdb`, "-D", liveDataDir(), "--auth=trust", "-U", "postgres");
-  // The DBA's choices for the method: the other instance may connect (and replicate), wal_level logical.
-  fs.appendFileSync(`${liveDataDir()}/pg_hba.conf`, `host all postgres ${LIVE_IP}/30 trust\nhost replication postgres ${LIVE_IP}/30 trust\n`);
+  // The DBA's choices for the method: a replication role that the other instance may use over
+  // TCP, wal_level logical. The role is refused on the unix socket (and every replication
+  // connection is): the stand-in instances share one filesystem, so a replication connection
+  // through a socket would work here and never on two machines. The new live starts with
+  // this file too (pg_upgrade copies it), so the way back is held to TCP as well.
+  const hba = fs.readFileSync(`${liveDataDir()}/pg_hba.conf`, "utf8");
+  fs.writeFileSync(
+    `${liveDataDir()}/pg_hba.conf`,
+    [
+      `local all ${REPL} reject`,
+      "local replication all reject",
+      `host all ${REPL} ${LIVE_IP}/30 trust`,
+      `host replication ${REPL} ${LIVE_IP}/30 trust`,
+      `host all postgres ${LIVE_IP}/30 trust`,
+      hba,
+    ].join("\n"),
+  );
   fs.appendFileSync(`${liveDataDir()}/postgresql.conf`, `wal_level = logical\nlisten_addresses = '${LIVE_IP}'\n`);
   asPg(`${PG13}/pg_ctl`, "start", "-w", "-D", liveDataDir(), "-l", `${LIVE_ROOT}/data/13/live.log`, "-o", `-p ${LIVE_PORT} -k ${LIVE_SOCK}`);
   onLive("CREATE DATABASE app", "postgres");
+  onLive(`CREATE ROLE ${REPL} LOGIN SUPERUSER REPLICATION`, "postgres");
   asPg(`${PG15}/pgbench`, "-h", LIVE_SOCK, "-p", String(LIVE_PORT), "-i", "-s", "1", "-q", "app");
   // An insert-only table without a key: the DBA gives it a replica identity (preview would name it).
   onLive("ALTER TABLE pgbench_history REPLICA IDENTITY FULL");
