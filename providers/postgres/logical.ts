@@ -598,6 +598,7 @@ export class LogicalReplication {
       // Wait for the promotion at the target.
       const t2 = Date.now();
       let last = 0;
+      let lastLogCheck = Date.now();
       for (;;) {
         const st = await this.run(
           server,
@@ -608,6 +609,12 @@ export class LogicalReplication {
         const s = st ? taggedValue<[boolean, string | null, string | null]>(st, "state") : undefined;
         if (s && s[0] === false) break;
         if (!st && !(await pg.status(dataDir, inst)).running) throw new Error("the server stopped during recovery");
+        // Live refusing the clone's WAL stream does not pass: stop now, not at the timeout (an hour by default).
+        if (Date.now() - lastLogCheck > 5000) {
+          lastLogCheck = Date.now();
+          const refused = REFUSED_BY_LIVE.exec(await this.readFile(logFile));
+          if (refused) throw new Error(`live refuses the clone's replication connection (${refused[0].trim()})`);
+        }
         if (Date.now() - t2 > timeoutMs) throw new Error(`not promoted after ${Math.round((Date.now() - t2) / 1000)} s (received ${s?.[1] ?? "?"}, replayed ${s?.[2] ?? "?"}, target ${target})`);
         if (opts.onProgress && Date.now() - last > 5000) {
           last = Date.now();
@@ -1238,6 +1245,9 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
     return r && r.exitCode === 0 ? r.stdout : "";
   }
 }
+
+/** A clone's server log line saying live refused its replication connection for good (rules, password, role), not for a moment. */
+const REFUSED_BY_LIVE = /could not connect to the primary server:.*FATAL:\s+(pg_hba\.conf rejects[^\n]*|no pg_hba\.conf entry[^\n]*|password authentication failed[^\n]*|role "[^"]*" does not exist[^\n]*|[^\n]*is not permitted to log in[^\n]*|must be superuser or replication role[^\n]*)/;
 
 // ------------------------------------------------------------------ validation
 

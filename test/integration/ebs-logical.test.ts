@@ -399,6 +399,29 @@ describe("Promotion with method logical on EBS: live's side on live's instance, 
     expect(checkCutOver(inputs({ liveConnection: undefined, logical: {} }))).toEqual([]);
   });
 
+  it("a failed attempt (live refuses the clone's replication role): refused fast, clients never moved, 0 failed, nothing of ours left on live, the attempt's volume gone", async () => {
+    postmaster = livePostmaster();
+    const calls0 = rec.calls.length;
+    const before = Number(viaBouncer("SELECT count(*) FROM pgbench_history"));
+    const bench = pgbench(25);
+    await waitForCommits(() => Number(onLive("SELECT count(*) FROM pgbench_history")), before);
+    const [env, s] = await cutoverEnv(inputs({ logical: { ...inputs().logical, replicationUser: "usel_nobody" } }), hosts(), { storage, switching: true });
+    const t0 = Date.now();
+    const e = await promoteLogical(env, s).catch((x: unknown) => x as Error);
+    measured.failedAttemptSeconds = (Date.now() - t0) / 1000;
+    expect(e).toBeInstanceOf(Error);
+    expect((e as Error).message).toMatch(/phase "convert the clone" failed: .*live refuses the clone's replication connection .*usel_nobody/s);
+    expect(bench.running()).toBe(true);
+    const r = await bench.done;
+    expectCleanRun(r, "the refused attempt");
+    expect(servedPort()).toBe(LIVE_PORT);
+    expect(Number(onLive("SELECT count(*) FROM pgbench_history"))).toBe(before + r.processed);
+    expect(liveReplicationState()).toEqual(NOTHING);
+    expect(await storage.volume("go-live-pg15")).toBeUndefined();
+    expect(livePostmaster()).toBe(postmaster);
+    expect(callsOnLive(calls0).filter((c) => !READS.has(c))).toEqual([]);
+  }, 300_000);
+
   it("promotes under pgbench through PgBouncer: 0 failed, every committed transaction on the new live, pause under a second; live never stopped, read-only after", async () => {
     postmaster = livePostmaster();
     liveHost.seen.length = 0;
