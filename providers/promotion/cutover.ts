@@ -217,7 +217,7 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
   });
   if (n.logical !== undefined && known(n.logical)) errors.push(...checkLogicalSettings(n.logical));
   // The logical method with live on its own machine: the two connect over TCP, at addresses the user gives.
-  if (n.liveConnection !== undefined && n.method === "logical" && known(n.logical)) errors.push(...checkLogicalTwoHosts(n.logical).filter((e) => !errors.some((x) => x.field === e.field)));
+  if (!r53 && n.liveConnection !== undefined && n.method === "logical" && known(n.logical)) errors.push(...checkLogicalTwoHosts(n.logical).filter((e) => !errors.some((x) => x.field === e.field)));
   if (n.databases !== undefined) check(n.databases, () => validateDatabaseList(n.databases, n.database));
   if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs) || !known(n.serverHost) || !known(n.newServerHost)) return errors;
   if (r53) return [...errors, ...checkDnsSwap(n, r53)];
