@@ -305,6 +305,11 @@ async function cleanupEverything(): Promise<void> {
     }
   }
   for (const d of [LIVE_ROOT, NEW_ROOT, LIVE_SOCK, NEW_SOCK]) fs.rmSync(d, { recursive: true, force: true });
+  // The server log a refused conversion leaves behind (by design, for the user): ours listened on NEW_PORT + 1.
+  for (const d of fs.readdirSync("/tmp").filter((n) => n.startsWith("understudy-logical."))) {
+    const log = `/tmp/${d}/server.log`;
+    if (fs.existsSync(log) && fs.readFileSync(log, "utf8").includes(`.s.PGSQL.${NEW_PORT + 1}"`)) fs.rmSync(`/tmp/${d}`, { recursive: true, force: true });
+  }
 }
 
 beforeAll(async () => {
