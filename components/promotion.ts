@@ -60,6 +60,33 @@ export interface PromotionArgs {
      * be on live's volumes.
      */
     logFile?: string;
+    /**
+     * A stable absolute path (e.g. `/var/lib/postgresql/15/main`) that the cut-over makes a
+     * symlink to the serving generation's data directory (`…-live-pg15`, then `…-live-pg15-2`
+     * after a roll-back and a new promotion), atomically, before it starts the new live. Point
+     * your unit's or cluster's `data_directory` at it. Refused (in preview, and again before
+     * live is stopped) when something other than a symlink is there, when its directory does
+     * not exist, or when it is inside live's volumes or points into them. A roll-back leaves
+     * it (the new live stopped); the next promotion re-points it. Required with
+     * `startCommand`/`stopCommand`.
+     */
+    dataDirLink?: string;
+    /**
+     * argv that starts the new live as a production service, e.g.
+     * `["pg_ctlcluster", "15", "main", "start"]` or `["systemctl", "start", "postgresql@15-main"]`:
+     * used wherever the promotion, roll-back or recovery starts the new live (the replayed
+     * `start` step too), after `dataDirLink` points at it. It must start the server on
+     * `newLive.port` and `newLive.socketDir` (checked: `SELECT 1` there, and its postmaster
+     * on this generation's data directory). Default: `pg_ctl` with those options.
+     */
+    startCommand?: string[];
+    /**
+     * argv that stops the new live (e.g. `["pg_ctlcluster", "15", "main", "stop"]`); the stop
+     * is checked with `pg_controldata` (`shut down`). Used only while `dataDirLink` points at
+     * the generation being stopped (otherwise `pg_ctl` stops it: the command would stop
+     * another). Default: `pg_ctl stop -m fast`.
+     */
+    stopCommand?: string[];
   };
   /**
    * Live's replication slots, standbys and subscriptions that the promotion drops

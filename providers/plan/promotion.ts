@@ -43,13 +43,53 @@ export interface PromotionPlan {
   endpoint: EndpointPlan;
   /** How long clients may be held in all; PgBouncer's query_wait_timeout is set above it. */
   switchoverTimeoutMs?: number;
-  /** The new live: a clone of live's final snapshot, upgraded. */
-  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string };
+  /** The new live: a clone of live's final snapshot, upgraded; how it is started and stopped as a service (see {@link NewLiveServicePlan}). */
+  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string } & NewLiveServicePlan;
   /** argv that start / stop live (default: pg_ctl with the options live was started with). */
   live: { startCommand?: string[]; stopCommand?: string[] };
   /** How clients move: `replay` (default) or `logical`. */
   method: "replay" | "logical";
   logical?: LogicalSettings;
+}
+
+/**
+ * How the new live runs as a service of its host. `dataDirLink`: a stable absolute path the
+ * cut-over points, as a symlink, at the serving generation's data directory before it starts
+ * it; `startCommand`/`stopCommand`: argv that start / stop it through that link (a systemd
+ * unit, `pg_ctlcluster 15 main start`). A command needs the link: the data directory's path
+ * changes with every generation, so a command could not find it otherwise.
+ */
+export interface NewLiveServicePlan {
+  dataDirLink?: string;
+  startCommand?: string[];
+  stopCommand?: string[];
+}
+
+/** The rules on the new live's service fields (pure: the host is read at check and run time). */
+export function checkNewLiveService(n: NewLiveServicePlan): InputError[] {
+  const errors: InputError[] = [];
+  const check = (fn: () => unknown) => collectInputError(errors, fn);
+  if (n.dataDirLink !== undefined) check(() => validatePath(n.dataDirLink, "newLive.dataDirLink", "link path"));
+  if (n.startCommand !== undefined) check(() => validateArgv(n.startCommand, "newLive.startCommand"));
+  if (n.stopCommand !== undefined) check(() => validateArgv(n.stopCommand, "newLive.stopCommand"));
+  if ((n.startCommand !== undefined || n.stopCommand !== undefined) && n.dataDirLink === undefined) {
+    errors.push(
+      new InputError(
+        "newLive.dataDirLink",
+        `required with newLive.${n.startCommand !== undefined ? "startCommand" : "stopCommand"}: the new live's data directory changes with every generation (a roll-back and a new promotion make the next one), so your command finds it only through a stable link (e.g. /var/lib/postgresql/15/main, the data_directory of its configuration)`,
+      ),
+    );
+  }
+  return errors;
+}
+
+/** The service fields as given (only those set). */
+function serviceOf(n: NewLiveServicePlan | undefined): NewLiveServicePlan {
+  return {
+    ...(n?.dataDirLink !== undefined ? { dataDirLink: n.dataDirLink } : {}),
+    ...(n?.startCommand !== undefined ? { startCommand: n.startCommand } : {}),
+    ...(n?.stopCommand !== undefined ? { stopCommand: n.stopCommand } : {}),
+  };
 }
 
 export interface PromotionArgsPlain {
@@ -69,7 +109,7 @@ export interface PromotionArgsPlain {
     /** Only whether users are given matters here (their values may be secrets, unknown while planning). */
     users?: unknown;
   };
-  newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string; logFile?: string };
+  newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string; logFile?: string } & NewLiveServicePlan;
   liveStartCommand?: string[];
   liveStopCommand?: string[];
   switchoverTimeoutMs?: number;
@@ -161,6 +201,7 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   check(() => validateSocketDir(p.newLive.socketDir, "newLive.socketDir"));
   check(() => validateListen(p.newLive.listen, "newLive.listen"));
   if (p.newLive.logFile !== undefined) check(() => validatePath(p.newLive.logFile, "newLive.logFile", "log file"));
+  errors.push(...checkNewLiveService(p.newLive));
   // The new live is a PgBouncer target too: its socket directory and port must pass PgBouncer's rules now, not after live is stopped.
   check(() => validateTarget({ host: p.newLive.socketDir, port: p.newLive.port, dbname: e.database }, "newLive"));
   check(() => validateTarget({ host: r.source.socketDir, port: r.source.port, dbname: e.database }, "source"));
@@ -221,6 +262,7 @@ export function resolvePromotionPlan(
       // PgBouncer reaches the new live where it reaches live: on serverHost when given.
       listen: args.newLive?.listen ?? ((h) => (h !== undefined && isNetworkHost(h) ? h : rehearsal.postgres.listen))(ep.newServerHost ?? ep.serverHost),
       ...(args.newLive?.logFile !== undefined ? { logFile: args.newLive.logFile } : {}),
+      ...serviceOf(args.newLive),
     },
     switchoverTimeoutMs: args.switchoverTimeoutMs ?? DEFAULTS.switchoverTimeoutMs,
     live: {
@@ -248,7 +290,7 @@ export interface DnsPromotionArgsPlain {
   /** The record's value while live serves / for the new live. */
   liveAddress: string;
   newLiveAddress: string;
-  newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string };
+  newLive?: { dataset?: string; port?: number; socketDir?: string; listen?: string } & NewLiveServicePlan;
   liveStartCommand?: string[];
   liveStopCommand?: string[];
   switchoverTimeoutMs?: number;
@@ -289,6 +331,7 @@ export function resolveDnsPromotionPlan(
       port: args.newLive?.port ?? rehearsal.source.port,
       socketDir: args.newLive?.socketDir ?? rehearsal.source.socketDir,
       listen: args.newLive?.listen ?? "*",
+      ...serviceOf(args.newLive),
     },
     switchoverTimeoutMs: args.switchoverTimeoutMs ?? DEFAULTS.switchoverTimeoutMs,
     live: {
@@ -308,6 +351,7 @@ export function resolveDnsPromotionPlan(
   for (const off of [0, 1, 2, 3]) check(() => validateListenPort(plan.newLive.port + off, off ? `newLive.port+${off}` : "newLive.port"));
   check(() => validateSocketDir(plan.newLive.socketDir, "newLive.socketDir"));
   check(() => validateListen(plan.newLive.listen, "newLive.listen"));
+  errors.push(...checkNewLiveService(plan.newLive));
   if (plan.newLive.dataset !== UNKNOWN_ID && (plan.newLive.dataset === rehearsal.source.dataset || plan.newLive.dataset === rehearsal.clone?.dataset)) {
     errors.push(new InputError("newLive.dataset", "must differ from the source and from the rehearsal's clone"));
   }

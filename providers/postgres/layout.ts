@@ -78,6 +78,30 @@ export async function externalConfig(
   return out;
 }
 
+/**
+ * {@link externalConfig} of a live that does not answer (a promotion stopped it): `config_file`
+ * from its `postmaster.opts` (left by its last start: pg_ctlcluster passes
+ * `-c config_file=/etc/postgresql/<v>/<name>/postgresql.conf`), `hba_file`/`ident_file` from
+ * that file's own lines (the last one wins). `conf`: the file's text, undefined when unreadable.
+ * So the layout read while live is stopped is the one read while it ran (Debian clusters).
+ */
+export function externalConfigOfStopped(dataDir: string, postmasterOpts: string, conf: string | undefined): ClusterLayout["externalConfig"] {
+  const m = /"(?:-c\s*)?config[_-]file=([^"\n]+)"/.exec(postmasterOpts) ?? /--config[_-]file=(\S+)/.exec(postmasterOpts);
+  if (!m) return [];
+  const byName: Record<string, string> = { config_file: m[1] };
+  for (const line of (conf ?? "").split("\n")) {
+    const x = /^\s*(hba_file|ident_file)\s*=?\s*'((?:[^']|'')*)'/.exec(line);
+    if (x) byName[x[1]] = x[2].replace(/''/g, "'");
+  }
+  const d = dataDir.replace(/\/+$/, "");
+  const out: ClusterLayout["externalConfig"] = [];
+  for (const setting of ["config_file", "hba_file", "ident_file"] as const) {
+    const p = byName[setting];
+    if (p && p.startsWith("/") && !p.startsWith(`${d}/`)) out.push({ setting, path: p });
+  }
+  return out;
+}
+
 /** Links of a clone's data directory whose target is not inside one of `allowed` (the clone's own mounts). */
 export function linksOutside(links: { walLink?: string; tablespaces: TablespaceLink[] }, allowed: string[]): string[] {
   const inside = (p: string) => allowed.some((a) => p === a || p.startsWith(`${a.replace(/\/+$/, "")}/`));

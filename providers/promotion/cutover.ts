@@ -26,6 +26,9 @@ import { isRoute53Spec, route53SwitchOf, validateRecordValue, validateRoute53Spe
 import { dnsEndpointSwitch } from "../runner/dns-switch";
 import { validateArgv, validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
 import { PgLiveServer } from "../runner/live";
+import { linkPointsAt, linkProblem, pointLink, type NewLiveService } from "../runner/newlive-service";
+import { isCleanShutdown } from "../postgres/parse";
+import { checkNewLiveService } from "../plan/promotion";
 import { databasesOf, type EndpointSwitch, liveTarget, newLiveTarget, promote, type PromoteResult, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
 import { runStep } from "../runner/steps";
 import { HostJournal, journalPath } from "../runner/journal";
@@ -82,7 +85,8 @@ export interface CutOverInputs {
   /** How long clients may be held in all (absent in 0.1.0 state: unbounded). Read at the next switch; changing it alone changes nothing now. */
   switchoverTimeoutMs?: number;
   live: LiveSpec;
-  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string };
+  /** The new live; `dataDirLink`/`startCommand`/`stopCommand` absent in older state (pg_ctl, no link). */
+  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string } & NewLiveService;
   to: number;
   toBinDir?: string;
   mode: UpgradeMode;
@@ -277,6 +281,7 @@ function checkDnsSwap(n: CutOverInputs, e: Route53EndpointSpec): InputError[] {
     }
   }
   for (const off of [1, 2, 3]) check(() => validateListenPort(n.newLive.port + off, `newLive.port+${off}`));
+  errors.push(...checkNewLiveService(n.newLive));
   if (n.live.startCommand !== undefined) check(() => validateArgv(n.live.startCommand, "liveStartCommand"));
   if (n.live.stopCommand !== undefined) check(() => validateArgv(n.live.stopCommand, "liveStopCommand"));
   return errors;
@@ -288,10 +293,67 @@ function newLiveStart(s: CutoverSpec) {
 }
 
 /**
+ * Start the new live on `dir`: with `newLive.startCommand`, `newLive.dataDirLink` is pointed at
+ * `dir` first, the user's command runs, and the server must answer `SELECT 1` on the new live's
+ * port and socket with its postmaster on `dir`; else `pg_ctl` (through the link when there is one).
+ */
+export async function startNewLive(host: Host, pg: PostgresDriver, s: CutoverSpec, dir: string, log: (m: string) => void, opts: { onProgress?: (m: string) => void } = {}): Promise<void> {
+  const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
+  const link = s.newLive.dataDirLink;
+  if (link) await pointLink(host, link, dir, s.source.osUser, log);
+  if (!s.newLive.startCommand) {
+    await pg.start(dir, inst, { ...newLiveStart(s), ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+    return;
+  }
+  log(`starting the new live with ${JSON.stringify(s.newLive.startCommand)}`);
+  await host.run(s.newLive.startCommand, { timeoutMs: 60 * 60_000, cwd: "/" });
+  const server = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      await pg.adminQuery(server, "SELECT 1", { timeoutMs: 10_000 });
+      break;
+    } catch (e) {
+      if (Date.now() - t0 > 10 * 60_000) {
+        throw new Error(`newLive.startCommand ${JSON.stringify(s.newLive.startCommand)} exited 0, but nothing answers on port ${s.newLive.port} (socket ${s.newLive.socketDir}) after ${Math.round((Date.now() - t0) / 1000)} s: ${errorMessage(e).split("\n")[0]}. Its configuration must set port = ${s.newLive.port} and data_directory = '${link}'`, { cause: e });
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  const st = await pg.status(dir, inst).catch(() => ({ running: false }));
+  if (!st.running) {
+    // What the user's command started is not this generation: their stop command undoes it (best effort), then this fails.
+    if (s.newLive.stopCommand) await host.run(s.newLive.stopCommand, { timeoutMs: 60 * 60_000, cwd: "/" }).catch((e: unknown) => log(`warning: ${JSON.stringify(s.newLive.stopCommand)} failed: ${errorMessage(e).split("\n")[0]}`));
+    throw new Error(`newLive.startCommand ${JSON.stringify(s.newLive.startCommand)} started a server on port ${s.newLive.port}, but not on ${dir} (the generation ${link} points at): its configuration's data_directory must be ${link}`);
+  }
+  log(`the new live runs on ${dir} (started by ${s.newLive.startCommand.join(" ")})`);
+}
+
+/**
+ * Stop the new live on `dir` cleanly: with `newLive.stopCommand` while `newLive.dataDirLink`
+ * points at `dir` (else the command would stop another generation: `pg_ctl` stops this one),
+ * checked with pg_controldata (`shut down`).
+ */
+export async function stopNewLive(host: Host, pg: PostgresDriver, s: CutoverSpec, dir: string, log: (m: string) => void): Promise<void> {
+  const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
+  const link = s.newLive.dataDirLink;
+  if (!s.newLive.stopCommand || !link || !(await linkPointsAt(host, link, dir))) {
+    if (s.newLive.stopCommand) log(`${link} does not point at ${dir}: stopped with pg_ctl, not ${JSON.stringify(s.newLive.stopCommand)} (it would stop another server)`);
+    await pg.stop(dir, inst, { mode: "fast" });
+    return;
+  }
+  if (!(await pg.status(dir, inst).catch(() => ({ running: false }))).running) return;
+  log(`stopping the new live with ${JSON.stringify(s.newLive.stopCommand)}`);
+  await host.run(s.newLive.stopCommand, { timeoutMs: 60 * 60_000, cwd: "/" });
+  const state = (await pg.controlData(dir, inst)).state;
+  if (!isCleanShutdown(state)) throw new Error(`newLive.stopCommand ${JSON.stringify(s.newLive.stopCommand)} exited 0 but the new live on ${dir} did not shut down cleanly (pg_controldata: ${state})`);
+}
+
+/**
  * The upgraded server on the new live, through the PostgreSQL driver. `superuser()`: the role
  * the replayed steps connected as (the cluster's bootstrap superuser), once they ran.
  */
-function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, superuser: () => string | undefined = () => undefined): NewServer {
+function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, log: (m: string) => void, liveDirs: () => Promise<string[]>, superuser: () => string | undefined = () => undefined): NewServer {
   const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
   const server = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
   const srv = {
@@ -309,10 +371,15 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, superuser: 
       }
       await pg.resolveInstall(inst, ["pg_ctl", "pg_upgrade", "initdb", "psql", "vacuumdb"]);
       await pg.resolveInstall({ version: s.source.version, binDir: s.source.binDir, field: "source" }, ["pg_ctl", "psql", "pg_controldata"]);
+      // The stable link, checked again before anyone is held (the preview checked it too).
+      if (s.newLive.dataDirLink) {
+        const problem = await linkProblem(host, s.newLive.dataDirLink, await liveDirs());
+        if (problem) throw problem;
+      }
     },
     running: async (dir) => (await pg.status(dir, inst).catch(() => ({ running: false }))).running,
-    stop: async (dir) => void (await pg.stop(dir, inst, { mode: "fast" })),
-    start: async (dir) => void (await pg.start(dir, inst, newLiveStart(s))),
+    stop: async (dir) => await stopNewLive(host, pg, s, dir, log),
+    start: async (dir) => await startNewLive(host, pg, s, dir, log),
     sequences: async (db) => pg.adminQuery(srv, "SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1", { database: db }),
     value: async (sql, db) => (await pg.adminQuery(srv, sql, { database: db }))[0]?.[0],
     analyze: async (dir) => {
@@ -333,10 +400,9 @@ const CLUSTER_DATABASES_SQL = "SELECT datname FROM pg_database WHERE datallowcon
  * host (`pg`); one driver when they are one machine. With `logical.liveHost`/`newLiveHost`
  * the two sides replicate over TCP at those addresses, else through the unix sockets.
  */
-function logicalEnvOf(livePg: PostgresDriver, pg: PostgresDriver, s: CutoverSpec, l: LogicalSettings | undefined): LogicalEnv {
+function logicalEnvOf(livePg: PostgresDriver, pg: PostgresDriver, s: CutoverSpec, l: LogicalSettings | undefined, host: Host = pg.host, log: (m: string) => void = () => undefined): LogicalEnv {
   const live = { version: s.source.version, binDir: s.source.binDir, socketDir: s.source.socketDir, port: s.source.port };
   const newSrv = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
-  const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
   const over = { user: l?.replicationUser ?? livePg.superuser, ...(l?.passfile !== undefined ? { passfile: l.passfile } : {}), ...(l?.sslmode !== undefined ? { sslmode: l.sslmode } : {}) };
   const sources = {
     ...(l?.liveHost !== undefined ? { liveSource: { host: l.liveHost, port: s.source.port, ...over } } : {}),
@@ -363,11 +429,25 @@ function logicalEnvOf(livePg: PostgresDriver, pg: PostgresDriver, s: CutoverSpec
       if (!short.length) return [];
       // Values are constants of requiredTargetSettings (numbers and "logical"): safe in SQL.
       await pg.adminQuery(newSrv, short.map(([k, v]) => `ALTER SYSTEM SET ${k} = '${v}';`).join("\n"), { database: "postgres" });
-      await pg.stop(dataDir, inst, { mode: "fast" });
-      await pg.start(dataDir, inst, newLiveStart(s));
+      await stopNewLive(host, pg, s, dataDir, log);
+      await startNewLive(host, pg, s, dataDir, log);
       return short.map(([k, v]) => `${k} = ${v}`);
     },
   };
+}
+
+/** What is wrong with newLive.dataDirLink on the new live's host now, read-only (also in preview). */
+async function newLiveLinkProblem(i: CutOverInputs): Promise<InputError | undefined> {
+  return await withHost(i.connection, async (host) => {
+    const storage = openStorage(i.storage, host);
+    const mounts: string[] = [];
+    for (const v of i.live.volumes ?? [i.live.dataset]) {
+      const m = (await storage.volume(v).catch(() => undefined))?.mountpoint;
+      if (m) mounts.push(m);
+    }
+    const dirs = mounts.length ? [`${mounts[0].replace(/\/$/, "")}/${i.live.pgdata}`, ...mounts] : [];
+    return await linkProblem(host, i.newLive.dataDirLink!, dirs);
+  });
 }
 
 /** Readiness of live for the logical method, read-only (also in preview): the problems, each naming its objects. */
@@ -467,9 +547,16 @@ export async function cutoverEnv(
   const endpoint = await openEndpoint(i, h, spec, log, opts.switching ?? false);
   // The role the replayed steps connect as (read from the new live's clone by the first of them).
   let superuser: string | undefined;
+  // Live's volumes' mountpoints and its data directory: the new live's link never goes there.
+  const liveDirs = async () => [
+    `${primary.mountpoint}/${i.live.pgdata}`,
+    ...(await Promise.all(spec.liveVolumes.map(async (v) => (await storage.volume(v).catch(() => undefined))?.mountpoint))).filter((m): m is string => !!m),
+  ];
+  // With newLive.startCommand the replayed `start` step starts the final server through the user's command (no second start).
+  const startServer = spec.newLive.startCommand ? async (p: { newDataDir: string }) => startNewLive(host, pg, spec, p.newDataDir, log) : undefined;
   const replay: Replay = async (step, pgPlan, state) => {
     const r = await runStep(
-      { host, storage, pg, log },
+      { host, storage, pg, log, ...(startServer ? { startServer } : {}) },
       { step, index: 0, pg: pgPlan, prevServer: state.server, updateExtensionsSql: state.updateExtensionsSql, liveSettings: state.liveSettings, ...(state.staged ? { staged: state.staged } : {}) },
     );
     superuser = r.superuser ?? superuser;
@@ -479,13 +566,13 @@ export async function cutoverEnv(
     prepareClone: (dataDir, mounts) => prepareClone(host, i.live.osUser, dataDir, mounts, i.live.layout, log),
     storage,
     live,
-    server: newServerOf(host, pg, spec, () => superuser),
+    server: newServerOf(host, pg, spec, log, liveDirs, () => superuser),
     endpoint,
     journal: new HostJournal(host, journalPath(i.owner)),
     replay,
     log,
     // Live's side on live's host, the new live's on the storage's host (one machine on ZFS).
-    logical: logicalEnvOf(livePg, pg, spec, i.logical),
+    logical: logicalEnvOf(livePg, pg, spec, i.logical, host, log),
   };
   return [env, spec];
 }
@@ -629,6 +716,14 @@ export const cutOverProvider: UnderstudyProvider = {
     const failures: pulumi.dynamic.CheckFailure[] = [...checkConnection(n.connection)];
     // Everything it will use, checked now (also in preview): after live is stopped is too late.
     for (const e of checkCutOver(n, (v) => !isUnknown(v))) failures.push({ property: e.field.split(/[.[]/)[0], reason: e.message });
+    // The new live's stable link (read-only, also in preview): never a real directory, never into live.
+    if (!failures.length && n.promote === true && n.newLive?.dataDirLink !== undefined && [n.connection, n.live, n.newLive, n.storage].every((v) => !isUnknown(v))) {
+      const problem = await newLiveLinkProblem(n).catch((e: unknown) => {
+        progress(n.label, `warning: newLive.dataDirLink could not be read now (${errorMessage(e).split("\n")[0]}); it is checked again before anything runs`);
+        return undefined;
+      });
+      if (problem) failures.push({ property: "newLive", reason: problem.message });
+    }
     // The logical method about to promote: live's readiness (read-only, also in preview), every problem named.
     const known = [n.connection, n.live, n.databases, n.database, n.owner, n.logical, n.promote].every((v) => !isUnknown(v));
     if (!failures.length && known && n.method === "logical" && n.promote === true && o?.promote !== true) {

@@ -23,6 +23,7 @@ import { serverAfter, type ServerState, type StagedCluster } from "./steps";
 import type { ClusterSettings } from "../postgres/driver";
 import type { LogicalEnv, LogicalSettings } from "./logical-cutover";
 import type { ServerRef } from "../postgres/logical";
+import type { NewLiveService } from "./newlive-service";
 
 /** What clients connect to, as the cut-over uses it (PgBouncer; a DNS record on AWS). */
 export interface EndpointSwitch {
@@ -120,8 +121,11 @@ export interface CutoverSpec {
   /** The logical method's settings (defaults in ./logical-cutover.ts). */
   logical?: LogicalSettings;
   pauseTimeoutMs: number;
-  /** `logFile`: where the new live logs (absent: next to live's own log, else in its data directory). */
-  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string };
+  /**
+   * `logFile`: where the new live logs (absent: next to live's own log, else in its data
+   * directory); `dataDirLink`/`startCommand`/`stopCommand`: how it runs as a service (./newlive-service.ts).
+   */
+  newLive: { dataset: string; port: number; socketDir: string; listen: string; logFile?: string } & NewLiveService;
   /** Where PgBouncer reaches live and the new live over TCP (default: their unix socket directory). */
   serverHost?: string;
   /**

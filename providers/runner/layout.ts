@@ -9,7 +9,7 @@
 import type { Host } from "../host/types";
 import { InputError, InputErrors } from "../errors";
 import type { PostgresDriver } from "../postgres/driver";
-import { externalConfig, linksOutside, readLinks, repoint, type ClusterLayout } from "../postgres/layout";
+import { externalConfig, externalConfigOfStopped, linksOutside, readLinks, repoint, type ClusterLayout } from "../postgres/layout";
 import type { Storage, VolumeInfo } from "../storage/types";
 
 export interface SourcePlace {
@@ -81,8 +81,18 @@ export async function discoverSource(
   try {
     external = await externalConfig((sql) => pg.adminQuery({ version: source.version, binDir: source.binDir, socketDir: source.socketDir, port: source.port }, sql), dataDir);
   } catch {
-    // Live does not answer (e.g. rehearsing from an old snapshot while it is down): its
-    // data directory then holds its configuration, or starting the clone says what is missing.
+    // Live does not answer (a promotion stopped it, or rehearsing from an old snapshot while
+    // it is down): where its last start took its configuration (postmaster.opts), else its
+    // data directory holds it, or starting the clone says what is missing.
+    const read = async (p: string) => {
+      const r = await host.runAs("root", ["cat", "--", p], { okExitCodes: [0, 1], cwd: "/" });
+      return r.exitCode === 0 ? r.stdout : undefined;
+    };
+    const opts = await read(`${dataDir}/postmaster.opts`).catch(() => undefined);
+    if (opts) {
+      const conf = /config[_-]file=([^"\s]+)/.exec(opts)?.[1];
+      external = externalConfigOfStopped(dataDir, opts, conf?.startsWith("/") ? await read(conf).catch(() => undefined) : undefined);
+    }
   }
   return { volumes, places, externalConfig: external };
 }

@@ -28,6 +28,8 @@ export interface RunnerEnv {
   storage: Storage;
   pg: PostgresDriver;
   log: (message: string) => void;
+  /** Starts the upgraded server instead of pg_ctl (a promotion's new live with the user's start command). */
+  startServer?: (p: PgPlan) => Promise<void>;
 }
 
 /** The clone a rehearsal runs on: its volumes (the one holding PGDATA first), where that one is mounted, and its owner. */
@@ -167,6 +169,7 @@ export async function startNew(env: RunnerEnv, p: PgPlan, superuser?: string): P
   if (st.running) return;
   const su = superuser ?? (await stepSuperuser(env, p));
   if (await env.pg.grantOwnerAccess(p.newDataDir, newInstall(p), su)) env.log(`pg_hba.conf of ${p.newDataDir}: the OS user ${p.osUser} may connect as ${su} by peer (a marked block on the clone)`);
+  if (env.startServer) return await env.startServer(p);
   await env.pg.start(p.newDataDir, newInstall(p), { port: p.port, socketDir: p.socketDir, listen: p.listen, isolate: p.isolate ?? true, ...(p.logFile ? { logFile: p.logFile } : {}), onProgress: env.log });
 }
 

@@ -215,7 +215,7 @@ describe("UpgradeRehearsal with method logical", () => {
     expect(l.applyLag!.meanSeconds).toBeGreaterThanOrEqual(0);
     expect(l.applyLag!.maxSeconds).toBeLessThan(30);
     expect(l.applyLag!.secondsFrom).toMatch(/^(replay_lag|bytes-at-write-rate)$/);
-    expect(l.held).toHaveLength(3);
+    expect(l.held).toHaveLength(2);
     for (const h of l.held!) expect(h.ms).toBeGreaterThanOrEqual(0);
     const held = l.held!.reduce((t, h) => t + h.ms, 0);
     expect(l.predicted!.totalMs).toBeGreaterThan(held);
