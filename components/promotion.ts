@@ -113,7 +113,9 @@ export interface PromotionArgs {
    * - `logical`: while live keeps serving, a clone is converted, upgraded and catches up by
    *   logical replication; clients are held only for the last transactions (under a second).
    *   Needs `wal_level = logical` and a replica identity on every table (checked in preview).
-   *   Roll-back keeps the new live's writes (replicated back).
+   *   Roll-back keeps the new live's writes (replicated back). With live on its own machine
+   *   (EBS: `storage.liveConnection`) the two replicate over TCP: give `logical.liveHost` and
+   *   `logical.newLiveHost`; the endpoint must be PgBouncer (a DNS record cannot hold clients).
    * @default "replay"
    */
   method?: "replay" | "logical";
@@ -171,7 +173,9 @@ export interface PgBouncerPromotionEndpoint {
  * The same on EBS storage: live is stopped on live's instance (`storage.liveConnection`), the
  * new live's volumes are made from the final snapshot set on the rehearsal instance (or
  * `newLive.storage`). The endpoint may be a Route53 record instead of PgBouncer: DNS holds no
- * clients, they see live stop and reach the new live after the TTL.
+ * clients, they see live stop and reach the new live after the TTL. With `method: "logical"`
+ * (PgBouncer only) live keeps running on its instance: its side of the replication runs there,
+ * the new side on the new live's instance, connected over TCP (`logical.liveHost` / `newLiveHost`).
  *
  * @example
  * ```ts
@@ -222,6 +226,8 @@ export class Promotion extends pulumi.ComponentResource {
       sibling: (of: string, n: string) => (of === UNKNOWN_ID ? of : target.siblingVolume(of, n)),
       volumeId: (id: unknown, field: string) => (id === UNKNOWN_ID ? (id as string) : target.validateVolumeId(id as string, field)),
       sanitize,
+      // Live on its own machine (its own connection): the logical method connects the two over TCP.
+      liveElsewhere: liveConnection !== undefined,
     };
     const newLiveArgs = { ...args.newLive, storage: undefined, dataset: known(args.newLive?.dataset) ? args.newLive.dataset : undefined };
     const dns = "route53" in (args.endpoint ?? {}) ? (args.endpoint as Route53PromotionEndpoint) : undefined;

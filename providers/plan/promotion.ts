@@ -9,7 +9,7 @@ import { validateArgv, validateListenPort, validatePath, validatePgName, validat
 import { validateListen } from "../postgres/validate";
 import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validateTarget } from "../endpoint/pgbouncer-config";
 import { DEFAULTS } from "./defaults";
-import { checkLogicalSettings, type LogicalSettings } from "./logical";
+import { DNS_LOGICAL_REFUSAL, checkLogicalSettings, checkLogicalTwoHosts, type LogicalSettings } from "./logical";
 import { UNKNOWN_ID, type RehearsalPlan, type VolumeIdCheck } from "./rehearsal";
 
 export type PoolMode = "transaction" | "session" | "statement";
@@ -237,7 +237,7 @@ export function resolvePromotionPlan(
   name: string,
   args: PromotionArgsPlain,
   rehearsal: RehearsalPlan,
-  opts: { sibling: SiblingVolume; volumeId?: VolumeIdCheck; sanitize: (s: string) => string },
+  opts: { sibling: SiblingVolume; volumeId?: VolumeIdCheck; sanitize: (s: string) => string; liveElsewhere?: boolean },
 ): PromotionPlan {
   const ep = args.endpoint ?? ({} as PromotionArgsPlain["endpoint"]);
   const plan: PromotionPlan = {
@@ -273,6 +273,8 @@ export function resolvePromotionPlan(
     ...(args.logical !== undefined ? { logical: args.logical } : {}),
   };
   const errors = checkPromotionPlan(plan, rehearsal, opts.volumeId);
+  // Live on another machine than the new live (`liveElsewhere`: live has its own connection): the logical method connects them over TCP.
+  if (opts.liveElsewhere && plan.method === "logical") errors.push(...checkLogicalTwoHosts(plan.logical).filter((e) => !errors.some((x) => x.field === e.field)));
   // With a password method, PgBouncer has to know every client's password: no users, no client gets in.
   if (plan.endpoint.authType !== "trust" && ep.users === undefined) {
     errors.push(new InputError("endpoint.users", `required with authType ${JSON.stringify(plan.endpoint.authType)}: the users clients log in as, with their passwords (PgBouncer also logs into the server with them); pass them as a secret`));
@@ -341,7 +343,7 @@ export function resolveDnsPromotionPlan(
   check(() => validateEntryName(args.database, "endpoint.database"));
   check(() => validatePgName(args.database, "endpoint.database", "database name"));
   if (args.databases !== undefined) check(() => validateDatabaseList(args.databases, args.database));
-  if (plan.method !== "replay") errors.push(new InputError("method", `${JSON.stringify(plan.method)}: with a DNS endpoint only "replay" is wired (the logical method needs live and the new live on one host)`));
+  if (plan.method !== "replay") errors.push(new InputError("method", `${JSON.stringify(plan.method)}: ${DNS_LOGICAL_REFUSAL}`));
   if (opts.volumeId) check(() => opts.volumeId!(plan.newLive.dataset, "newLive.dataset"));
   if (plan.newLive.port !== rehearsal.source.port) {
     errors.push(new InputError("newLive.port", `${plan.newLive.port}: clients keep connecting to the record on live's port ${rehearsal.source.port}, so the new live must listen there`));

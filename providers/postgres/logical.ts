@@ -351,21 +351,37 @@ export class LogicalReplication {
   readonly plan: Readonly<LogicalPlan>;
   readonly names: LogicalNames;
 
+  /**
+   * `pg`: the driver on live's host. `targetPg`: the driver on the new side's host (where the
+   * clone is converted and the new live runs) when that is another machine; absent: `pg` for
+   * both sides. Every statement runs through the driver of the server it names.
+   */
   constructor(
     readonly pg: PostgresDriver,
     plan: LogicalPlan,
+    readonly targetPg?: PostgresDriver,
   ) {
-    this.plan = validatePlan(plan, pg.superuser);
+    this.plan = validatePlan(plan, pg.superuser, { twoHosts: targetPg !== undefined && targetPg !== pg });
     this.names = logicalNames(this.plan.tag);
   }
 
   /** The same plan with the new side known (from {@link subscribe} on). */
   withTarget(target: ServerRef, targetSource?: ReplicationSource): LogicalReplication {
-    return new LogicalReplication(this.pg, { ...this.plan, target, ...(targetSource ? { targetSource } : {}) });
+    return new LogicalReplication(this.pg, { ...this.plan, target, ...(targetSource ? { targetSource } : {}) }, this.targetPg);
+  }
+
+  /** The driver on the new side's host (the clone's and the new live's). */
+  private get sidePg(): PostgresDriver {
+    return this.targetPg ?? this.pg;
+  }
+
+  /** The driver that reaches `server`: live's host for live, the new side's host for anything else (the new live, the clone's private server). */
+  private pgFor(server: ServerRef): PostgresDriver {
+    return server === this.plan.live ? this.pg : this.sidePg;
   }
 
   private get host(): string {
-    return this.pg.host.description;
+    return this.sidePg.host.description;
   }
 
   private get target(): ServerRef {
@@ -375,12 +391,12 @@ export class LogicalReplication {
 
   /** Run a script of tagged statements on `server`, in `database`. */
   private async run(server: ServerRef, database: string, sql: string, timeoutMs = 120_000): Promise<Map<string, unknown>> {
-    return parseTagged(await this.pg.adminQuery(server, sql, { database, timeoutMs }));
+    return parseTagged(await this.pgFor(server).adminQuery(server, sql, { database, timeoutMs }));
   }
 
   /** One psql process over several databases (see {@link scriptAcross}): database -> tag -> JSON. */
   private async runEach(server: ServerRef, databases: string[], sqlFor: (db: string) => string, timeoutMs = 120_000): Promise<Map<string, Map<string, unknown>>> {
-    const rows = await this.pg.adminQuery(server, scriptAcross(databases, sqlFor, databases[0]), { database: databases[0], timeoutMs });
+    const rows = await this.pgFor(server).adminQuery(server, scriptAcross(databases, sqlFor, databases[0]), { database: databases[0], timeoutMs });
     const m = parseTaggedByDatabase(rows);
     for (const db of databases) if (!m.has(db)) throw new Error(`the script returned nothing for database ${db}`);
     return m;
@@ -516,7 +532,8 @@ export class LogicalReplication {
    * Undo: nothing on live; on failure the private server is stopped and its log kept.
    */
   async convertClone(clone: CloneSpec, start: StartPoint, opts: { timeoutMs?: number; onProgress?: (m: string) => void } = {}): Promise<ConvertResult> {
-    const pg = this.pg;
+    // The clone is on the new side's host.
+    const pg = this.sidePg;
     const dataDir = validateDataDir(clone?.dataDir, "clone.dataDir");
     const port = wrap(() => validatePort(clone.port, "clone.port"));
     const target = validateLsn(start?.lsn, "start.lsn");
@@ -581,6 +598,7 @@ export class LogicalReplication {
       // Wait for the promotion at the target.
       const t2 = Date.now();
       let last = 0;
+      let lastLogCheck = Date.now();
       for (;;) {
         const st = await this.run(
           server,
@@ -591,6 +609,12 @@ export class LogicalReplication {
         const s = st ? taggedValue<[boolean, string | null, string | null]>(st, "state") : undefined;
         if (s && s[0] === false) break;
         if (!st && !(await pg.status(dataDir, inst)).running) throw new Error("the server stopped during recovery");
+        // Live refusing the clone's WAL stream does not pass: stop now, not at the timeout (an hour by default).
+        if (Date.now() - lastLogCheck > 5000) {
+          lastLogCheck = Date.now();
+          const refused = REFUSED_BY_LIVE.exec(await this.readFile(logFile));
+          if (refused) throw new Error(`live refuses the clone's replication connection (${refused[0].trim()})`);
+        }
         if (Date.now() - t2 > timeoutMs) throw new Error(`not promoted after ${Math.round((Date.now() - t2) / 1000)} s (received ${s?.[1] ?? "?"}, replayed ${s?.[2] ?? "?"}, target ${target})`);
         if (opts.onProgress && Date.now() - last > 5000) {
           last = Date.now();
@@ -1020,7 +1044,7 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
       );
     let rows: string[][];
     try {
-      rows = await this.pg.adminQuery(s.subscriber, script, { database: dbs[0], timeoutMs: (o.timeoutMs ?? 30_000) + (o.waitAppliedMs ?? 0) });
+      rows = await this.pgFor(s.subscriber).adminQuery(s.subscriber, script, { database: dbs[0], timeoutMs: (o.timeoutMs ?? 30_000) + (o.waitAppliedMs ?? 0) });
     } catch (e) {
       const why = /understudy: not applied within \d+ ms: ([^\n]*)/.exec(`${(e as PostgresError).detail ?? ""}\n${(e as Error).message}`);
       if (why) {
@@ -1212,15 +1236,18 @@ SELECT 'subs', coalesce(jsonb_agg(jsonb_build_array(d.datname::text, s.subname::
   // ---------------------------------------------------------------- helpers
 
   private async fileExists(path: string): Promise<boolean> {
-    const r = await this.pg.host.runAs(this.pg.osUser, ["test", "-e", path], { okExitCodes: [0, 1], cwd: "/", timeoutMs: 30_000 });
+    const r = await this.sidePg.host.runAs(this.sidePg.osUser, ["test", "-e", path], { okExitCodes: [0, 1], cwd: "/", timeoutMs: 30_000 });
     return r.exitCode === 0;
   }
 
   private async readFile(path: string): Promise<string> {
-    const r = await this.pg.host.runAs(this.pg.osUser, ["tail", "-c", "64000", "--", path], { okExitCodes: [0, 1], cwd: "/", timeoutMs: 30_000 }).catch(() => undefined);
+    const r = await this.sidePg.host.runAs(this.sidePg.osUser, ["tail", "-c", "64000", "--", path], { okExitCodes: [0, 1], cwd: "/", timeoutMs: 30_000 }).catch(() => undefined);
     return r && r.exitCode === 0 ? r.stdout : "";
   }
 }
+
+/** A clone's server log line saying live refused its replication connection for good (rules, password, role), not for a moment. */
+const REFUSED_BY_LIVE = /could not connect to the primary server:.*FATAL:\s+(pg_hba\.conf rejects[^\n]*|no pg_hba\.conf entry[^\n]*|password authentication failed[^\n]*|role "[^"]*" does not exist[^\n]*|[^\n]*is not permitted to log in[^\n]*|must be superuser or replication role[^\n]*)/;
 
 // ------------------------------------------------------------------ validation
 
@@ -1246,7 +1273,7 @@ function validateServer(v: unknown, field: string): ServerRef {
 }
 
 /** Check a plan and fill the defaults (the replication sources). Throws {@link InputError} naming the field. */
-export function validatePlan(p: LogicalPlan, superuser: string): LogicalPlan {
+export function validatePlan(p: LogicalPlan, superuser: string, o: { twoHosts?: boolean } = {}): LogicalPlan {
   if (!p || typeof p !== "object") throw new InputError("logical", "must be an object");
   const tag = validateTag(p.tag);
   const databases = validateDatabases(p.databases);
@@ -1254,9 +1281,15 @@ export function validatePlan(p: LogicalPlan, superuser: string): LogicalPlan {
   if (live.version < 10) throw new InputError("logical.live.version", "logical replication needs PostgreSQL 10 or newer");
   const target = p.target === undefined ? undefined : validateServer(p.target, "logical.target");
   if (target && target.version < live.version) throw new InputError("logical.target.version", `${target.version} is older than live's ${live.version}`);
-  if (target && target.port === live.port && target.socketDir === live.socketDir) throw new InputError("logical.target", "is the same server as live");
+  // On two hosts the same port and socket directory are two servers.
+  if (target && !o.twoHosts && target.port === live.port && target.socketDir === live.socketDir) throw new InputError("logical.target", "is the same server as live");
   const liveSource = validateSource(p.liveSource ?? { host: live.socketDir, port: live.port, user: superuser }, "logical.liveSource");
-  const targetSource = target ? validateSource(p.targetSource ?? { host: target.socketDir, port: target.port, user: superuser }, "logical.targetSource") : undefined;
+  // A targetSource given before the target is known (two hosts: the new live's address) is kept for withTarget.
+  const targetSource = target
+    ? validateSource(p.targetSource ?? { host: target.socketDir, port: target.port, user: superuser }, "logical.targetSource")
+    : p.targetSource !== undefined
+      ? validateSource(p.targetSource, "logical.targetSource")
+      : undefined;
   return { tag, databases, live, ...(target ? { target } : {}), liveSource, ...(targetSource ? { targetSource } : {}) };
 }
 

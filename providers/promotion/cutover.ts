@@ -34,6 +34,7 @@ import { runStep } from "../runner/steps";
 import { HostJournal, journalPath } from "../runner/journal";
 import { prepareClone, type SourceLayout } from "../runner/layout";
 import type { PhaseTiming } from "../runner/phases";
+import { DNS_LOGICAL_REFUSAL, checkLogicalTwoHosts } from "../plan/logical";
 import { checkLogicalSettings, cleanupLogical, logicalTag, promoteLogical, rollBackLogical, type LogicalEnv, type LogicalPromoteResult, type LogicalSettings } from "../runner/logical-cutover";
 import { validateDatabaseList } from "../plan/promotion";
 
@@ -60,7 +61,7 @@ export interface LiveSpec {
 export interface CutOverInputs {
   /** The storage's host: where the new live's volumes are mounted and it runs; on ZFS also live's host. */
   connection?: ConnectionArgs;
-  /** Live's host when it is another machine (EBS: live's instance); absent: `connection`. Used only to stop and start live and read it. */
+  /** Live's host when it is another machine (EBS: live's instance); absent: `connection`. Used to stop and start live and read it, and for live's side of the logical method (slots, publications, capture, read-only). */
   liveConnection?: ConnectionArgs;
   /** PgBouncer's host when it is another machine; absent: `connection`. */
   endpointConnection?: ConnectionArgs;
@@ -208,10 +209,6 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
   const r53 = isRoute53Spec(n.endpoint) ? n.endpoint : undefined;
   check(n.endpoint, () => (r53 ? validateRoute53Spec(r53) : checkConfig(n.endpoint as PgBouncerEndpointConfig)));
   if (n.newServerHost !== undefined) check(n.newServerHost, () => validateNetworkHost(n.newServerHost, "newLive.serverHost"));
-  // The logical method runs live's and the new live's side through one host's driver.
-  if (n.liveConnection !== undefined && n.method === "logical") {
-    errors.push(new InputError("method", `"logical" needs live and the new live on one host; with live on another machine (EBS: live's instance) only "replay" is wired`));
-  }
   if (n.switchoverTimeoutMs !== undefined) {
     check(n.switchoverTimeoutMs, () => validateSwitchoverTimeout(n.switchoverTimeoutMs, "switchoverTimeoutMs"));
     // Refused in preview: a switch the rehearsal says would hold clients longer than allowed.
@@ -223,6 +220,8 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
     if (n.method !== undefined && n.method !== "replay" && n.method !== "logical") throw new InputError("method", `${JSON.stringify(n.method)} is not replay or logical`);
   });
   if (n.logical !== undefined && known(n.logical)) errors.push(...checkLogicalSettings(n.logical));
+  // The logical method with live on its own machine: the two connect over TCP, at addresses the user gives.
+  if (!r53 && n.liveConnection !== undefined && n.method === "logical" && known(n.logical)) errors.push(...checkLogicalTwoHosts(n.logical).filter((e) => !errors.some((x) => x.field === e.field)));
   if (n.databases !== undefined) check(n.databases, () => validateDatabaseList(n.databases, n.database));
   if (!known(n.live) || !known(n.newLive) || !known(n.endpoint) || !known(n.database) || !known(n.pauseTimeoutMs) || !known(n.serverHost) || !known(n.newServerHost)) return errors;
   if (r53) return [...errors, ...checkDnsSwap(n, r53)];
@@ -246,7 +245,8 @@ export function checkCutOver(n: CutOverInputs, known: (v: unknown) => boolean = 
     ...(n.logical !== undefined ? { logical: n.logical } : {}),
     live: { ...(n.live.startCommand !== undefined ? { startCommand: n.live.startCommand } : {}), ...(n.live.stopCommand !== undefined ? { stopCommand: n.live.stopCommand } : {}) },
   };
-  errors.push(...checkPromotionPlan(plan, { source: specOf(n).source }));
+  // (The plan's rules repeat some above, e.g. the logical settings: each error once.)
+  errors.push(...checkPromotionPlan(plan, { source: specOf(n).source }).filter((e) => !errors.some((x) => x.field === e.field && x.message === e.message)));
   return errors;
 }
 
@@ -268,6 +268,7 @@ function checkDnsSwap(n: CutOverInputs, e: Route53EndpointSpec): InputError[] {
     validateRecordValue(type, n.newServerHost, "endpoint.newLiveAddress");
   });
   if (n.serverHost !== undefined && n.serverHost === n.newServerHost) errors.push(new InputError("endpoint.newLiveAddress", "is live's address too: the swap would change nothing"));
+  if (n.method === "logical") errors.push(new InputError("method", `"logical": ${DNS_LOGICAL_REFUSAL}`));
   check(() => validateListenPort(n.newLive.port, "newLive.port"));
   if (n.newLive.port !== n.live.port) {
     errors.push(new InputError("newLive.port", `${n.newLive.port}: clients keep connecting to ${e.name}:${n.live.port} after the swap, so the new live must listen on live's port ${n.live.port}`));
@@ -393,19 +394,29 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, log: (m: st
 
 const CLUSTER_DATABASES_SQL = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname";
 
-/** The logical method's machinery on this host: LogicalReplication through the driver. */
-function logicalEnvOf(pg: PostgresDriver, s: CutoverSpec, host: Host = pg.host, log: (m: string) => void = () => undefined): LogicalEnv {
+/**
+ * The logical method's machinery: live's side through the driver on live's host (`livePg`),
+ * the new side (the clone's conversion, the new live) through the driver on the storage's
+ * host (`pg`); one driver when they are one machine. With `logical.liveHost`/`newLiveHost`
+ * the two sides replicate over TCP at those addresses, else through the unix sockets.
+ */
+function logicalEnvOf(livePg: PostgresDriver, pg: PostgresDriver, s: CutoverSpec, l: LogicalSettings | undefined, host: Host = pg.host, log: (m: string) => void = () => undefined): LogicalEnv {
   const live = { version: s.source.version, binDir: s.source.binDir, socketDir: s.source.socketDir, port: s.source.port };
   const newSrv = { version: s.to, binDir: s.toBinDir, socketDir: s.newLive.socketDir, port: s.newLive.port };
+  const over = { user: l?.replicationUser ?? livePg.superuser, ...(l?.passfile !== undefined ? { passfile: l.passfile } : {}), ...(l?.sslmode !== undefined ? { sslmode: l.sslmode } : {}) };
+  const sources = {
+    ...(l?.liveHost !== undefined ? { liveSource: { host: l.liveHost, port: s.source.port, ...over } } : {}),
+    ...(l?.newLiveHost !== undefined ? { targetSource: { host: l.newLiveHost, port: s.newLive.port, ...over } } : {}),
+  };
   return {
-    clusterDatabases: async () => (await pg.adminQuery(live, CLUSTER_DATABASES_SQL, { database: "postgres" })).map((r) => r[0]),
-    open: (tag, databases) => new LogicalReplication(pg, { tag, databases, live }),
-    checkpoint: async () => void (await pg.adminQuery(live, "CHECKPOINT", { database: "postgres" })),
+    clusterDatabases: async () => (await livePg.adminQuery(live, CLUSTER_DATABASES_SQL, { database: "postgres" })).map((r) => r[0]),
+    open: (tag, databases) => new LogicalReplication(livePg, { tag, databases, live, ...sources }, livePg === pg ? undefined : pg),
+    checkpoint: async () => void (await livePg.adminQuery(live, "CHECKPOINT", { database: "postgres" })),
     unpublishedTables: async (tag, databases) => {
       const pub = logicalNames(tag).publication;
       const out: Array<{ database: string; tables: string[] }> = [];
       for (const db of databases) {
-        const published = new Set((await pg.adminQuery(live, publicationTablesSql(pub), { database: db })).map((r) => r[0]));
+        const published = new Set((await livePg.adminQuery(live, publicationTablesSql(pub), { database: db })).map((r) => r[0]));
         const have = (await pg.adminQuery(newSrv, PUBLISHABLE_TABLES_SQL, { database: db })).map((r) => r[0]);
         out.push({ database: db, tables: have.filter((t) => !published.has(t)) });
       }
@@ -441,10 +452,11 @@ async function newLiveLinkProblem(i: CutOverInputs): Promise<InputError | undefi
 
 /** Readiness of live for the logical method, read-only (also in preview): the problems, each naming its objects. */
 async function logicalReadiness(i: CutOverInputs): Promise<string[]> {
-  return await withHost(i.connection, async (host) => {
+  // Live is read where it runs: its own connection when it has one.
+  return await withHost(i.liveConnection ?? i.connection, async (host) => {
     const pg = new PostgresDriver(host, { osUser: i.live.osUser });
     const spec = specOf(i);
-    const env = logicalEnvOf(pg, spec);
+    const env = logicalEnvOf(pg, pg, spec, i.logical);
     const dbs = await env.clusterDatabases();
     const r = await env.open(logicalTag(i.owner), dbs).readiness({ accept: i.logical?.accept ?? [] });
     const out = r.problems.map((p) => `[${p.code}] ${p.message}`);
@@ -559,8 +571,8 @@ export async function cutoverEnv(
     journal: new HostJournal(host, journalPath(i.owner)),
     replay,
     log,
-    // Live's side and the new live's through one driver: only when they share the host.
-    ...(liveHost === host ? { logical: logicalEnvOf(pg, spec, host, log) } : {}),
+    // Live's side on live's host, the new live's on the storage's host (one machine on ZFS).
+    logical: logicalEnvOf(livePg, pg, spec, i.logical, host, log),
   };
   return [env, spec];
 }

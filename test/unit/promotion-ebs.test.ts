@@ -175,4 +175,22 @@ describe("Promotion on EBS with PgBouncer on a named host (under mocks)", () => 
     expect(cut.newServerHost).toBe("10.0.1.20");
     expect(cut.newLive).toMatchObject({ port: 5432, listen: "10.0.1.20" });
   });
+
+  it("method logical: declares the CutOver with the TCP addresses; without them it is refused before anything is declared, naming each", async () => {
+    const { UpgradeRehearsal } = await import("../../components/upgrade-rehearsal");
+    const { Promotion } = await import("../../components/promotion");
+    const r = new UpgradeRehearsal("r5", rehearsalArgs(new NoHostEbs(args())));
+    const endpoint = { name: "app", listenPort: 6432, database: "app", users: pulumi.secret([{ name: "app", password: "pw" }]), serverHost: "10.0.1.10", newLiveServerHost: "10.0.1.20", connection: { host: "10.0.1.5", user: "admin", privateKey: "k" } };
+    const from = registered.length;
+    expect(refusal(() => new Promotion("lg1", { rehearsal: r, promote: true, method: "logical", endpoint })).paths).toEqual(["logical.liveHost", "logical.newLiveHost"]);
+    expect(refusal(() => new Promotion("lg2", { rehearsal: r, promote: true, method: "logical", logical: { liveHost: "127.0.0.1", newLiveHost: "10.0.1.20" }, endpoint })).paths).toEqual(["logical.liveHost"]);
+    await settle();
+    expect(ours(from)).toEqual([]);
+    const p = new Promotion("lg3", { rehearsal: r, promote: false, method: "logical", logical: { liveHost: "10.0.1.10", newLiveHost: "10.0.1.20" }, endpoint, newLive: { port: 5432 } });
+    await settle(p.state);
+    const cut = ours(from).find((x) => x.type.endsWith(":CutOver"))!.inputs;
+    expect(cut.method).toBe("logical");
+    expect(cut.logical).toMatchObject({ liveHost: "10.0.1.10", newLiveHost: "10.0.1.20" });
+    expect(unwrap(cut.liveConnection)).toMatchObject({ host: "10.0.1.10" });
+  });
 });
