@@ -28,7 +28,7 @@
  * Ports 30700 (live), 30710-30713 (the new live, its conversion and pg_upgrade), 30790
  * (PgBouncer), moto in 30780-30789. No zfs-fuse.
  */
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { ChildProcess, execFileSync } from "node:child_process";
 import type { EC2Client } from "@aws-sdk/client-ec2";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -47,6 +47,7 @@ import { LoopLab } from "../harness/loop";
 import { EbsBlocks } from "../harness/ebs-blocks";
 import type { Moto } from "../harness/moto";
 import { sleep, stopBouncerIn, stopServersUnder } from "../harness/postgres";
+import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
 
 const NS = `usel${process.pid}`;
 const VETH = `usel${process.pid % 1_000_000}`;
@@ -217,35 +218,10 @@ function inputs(over: Partial<CutOverInputs> = {}): CutOverInputs {
 }
 const hosts = () => ({ host: newHost, liveHost, endpointHost: liveHost });
 
-interface PgbenchResult {
-  code: number | null;
-  output: string;
-  processed: number;
-  failed: number;
-}
 
 /** pgbench (tpcb-like, 4 clients, rate-limited: the machine is shared) through PgBouncer. */
-function pgbench(seconds: number): { done: Promise<PgbenchResult>; running: () => boolean } {
-  const p = spawn("runuser", ["-u", "postgres", "--", `${PG15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "4", "-j", "2", "-R", "100", "-T", String(seconds), "app"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(p);
-  let output = "";
-  let exited = false;
-  p.stdout.on("data", (d) => (output += d));
-  p.stderr.on("data", (d) => (output += d));
-  const done = new Promise<PgbenchResult>((resolve) =>
-    p.on("close", (code) => {
-      exited = true;
-      resolve({
-        code,
-        output,
-        processed: Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? NaN),
-        failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? NaN),
-      });
-    }),
-  );
-  return { done, running: () => !exited };
+function pgbench(seconds: number): PgbenchRun {
+  return startPgbench([`${PG15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "4", "-j", "2", "-R", "100", "-T", String(seconds), "app"], { asUser: "postgres", children });
 }
 
 async function waitForCommits(count: () => number, from: number): Promise<void> {

@@ -12,12 +12,13 @@
  * Pool `ussec`, live on 29900, rehearsal 29910-29913, new live 29920-29923, PgBouncer 29950.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { destroyPoolByName, sh } from "../harness/zfs";
 import { sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { failureOf, fileBackend, fixtureProgram, openStack, REPO, tempDir, type TestBackend } from "../harness/pulumi";
+import { startPgbench, type PgbenchRun } from "../harness/pgbench";
 
 const POOL = "ussec";
 const LIVE_PORT = 29900;
@@ -100,28 +101,8 @@ function whereIn(deployment: { resources?: Array<{ type: string }> }, text: stri
 
 const whereInState = (text: string) => whereIn((JSON.parse(stateText()) as { checkpoint: { latest: { resources?: Array<{ type: string }> } } }).checkpoint.latest, text);
 
-function pgbench(seconds = PGBENCH_SECONDS): { done: Promise<{ code: number | null; output: string; failed: number; processed: number }>; running: () => boolean } {
-  const p = spawn(`${BIN15}/pgbench`, ["-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-U", "app", "-n", "-c", "2", "-T", String(seconds), "app"], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, PGPASSWORD: APP_PW },
-  });
-  children.push(p);
-  let output = "";
-  let exited = false;
-  p.stdout.on("data", (d) => (output += d));
-  p.stderr.on("data", (d) => (output += d));
-  const done = new Promise<{ code: number | null; output: string; failed: number; processed: number }>((resolve) =>
-    p.on("close", (code) => {
-      exited = true;
-      resolve({
-        code,
-        output,
-        processed: Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? NaN),
-        failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? NaN),
-      });
-    }),
-  );
-  return { done, running: () => !exited };
+function pgbench(seconds = PGBENCH_SECONDS): PgbenchRun {
+  return startPgbench([`${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-U", "app", "-n", "-c", "2", "-T", String(seconds), "app"], { env: { PGPASSWORD: APP_PW }, children });
 }
 
 const stopBouncer = () => stopBouncerIn(BOUNCER_DIR);

@@ -25,13 +25,14 @@
  * PgBouncer on 30650.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { createPool, destroyPoolByName, sh } from "../harness/zfs";
 import { sleep, stopBouncerIn, stopServersUnder } from "../harness/postgres";
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, tempDir, type TestBackend } from "../harness/pulumi";
 import { readCommandLog } from "../../providers/host/record";
+import { startPgbench, type PgbenchRun } from "../harness/pgbench";
 
 const POOL = "usnl";
 const CLUSTER = "usnl";
@@ -77,34 +78,8 @@ function lsCluster(version: number): string[] {
   return line ? line.trim().split(/\s+/) : [];
 }
 
-interface PgbenchResult {
-  code: number | null;
-  output: string;
-  failed: number;
-  processed: number;
-}
-
-function pgbench(): { done: Promise<PgbenchResult>; running: () => boolean } {
-  const p = spawn("runuser", ["-u", "postgres", "--", `${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "2", "-T", String(PGBENCH_SECONDS), "app"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(p);
-  let output = "";
-  let exited = false;
-  p.stdout.on("data", (d) => (output += d));
-  p.stderr.on("data", (d) => (output += d));
-  const done = new Promise<PgbenchResult>((resolve) =>
-    p.on("close", (code) => {
-      exited = true;
-      resolve({
-        code,
-        output,
-        processed: Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? NaN),
-        failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? NaN),
-      });
-    }),
-  );
-  return { done, running: () => !exited };
+function pgbench(): PgbenchRun {
+  return startPgbench([`${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "2", "-T", String(PGBENCH_SECONDS), "app"], { asUser: "postgres", children });
 }
 
 /**

@@ -17,12 +17,13 @@
  * Pool `uslc2`; PostgreSQL ports 29400..29423; PgBouncer port 29490.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { destroyPoolByName, sh } from "../harness/zfs";
 import { sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { collector, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
+import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
 
 const POOL = "uslc2";
 const LIVE_PORT = 29400;
@@ -71,35 +72,10 @@ function liveReplicationState(): Record<string, string> {
 }
 const NOTHING = { slots: "", publications: "", subscriptions: "", settings: "" };
 
-interface PgbenchResult {
-  code: number | null;
-  output: string;
-  processed: number;
-  failed: number;
-}
 
 /** pgbench (tpcb-like, 4 clients, rate-limited: the machine is shared) through PgBouncer. */
-function pgbench(seconds: number): { done: Promise<PgbenchResult>; running: () => boolean } {
-  const p = spawn("runuser", ["-u", "postgres", "--", `${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "4", "-j", "2", "-R", "100", "-T", String(seconds), "app"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(p);
-  let output = "";
-  let exited = false;
-  p.stdout.on("data", (d) => (output += d));
-  p.stderr.on("data", (d) => (output += d));
-  const done = new Promise<PgbenchResult>((resolve) =>
-    p.on("close", (code) => {
-      exited = true;
-      resolve({
-        code,
-        output,
-        processed: Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? NaN),
-        failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? NaN),
-      });
-    }),
-  );
-  return { done, running: () => !exited };
+function pgbench(seconds: number): PgbenchRun {
+  return startPgbench([`${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "4", "-j", "2", "-R", "100", "-T", String(seconds), "app"], { asUser: "postgres", children });
 }
 
 async function waitForCommits(port: number, from: number): Promise<void> {

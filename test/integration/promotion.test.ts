@@ -13,13 +13,14 @@
  * Pool `usprom`, PostgreSQL ports 28000..28099, PgBouncer port 28150 only.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import type { EngineEvent } from "@pulumi/pulumi/automation";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { datasetExists, destroyPoolByName, sh, snapshotsOf, treeChecksum } from "../harness/zfs";
 import { sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { collector, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
+import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
 
 const POOL = "usprom";
 const LIVE_PORT = 28000;
@@ -77,35 +78,10 @@ function running(dataDir: string, bin: string): boolean {
   return sh(["runuser", "-u", "postgres", "--", `${bin}/pg_ctl`, "status", "-D", dataDir], { allowFail: true }).includes("server is running");
 }
 
-interface PgbenchResult {
-  code: number | null;
-  output: string;
-  processed: number;
-  failed: number;
-}
 
 /** pgbench (tpcb-like, 4 clients) through PgBouncer; resolves when it exits. */
-function pgbench(seconds = PGBENCH_SECONDS): { done: Promise<PgbenchResult>; running: () => boolean } {
-  const p = spawn("runuser", ["-u", "postgres", "--", `${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "4", "-T", String(seconds), "app"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.push(p);
-  let output = "";
-  let exited = false;
-  p.stdout.on("data", (d) => (output += d));
-  p.stderr.on("data", (d) => (output += d));
-  const done = new Promise<PgbenchResult>((resolve) =>
-    p.on("close", (code) => {
-      exited = true;
-      resolve({
-        code,
-        output,
-        processed: Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? NaN),
-        failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? NaN),
-      });
-    }),
-  );
-  return { done, running: () => !exited };
+function pgbench(seconds = PGBENCH_SECONDS): PgbenchRun {
+  return startPgbench([`${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "4", "-T", String(seconds), "app"], { asUser: "postgres", children });
 }
 
 /** pgbench's clients are connected and committing through PgBouncer. */
