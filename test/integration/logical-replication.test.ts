@@ -35,6 +35,7 @@ import {
 } from "../../providers/postgres/logical";
 import { createPool, destroyPoolByName, sh } from "../harness/zfs";
 import { sleep, stopServersUnder } from "../harness/postgres";
+import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
 
 const POOL = "uslog2";
 /** This run's datasets live under one parent (a pool zfs-fuse keeps "busy" after a failed teardown stays usable). */
@@ -89,34 +90,12 @@ function liveReplicationState(): { slots: string; publications: string; subscrip
   };
 }
 
-interface Bench {
-  done: Promise<{ code: number | null; output: string; processed: number; failed: number }>;
-  running: () => boolean;
-}
-
 /** pgbench through PgBouncer (PostgreSQL 15's pgbench reports failed transactions). */
-function pgbench(db: string, seconds: number, extra: string[]): Bench {
-  const p = spawn(`${BIN15}/pgbench`, ["-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-U", "postgres", "-n", "-T", String(seconds), ...extra, db], { stdio: ["ignore", "pipe", "pipe"] });
-  children.push(p);
-  let output = "";
-  let exited = false;
-  p.stdout.on("data", (d) => (output += d));
-  p.stderr.on("data", (d) => (output += d));
-  const done = new Promise<{ code: number | null; output: string; processed: number; failed: number }>((resolve) =>
-    p.on("close", (code) => {
-      exited = true;
-      resolve({
-        code,
-        output,
-        processed: Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? NaN),
-        failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? NaN),
-      });
-    }),
-  );
-  return { done, running: () => !exited };
+function pgbench(db: string, seconds: number, extra: string[]): PgbenchRun {
+  return startPgbench([`${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-U", "postgres", "-n", "-T", String(seconds), ...extra, db], { children });
 }
 
-function expectClean(r: { code: number | null; output: string; processed: number; failed: number }, what: string): void {
+function expectClean(r: PgbenchResult, what: string): void {
   console.log(`[logical] pgbench ${what}: ${r.output.split("\n").filter((l) => /processed|failed|tps|latency average/.test(l)).join(" | ")}`);
   expect(r.output).not.toMatch(/aborted|error/i);
   expect(r.failed).toBe(0);
@@ -304,7 +283,7 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
   let start: StartPoint;
   let conv: ConvertResult;
   let lr2: LogicalReplication;
-  let bench: { app: Bench; shop: Bench };
+  let bench: { app: PgbenchRun; shop: PgbenchRun };
   let history0 = 0;
   let orders0 = 0;
 

@@ -4,13 +4,14 @@
  * driver with an entry per database, pgbench writing into both databases through it while
  * the whole cluster moves. Ports 29440, 29441 (PostgreSQL) and 29491 (PgBouncer) only.
  */
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
+import { ChildProcess, execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalHost } from "../../providers/host/local";
 import { PauseTimeoutError, PgBouncerEndpoint, PgBouncerError, type DatabaseTarget } from "../../providers/endpoint/pgbouncer";
+import { startPgbench } from "../harness/pgbench";
 
 const BIN = "/usr/lib/postgresql/15/bin";
 const A = 29440;
@@ -46,20 +47,7 @@ function cluster(name: string, port: number): void {
 function writer(db: string, seconds: number): Promise<{ failed: number; processed: number; output: string }> {
   const script = path.join(tmp, "w.sql");
   fs.writeFileSync(script, "INSERT INTO t DEFAULT VALUES;\n");
-  const p = spawn(`${BIN}/pgbench`, ["-h", "127.0.0.1", "-p", String(BOUNCER), "-U", "postgres", "-n", "-c", "2", "-R", "100", "-T", String(seconds), "-f", script, db], { stdio: ["ignore", "pipe", "pipe"] });
-  children.push(p);
-  let output = "";
-  p.stdout.on("data", (d) => (output += d));
-  p.stderr.on("data", (d) => (output += d));
-  return new Promise((resolve) =>
-    p.on("close", () =>
-      resolve({
-        output,
-        processed: Number(/number of transactions actually processed: (\d+)/.exec(output)?.[1] ?? NaN),
-        failed: Number(/number of failed transactions: (\d+)/.exec(output)?.[1] ?? NaN),
-      }),
-    ),
-  );
+  return startPgbench([`${BIN}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER), "-U", "postgres", "-n", "-c", "2", "-R", "100", "-T", String(seconds), "-f", script, db], { children }).done;
 }
 
 beforeAll(async () => {
