@@ -31,10 +31,7 @@
 import { ChildProcess, execFileSync } from "node:child_process";
 import type { EC2Client } from "@aws-sdk/client-ec2";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalHost, writeFileVia } from "../../providers/host/local";
-import { asUser, type Host, type RunOptions, type RunResult } from "../../providers/host/types";
 import type { EbsStorageSpec } from "../../providers/ebs/spec";
 import { EbsStorage } from "../../providers/ebs/storage";
 import type { StorageSpec } from "../../providers/storage/types";
@@ -48,6 +45,7 @@ import { EbsBlocks } from "../harness/ebs-blocks";
 import type { Moto } from "../harness/moto";
 import { sleep, stopBouncerIn, stopServersUnder } from "../harness/postgres";
 import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
+import { NetnsHost, RecordingLocal } from "../harness/instance-hosts";
 
 const NS = `usel${process.pid}`;
 const VETH = `usel${process.pid % 1_000_000}`;
@@ -84,34 +82,10 @@ const children: ChildProcess[] = [];
 const measured: Record<string, unknown> = {};
 
 /** Live's instance, standing in: this machine; every command recorded (did anything stop live?). */
-class RecordingLocal extends LocalHost {
-  readonly seen: string[] = [];
-  override run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    this.seen.push(argv.join(" "));
-    return super.run(argv, opts);
-  }
-}
 const liveHost = new RecordingLocal();
 
-/** The new live's instance, standing in: commands run in the network namespace. */
-class NetnsHost implements Host {
-  readonly description = `new-live instance (network namespace ${NS} on this machine)`;
-  private readonly inner = new LocalHost();
-  readonly seen: string[] = [];
-  run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    this.seen.push(argv.join(" "));
-    return this.inner.run(["nsenter", `--net=/run/netns/${NS}`, "--", ...argv], opts);
-  }
-  runAs(user: string, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    const r = asUser(os.userInfo().username, user, argv, opts);
-    return this.run(r.argv, r.opts);
-  }
-  writeFile(path: string, content: string, mode = "0644"): Promise<void> {
-    return writeFileVia(this, path, content, mode);
-  }
-  async close(): Promise<void> {}
-}
-const newHost = new NetnsHost();
+/** The new live's instance, standing in: a network namespace of this machine. */
+const newHost = new NetnsHost(NS);
 
 function sh(...argv: string[]): string {
   return execFileSync(argv[0], argv.slice(1), { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });

@@ -20,10 +20,7 @@ import { ChangeResourceRecordSetsCommand, CreateHostedZoneCommand, ListResourceR
 import { EC2Client } from "@aws-sdk/client-ec2";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LocalHost, writeFileVia } from "../../providers/host/local";
-import { asUser, type Host, type RunOptions, type RunResult } from "../../providers/host/types";
 import type { EbsStorageSpec } from "../../providers/ebs/spec";
 import { EbsStorage } from "../../providers/ebs/storage";
 import { TAGS } from "../../providers/ebs/driver";
@@ -36,6 +33,7 @@ import { LoopLab } from "../harness/loop";
 import { EbsBlocks } from "../harness/ebs-blocks";
 import { startMoto, motoCredentials, type Moto } from "../harness/moto";
 import { stopServersUnder } from "../harness/postgres";
+import { NetnsHost, RecordingLocal } from "../harness/instance-hosts";
 
 const NS = `usaws${process.pid}`;
 const LIVE_ROOT = "/srv/usaws-live";
@@ -61,13 +59,6 @@ let spec: EbsStorageSpec;
 const lab = new LoopLab("usaws");
 const blocks = new EbsBlocks(lab, () => admin);
 /** Live's instance, standing in: this machine; every command recorded (which host stopped live?). */
-class RecordingLocal extends LocalHost {
-  readonly seen: string[] = [];
-  override run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    this.seen.push(argv.join(" "));
-    return super.run(argv, opts);
-  }
-}
 const liveHost = new RecordingLocal();
 let liveImage = "";
 
@@ -82,27 +73,8 @@ function q(sock: string, sql: string, db = "app"): string {
   return asPg(`${PG15}/psql`, "-h", sock, "-p", String(PORT), "-d", db, "-XAtc", sql).trim();
 }
 
-/** The new live's instance, standing in: commands run in a network namespace of this machine. */
-class NetnsHost implements Host {
-  readonly description = `new-live instance (network namespace ${NS} on this machine)`;
-  private readonly inner = new LocalHost();
-  readonly seen: string[] = [];
-  run(argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    this.seen.push(argv.join(" "));
-    return this.inner.run(["nsenter", `--net=/run/netns/${NS}`, "--", ...argv], opts);
-  }
-  runAs(user: string, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    const r = asUser(os.userInfo().username, user, argv, opts);
-    return this.run(r.argv, r.opts);
-  }
-  writeFile(path: string, content: string, mode = "0644"): Promise<void> {
-    return writeFileVia(this, path, content, mode);
-  }
-  async close(): Promise<void> {}
-}
-const newHost = new NetnsHost();
-
-
+/** The new live's instance, standing in: a network namespace of this machine. */
+const newHost = new NetnsHost(NS);
 
 async function recordValue(): Promise<string> {
   const r = await r53.send(new ListResourceRecordSetsCommand({ HostedZoneId: zoneId }));
