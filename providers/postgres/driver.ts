@@ -344,6 +344,11 @@ function validateAuth(v: unknown, field: string): AuthMethod {
   throw new PostgresInputError(field, `${JSON.stringify(v)} is not one of peer, trust, md5, scram-sha-256, reject`);
 }
 
+/** Check a ClusterSettings read back from somewhere (a file kept on a clone): what initdb would be given. */
+export function checkClusterSettings(settings: unknown, field = "settings"): ClusterSettings {
+  return validateSettings(settings, field);
+}
+
 function validateSettings(settings: unknown, field: string): ClusterSettings {
   if (!settings || typeof settings !== "object") throw new PostgresInputError(field, "must be the object returned by recoverCrashConsistent / inspectCluster");
   const s = settings as ClusterSettings;
@@ -372,25 +377,40 @@ function stagedDirOf(dir: string): string {
   return dir;
 }
 
+/** What one look at a bin directory found (resolveInstall checks each caller's binaries against it). */
+interface CheckedInstall {
+  dirFound: boolean;
+  executables: Set<PgBinary>;
+  /** The installation, or why `postgres --version` does not match (thrown to every caller). */
+  version: PgInstall | Error;
+}
+
 export class PostgresDriver {
   readonly osUser: string;
   readonly superuser: string;
   /** The superuser was given (not the OS user's name by default): never read, never guessed. */
   readonly superuserGiven: boolean;
-  private readonly installs = new Map<string, Promise<PgInstall>>();
+  /**
+   * Checked installations by bin directory, major and field: one `stat` of every binary we
+   * use and one `postgres --version` per bin directory, shared with the drivers `as()` makes
+   * (each step of a rehearsal connects as the clone's superuser through one of them).
+   */
+  private readonly installs: Map<string, Promise<CheckedInstall>>;
 
   constructor(
     readonly host: Host,
     opts: PostgresDriverOptions = {},
+    installCache?: Map<string, Promise<CheckedInstall>>,
   ) {
     this.osUser = validateOsUser(opts.osUser ?? "postgres", "postgres.osUser");
     this.superuser = validateName(opts.superuser ?? this.osUser, "postgres.superuser", "role name");
     this.superuserGiven = opts.superuser !== undefined;
+    this.installs = installCache ?? new Map();
   }
 
   /** The same driver (host, OS user) connecting as `superuser` (validated: `postgres.superuser`). */
   as(superuser: string): PostgresDriver {
-    return new PostgresDriver(this.host, { osUser: this.osUser, superuser: validateName(superuser, "postgres.superuser", "role name") });
+    return new PostgresDriver(this.host, { osUser: this.osUser, superuser: validateName(superuser, "postgres.superuser", "role name") }, this.installs);
   }
 
   // ---------------------------------------------------------------- installations
@@ -402,19 +422,36 @@ export class PostgresDriver {
   async resolveInstall(version: PgVersionArg | PgInstall, need: readonly PgBinary[] = ["pg_ctl", "postgres"], defaultField = "postgres"): Promise<PgInstall> {
     const spec = specOf(version, defaultField);
     const bins = [...new Set<PgBinary>(["postgres", ...need])].sort((a, b) => BIN_ORDER.indexOf(a) - BIN_ORDER.indexOf(b));
-    const key = `${spec.binDir}|${spec.major}|${bins.join(",")}|${spec.field}`;
+    const key = `${spec.binDir}|${spec.major}|${spec.field}`;
     let p = this.installs.get(key);
     if (!p) {
-      p = this.checkInstall(spec, bins);
+      p = this.checkInstall(spec);
       this.installs.set(key, p);
       p.catch(() => this.installs.delete(key));
     }
-    return await p;
+    const c = await p;
+    const h = this.host.description;
+    const hint = `(apt-get install postgresql-${spec.major}, or set binDir)`;
+    if (!c.dirFound) {
+      if (spec.custom) throw new PostgresInputError(`${spec.field}.binDir`, `${spec.binDir} does not exist on ${h}`);
+      throw new PostgresInputError(`${spec.field}.version`, `${spec.major} is not installed on ${h}: ${spec.binDir}/${bins[0]} not found ${hint}`);
+    }
+    const missing = bins.filter((b) => !c.executables.has(b));
+    if (missing.length) {
+      const field = spec.custom ? `${spec.field}.binDir` : `${spec.field}.version`;
+      throw new PostgresInputError(
+        field,
+        `${spec.major}: ${missing.map((b) => `${spec.binDir}/${b}`).join(", ")} not found or not executable on ${h} ${hint}`,
+      );
+    }
+    if (c.version instanceof Error) throw c.version;
+    return c.version;
   }
 
-  private async checkInstall(spec: { major: number; binDir: string; field: string; custom: boolean }, bins: PgBinary[]): Promise<PgInstall> {
+  /** One look at a bin directory: which of our binaries are executable files there, and (when `postgres` is) its version. */
+  private async checkInstall(spec: { major: number; binDir: string; field: string; custom: boolean }): Promise<CheckedInstall> {
     const h = this.host.description;
-    const paths = [spec.binDir, ...bins.map((b) => `${spec.binDir}/${b}`)];
+    const paths = [spec.binDir, ...BIN_ORDER.map((b) => `${spec.binDir}/${b}`)];
     let out: RunResult;
     try {
       out = await this.host.run(["stat", "-L", "-c", "%F|%a|%n", "--", ...paths], { okExitCodes: [0, 1], timeoutMs: SHORT });
@@ -426,23 +463,15 @@ export class PostgresDriver {
       const [type, mode, ...name] = line.split("|");
       if (type && mode && name.length) found.set(name.join("|"), { type, mode: parseInt(mode, 8) });
     }
-    const hint = `(apt-get install postgresql-${spec.major}, or set binDir)`;
     const dir = found.get(spec.binDir);
-    if (!dir || dir.type !== "directory") {
-      if (spec.custom) throw new PostgresInputError(`${spec.field}.binDir`, `${spec.binDir} does not exist on ${h}`);
-      throw new PostgresInputError(`${spec.field}.version`, `${spec.major} is not installed on ${h}: ${spec.binDir}/${bins[0]} not found ${hint}`);
-    }
-    const missing = bins.filter((b) => {
-      const f = found.get(`${spec.binDir}/${b}`);
-      return !f || f.type !== "regular file" || (f.mode & 0o111) === 0;
-    });
-    if (missing.length) {
-      const field = spec.custom ? `${spec.field}.binDir` : `${spec.field}.version`;
-      throw new PostgresInputError(
-        field,
-        `${spec.major}: ${missing.map((b) => `${spec.binDir}/${b}`).join(", ")} not found or not executable on ${h} ${hint}`,
-      );
-    }
+    const executables = new Set<PgBinary>(
+      BIN_ORDER.filter((b) => {
+        const f = found.get(`${spec.binDir}/${b}`);
+        return f !== undefined && f.type === "regular file" && (f.mode & 0o111) !== 0;
+      }),
+    );
+    const dirFound = dir !== undefined && dir.type === "directory";
+    if (!dirFound || !executables.has("postgres")) return { dirFound, executables, version: new Error("not checked") };
     let v: RunResult;
     try {
       v = await this.host.run([`${spec.binDir}/postgres`, "--version"], { timeoutMs: SHORT });
@@ -451,12 +480,13 @@ export class PostgresDriver {
     }
     const parsed = parseServerVersion(v.stdout);
     if (!parsed || parsed.major !== spec.major) {
-      throw new PostgresInputError(
+      const err = new PostgresInputError(
         spec.custom ? `${spec.field}.binDir` : `${spec.field}.version`,
         `${spec.binDir} on ${h} holds ${parsed ? `PostgreSQL ${parsed.full}` : `an unknown version (${v.stdout.trim()})`}, not ${spec.major}`,
       );
+      return { dirFound, executables, version: err };
     }
-    return { major: spec.major, binDir: spec.binDir, fullVersion: parsed.full };
+    return { dirFound, executables, version: { major: spec.major, binDir: spec.binDir, fullVersion: parsed.full } };
   }
 
   // ---------------------------------------------------------------- low-level helpers
@@ -713,7 +743,7 @@ export class PostgresDriver {
     const t0 = Date.now();
     let lastReport = t0;
     let lastState: string;
-    for (let i = 0; ; i++) {
+    for (;;) {
       const r = await this.pg(inst, "pg_isready", ["-h", server.socketDir, "-p", String(server.port), "-t", "2"], {
         step: "wait for ready",
         dataDir: server.dataDir,
@@ -762,7 +792,9 @@ export class PostgresDriver {
         const line = lastLogLine(await this.readTail(server.logFile, 2000));
         opts.onProgress(`PostgreSQL ${server.version} on ${server.dataDir}: ${lastState}, ${Math.round(elapsed / 1000)} s${line ? `; log: ${line}` : ""}`);
       }
-      await sleep(Math.min(250 * (i + 1), 1000));
+      // Most starts take well under 2 s: poll every 50 ms until then (a pg_isready costs about
+      // 10 ms), then back off; a long crash recovery is polled once a second.
+      await sleep(elapsed < 2000 ? 50 : elapsed < 10_000 ? 250 : 1000);
     }
   }
 
