@@ -23,6 +23,8 @@ export interface StepRecord {
   logTail?: string;
   /** Recover: the recovered clone's clean stop (ms), what the cut-over's clean stop of live is predicted from. */
   cleanStopMs?: number;
+  /** Check: copying the new cluster (initdb'd outside the clone) into place, what the cut-over's copy is predicted from. */
+  placeMs?: number;
 }
 
 export interface CheckRecord {
@@ -162,14 +164,17 @@ export function growthOf(r: RehearsalReport): GrowthPrediction | undefined {
 
 /**
  * Cut-over prediction: the measured steps a promotion replays while clients wait, plus fixed
- * costs, and the clean stop of live, predicted by the clean stop of the recovered clone (the
- * same cluster, stopped by the same `pg_ctl stop -m fast`).
+ * costs, the clean stop of live, predicted by the clean stop of the recovered clone (the
+ * same cluster, stopped by the same `pg_ctl stop -m fast`), and the copy of the new cluster
+ * into the clone, timed in the check step (which places it the same way).
  */
 export function predictCutover(steps: StepRecord[], fixed: Array<{ step: string; ms: number }>): RehearsalReport["predictedCutover"] {
   const stop = steps.find((s) => s.kind === "recover" && s.status === "ok" && typeof s.cleanStopMs === "number");
+  const place = steps.find((s) => s.kind === "check" && s.status === "ok" && typeof s.placeMs === "number");
   const breakdown = [
     ...(stop ? [{ step: "stop live cleanly (as the clone stopped after recovery)", ms: stop.cleanStopMs! }] : []),
     ...fixed,
+    ...(place ? [{ step: "copy the new cluster, initdb'd before clients wait, into the clone (as in the check step)", ms: place.placeMs! }] : []),
     ...steps.filter((s) => s.cutover && s.status === "ok").map((s) => ({ step: s.name, ms: s.durationMs })),
   ];
   return {

@@ -182,6 +182,7 @@ export const rehearsalStepProvider: UnderstudyProvider = {
           cutover: i.cutover,
           detail: r.detail.join("; "),
           ...(r.cleanStopMs !== undefined ? { cleanStopMs: r.cleanStopMs } : {}),
+          ...(r.placeMs !== undefined ? { placeMs: r.placeMs } : {}),
         };
         log(`step ${i.index} done in ${record.durationMs} ms; snapshot ${snapshot}`);
         const outs: StepOutputs = {

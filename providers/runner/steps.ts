@@ -6,7 +6,7 @@
  */
 import type { Host } from "../host/types";
 import type { Storage } from "../storage/types";
-import type { ClusterSettings, PostgresDriver } from "../postgres/driver";
+import { checkClusterSettings, type ClusterSettings, type PostgresDriver } from "../postgres/driver";
 import type { PgPlan } from "../plan/rehearsal";
 import type { PlannedStep, StepKind } from "../plan/steps";
 import type { CheckRecord } from "../rehearsal/report";
@@ -80,6 +80,8 @@ export interface StepResult {
   superuser?: string;
   /** Recover: how long the recovered clone took to stop cleanly (what a promotion's clean stop of live is predicted from). */
   cleanStopMs?: number;
+  /** Check: how long copying the staged new cluster into the clone took (a promotion copies it while clients wait). */
+  placeMs?: number;
 }
 
 /** A verification that found differences: carries the checks for the report. */
@@ -103,6 +105,24 @@ async function readSettingsFile(env: RunnerEnv, p: PgPlan): Promise<string[][] |
     const v = JSON.parse(r.stdout) as unknown;
     return Array.isArray(v) ? (v as string[][]) : undefined;
   } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a new cluster must match (encoding, locales, checksums, WAL segment size, superuser), as
+ * the recover step read it while its server ran: the check step's initdb uses it instead of
+ * starting the old version once more. Kept like the file above.
+ */
+const CLUSTER_FILE = "understudy-cluster-settings.json";
+
+async function readClusterFile(env: RunnerEnv, p: PgPlan): Promise<ClusterSettings | undefined> {
+  const r = await env.host.runAs(p.osUser, ["cat", "--", `${p.oldDataDir}/${CLUSTER_FILE}`], { okExitCodes: [0, 1], cwd: "/" });
+  if (r.exitCode !== 0) return undefined;
+  try {
+    return checkClusterSettings(JSON.parse(r.stdout) as unknown);
+  } catch {
+    env.log(`${p.oldDataDir}/${CLUSTER_FILE} is not what the recover step wrote: the check step reads the cluster's settings again`);
     return undefined;
   }
 }
@@ -211,6 +231,7 @@ export async function runStep(envIn: RunnerEnv, r: StepRun): Promise<StepResult>
       const extra = rec.extra as { settings: string[][]; baseline?: Snapshot };
       // Kept on the clone itself (its snapshots and roll-backs carry it) for the upgrade step.
       await writeCloneFile(env, p, SETTINGS_FILE, JSON.stringify(extra.settings));
+      await writeCloneFile(env, p, CLUSTER_FILE, JSON.stringify(rec.settings));
       if (extra.baseline) {
         out.baseline = extra.baseline;
         out.detail.push(`baseline: ${Object.keys(extra.baseline.rowCounts).length} tables, ${Object.keys(extra.baseline.sequences).length} sequences in ${extra.baseline.databases.length} databases`);
@@ -218,7 +239,21 @@ export async function runStep(envIn: RunnerEnv, r: StepRun): Promise<StepResult>
       return out;
     }
     case "check": {
-      const c = await pg.upgradeCheck(p.oldDataDir, p.newDataDir, oldInstall(p), newInstall(p), upgradeOptions(p, env.log));
+      const cluster = await readClusterFile(env, p);
+      if (cluster && (await env.host.runAs(p.osUser, ["test", "-e", p.newDataDir], { okExitCodes: [0, 1], cwd: "/" })).exitCode === 1) {
+        // As a promotion does it: initdb outside the clone (before clients wait, there), then copy
+        // it into place (while they wait). The copy is timed for the predicted pause.
+        const dir = await pg.stageCluster(newInstall(p), cluster);
+        try {
+          const t0 = Date.now();
+          await pg.placeStagedCluster(dir, p.newDataDir);
+          out.placeMs = Date.now() - t0;
+        } finally {
+          await pg.removeStagedCluster(dir).catch((e: unknown) => env.log(`warning: could not remove ${dir}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`));
+        }
+        out.detail.push(`new cluster initialized outside the clone and copied into place in ${out.placeMs} ms (as a promotion does while clients wait)`);
+      }
+      const c = await pg.upgradeCheck(p.oldDataDir, p.newDataDir, oldInstall(p), newInstall(p), { ...upgradeOptions(p, env.log), ...(cluster ? { settings: cluster } : {}) });
       out.detail.push(`pg_upgrade --check passed${c.initializedNew ? " (new cluster initialized)" : ""}`);
       return out;
     }

@@ -21,6 +21,7 @@ import { datasetExists, destroyPoolByName, sh, snapshotsOf } from "../harness/zf
 import { alive, sleep, stopServersUnder } from "../harness/postgres";
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 import type { RehearsalReport, StepRecord } from "../../providers/rehearsal/report";
+import { readCommandLog } from "../../providers/host/record";
 
 const run = promisify(execFile);
 
@@ -247,12 +248,23 @@ describe("a healthy database passes", () => {
       ],
     });
     const stack = await stackFor(tag, cfg);
+    const cmdlog = path.join(reportRoot, "healthy-commands.jsonl");
+    stack.workspace.envVars.UNDERSTUDY_COMMAND_LOG = cmdlog;
     try {
       const out = collector();
       let t0 = Date.now();
       const up = await stack.up({ onOutput: out.onOutput });
       time("healthy: pulumi up (9 steps)", t0);
       expect(up.summary.result).toBe("succeeded");
+      // The old version is started on the clone once (recovery, live's settings, the baseline and
+      // what initdb must match, in one start); pg_upgrade's own private starts are not ours.
+      const starts = readCommandLog(cmdlog).filter((c) => c.argv.some((a) => a.endsWith("/pg_ctl")) && c.argv.includes("start"));
+      expect(starts.map((c) => c.argv[c.argv.indexOf("-D") + 1])).toEqual([`/srv/${POOL}/rehearsals/${tag}/main`, `/srv/${POOL}/rehearsals/${tag}/main.pg15`]);
+      delete stack.workspace.envVars.UNDERSTUDY_COMMAND_LOG;
+      // The check step places the new cluster as a promotion does, and the predicted pause counts that copy.
+      const checkStep = (up.outputs.report.value as RehearsalReport).steps.find((s) => s.kind === "check")!;
+      expect(checkStep.placeMs).toBeGreaterThan(0);
+      expect((up.outputs.report.value as RehearsalReport).predictedCutover.breakdown).toContainEqual({ step: expect.stringMatching(/^copy the new cluster/), ms: checkStep.placeMs });
       const clone = `${POOL}/rehearsals/${tag}`;
       const sourceSnap = `${SRC}@understudy-${tag}-${tag}`;
       expect(up.outputs.clone.value.snapshot).toBe(sourceSnap);

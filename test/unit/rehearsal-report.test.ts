@@ -132,6 +132,23 @@ describe("predictCutover", () => {
     // A report of an earlier release (no cleanStopMs) predicts as before.
     expect(predictCutover([step(1, "recover", { durationMs: 9000 }), step(2, "upgrade", { cutover: true, durationMs: 4000 })], []).totalMs).toBe(4000);
   });
+
+  it("adds the copy of the new cluster into the clone as the check step timed it (a promotion copies it while clients wait)", () => {
+    const steps = [
+      step(1, "recover", { durationMs: 9000, cleanStopMs: 450 }),
+      step(2, "check", { durationMs: 3000, placeMs: 620 }),
+      step(3, "upgrade", { cutover: true, durationMs: 4000 }),
+    ];
+    const p = predictCutover(steps, []);
+    expect(p.breakdown).toEqual([
+      { step: "stop live cleanly (as the clone stopped after recovery)", ms: 450 },
+      { step: "copy the new cluster, initdb'd before clients wait, into the clone (as in the check step)", ms: 620 },
+      { step: "upgrade", ms: 4000 },
+    ]);
+    expect(p.totalMs).toBe(5070);
+    // A failed check step's copy is not a measurement of a working one.
+    expect(predictCutover([step(2, "check", { status: "failed", placeMs: 620 }), step(3, "upgrade", { cutover: true, durationMs: 4000 })], []).totalMs).toBe(4000);
+  });
 });
 
 describe("fmtMs", () => {
