@@ -318,21 +318,10 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
       name: "read live sequences",
       held: true,
       run: async () => {
+        // Only what clients' last writes change is read while they wait; live's settings and
+        // how it was started were read just before (the end of the phase above).
         st.seqBefore = {};
         for (const d of databasesOf(s)) st.seqBefore[d] = await env.live.sequences(d);
-        st.liveSettings = await env.live.configuredSettings();
-        if (st.staged && env.live.clusterSettings) {
-          // Live's bootstrap superuser could have been renamed since: then initdb runs held, as before.
-          const now = await env.live.clusterSettings();
-          if (JSON.stringify(now) !== JSON.stringify(st.staged.settings)) {
-            env.log(`live's cluster settings changed since the new cluster was staged (${JSON.stringify(st.staged.settings)} -> ${JSON.stringify(now)}): initdb runs again while clients are held`);
-            st.unused = st.staged;
-            delete st.staged;
-          }
-        }
-        // Read before the stop: how live was started, to start it the same way if anything fails.
-        await env.live.rememberStart();
-        st.liveLogFile = env.live.logFile?.();
       },
     },
     {
@@ -458,7 +447,7 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
  */
 function stagePhase(env: CutoverEnv, st: PromoteState, steps: PlannedStep[]): Phase<PromoteState> {
   return {
-    name: "initdb the new cluster, CHECKPOINT on live (before clients wait)",
+    name: "initdb the new cluster, CHECKPOINT on live, read its settings (before clients wait)",
     run: async () => {
       if (env.live.clusterSettings && env.server.stage && steps.some((x) => x.kind === "upgrade")) {
         try {
@@ -485,6 +474,21 @@ function stagePhase(env: CutoverEnv, st: PromoteState, steps: PlannedStep[]): Ph
           env.log(`warning: CHECKPOINT on live failed (${errorMessage(e).split("\n")[0]}); the clean stop writes it while clients wait`);
         }
       }
+      // Last, right before clients are held (not while they wait): live's configured settings
+      // (carried to the new live), its cluster settings against the staged cluster's, and how it
+      // was started (to start it the same way if anything fails after the stop).
+      st.liveSettings = await env.live.configuredSettings();
+      if (st.staged && env.live.clusterSettings) {
+        // Live's bootstrap superuser could have been renamed since: then initdb runs held, as before.
+        const now = await env.live.clusterSettings();
+        if (JSON.stringify(now) !== JSON.stringify(st.staged.settings)) {
+          env.log(`live's cluster settings changed since the new cluster was staged (${JSON.stringify(st.staged.settings)} -> ${JSON.stringify(now)}): initdb runs again while clients are held`);
+          st.unused = st.staged;
+          delete st.staged;
+        }
+      }
+      await env.live.rememberStart();
+      st.liveLogFile = env.live.logFile?.();
     },
     undo: async () => unstage(env, st),
     undoAfterResume: true,

@@ -49,7 +49,11 @@ class FakeLive implements LiveServer {
   async running() {
     return this.up;
   }
-  async rememberStart() {}
+  /** Each read that need not wait for clients' last writes (settings, how live was started): whether clients were held. */
+  settingsReads: Array<[string, boolean]> = [];
+  async rememberStart() {
+    this.settingsReads.push(["rememberStart", this.heldNow()]);
+  }
   async stop() {
     if (this.failStop === "before") throw new Error("stop refused");
     this.up = false;
@@ -64,11 +68,13 @@ class FakeLive implements LiveServer {
     return SEQ;
   }
   async configuredSettings() {
+    this.settingsReads.push(["configuredSettings", this.heldNow()]);
     return [["shared_buffers", "16384"]];
   }
   /** What a new cluster must match, as live reports it (a test changes it mid-way). */
   cluster = { encoding: "UTF8", lcCollate: "C.UTF-8", lcCtype: "C.UTF-8", localeProvider: "libc" as const, dataChecksums: true, walSegmentBytes: 16 << 20, superuser: "postgres" };
   async clusterSettings() {
+    this.settingsReads.push(["clusterSettings", this.heldNow()]);
     return { ...this.cluster };
   }
   /** Each CHECKPOINT: whether clients were held at the time (set by the test). */
@@ -290,7 +296,7 @@ describe("replay cut-over phases (fakes)", () => {
     expect(await storage.findSnapshotSet(["live/data", "live/wal"], r.finalSnapshot)).toBeDefined();
     expect(replayed).toEqual(["fix", "upgrade", "start", "post-upgrade"]);
     expect(r.phases.map((p) => p.phase)).toEqual([
-      "initdb the new cluster, CHECKPOINT on live (before clients wait)",
+      "initdb the new cluster, CHECKPOINT on live, read its settings (before clients wait)",
       "PAUSE (in-flight transactions finish)",
       "read live sequences",
       "stop live cleanly",
@@ -322,6 +328,17 @@ describe("replay cut-over phases (fakes)", () => {
     beforeEachAgain();
     await promote(env, spec({ source: { ...rehearsal.source, checkpoint: false } }));
     expect(live.checkpoints).toEqual([]);
+  });
+
+  it("live's settings and how it was started are read before clients are held; only its sequences while they wait", async () => {
+    live.heldNow = () => endpoint.isPaused;
+    await promote(env, spec());
+    expect(live.settingsReads).toEqual([
+      ["clusterSettings", false], // for the staged cluster
+      ["configuredSettings", false],
+      ["clusterSettings", false], // the staged cluster still matches
+      ["rememberStart", false],
+    ]);
   });
 
   it("a cluster staged before live's settings changed is not used: the upgrade runs initdb held, as before; the staged one is removed", async () => {
@@ -468,7 +485,7 @@ describe("replay cut-over phases (fakes)", () => {
   });
 
   describe("the engine dies mid-way (kill -9): nothing undone; the next run recovers from the journal and the host", () => {
-    const names = ["initdb the new cluster, CHECKPOINT on live (before clients wait)", "read live sequences", "stop live cleanly", "final snapshot", "clone", "replay fix", "replay upgrade", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
+    const names = ["initdb the new cluster, CHECKPOINT on live, read its settings (before clients wait)", "read live sequences", "stop live cleanly", "final snapshot", "clone", "replay fix", "replay upgrade", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
     for (const [k, name] of names.entries()) {
       it(`after "${name}": clients never stay held, live serves or the switch is finished, the attempt's leftovers go`, async () => {
         const { st, entry } = await preparePromotion(env, spec());
