@@ -97,7 +97,7 @@ const step = z
   .strict()
   .refine((s) => [s.sql, s.sqlFile, s.command].filter((x) => x !== undefined).length === 1, "give exactly one of sql, sqlFile, command");
 
-export const rehearsalConfigSchema = z
+const configObject = z
   .object({
     host: connectionSchema.optional(),
     source: z
@@ -169,7 +169,12 @@ export const rehearsalConfigSchema = z
     /** How long a promotion or roll-back may hold clients in all (PromotionArgs.switchoverTimeoutMs; not logical.switchoverTimeoutMs, the catch-up's). */
     switchoverTimeoutMs: z.number().int("an integer (milliseconds)").min(30_000, "at least 30000 (30 s)").max(3_600_000, "at most 3600000 (1 h)").optional(),
   })
-  .strict()
+  .strict();
+
+/** Every `understudy:` key the program reads (index.ts reads exactly these). */
+export const configKeys = Object.keys(configObject.shape) as Array<keyof typeof configObject.shape>;
+
+export const rehearsalConfigSchema = configObject
   .refine((c) => c.to > c.source.version, { message: "must be newer than source.version", path: ["to"] })
   .refine((c) => c.postgres.port !== c.source.port, { message: "must differ from source.port (the live server's port)", path: ["postgres", "port"] })
   .refine((c) => !c.promote || c.endpoint, { message: "promote needs an endpoint (clients must reach the database through it)", path: ["promote"] })

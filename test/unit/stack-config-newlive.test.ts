@@ -8,7 +8,7 @@
 import { describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { parseConfig, promotionSettings, stackConfigValue } from "../../config";
+import { configKeys, parseConfig, promotionSettings, stackConfigValue } from "../../config";
 import { resolvePromotionPlan } from "../../providers/plan/promotion";
 import { resolveRehearsalPlan } from "../../providers/plan/rehearsal";
 import { MAX_SOCKET_DIR } from "../../providers/validate";
@@ -104,6 +104,10 @@ describe("understudy:newLive and the live commands: refusals, naming the field",
 });
 
 describe("understudy:newLive and the live commands: mapped into the Promotion's args and the provider's plan", () => {
+  it("the program reads the new keys (index.ts reads every key of the schema)", () => {
+    expect(configKeys).toEqual(expect.arrayContaining(["newLive", "liveStartCommand", "liveStopCommand", "switchoverTimeoutMs", "endpoint", "method", "logical"]));
+  });
+
   it("nothing given: no key reaches the Promotion (the provider's defaults apply)", () => {
     expect(promotionSettings(parseConfig(base()))).toEqual({});
     const p = planOf(base());
