@@ -4,12 +4,64 @@
  * the field's name and what is expected, and nothing runs.
  */
 import { z } from "zod";
+import { InputError } from "./providers/errors";
+import { validatePath, validateSocketDir } from "./providers/validate";
+import { validateListen } from "./providers/postgres/validate";
+import { checkNewLiveService, type PromotionArgsPlain } from "./providers/plan/promotion";
 
 const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a plain identifier (letters, digits, _)");
 const dataset = z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(\/[A-Za-z0-9_.:-]+)*$/, "a ZFS dataset name like tank/pg13");
 const absPath = z.string().regex(/^\/[A-Za-z0-9_./-]*$/, "an absolute path").refine((p) => !p.split("/").includes(".."), "no ..");
 const version = z.number().int("an integer major version").min(10, "10 or newer").max(18, "18 or older");
 const port = z.number().int().min(1024, "a port from 1024").max(65535, "a port up to 65535");
+
+/** A provider's own validator as a zod rule: the same rule, its reason as the message (the field is zod's path). */
+function byProvider(validate: (v: unknown, field: string) => unknown) {
+  return z.string().superRefine((v, ctx) => {
+    try {
+      validate(v, "");
+    } catch (e) {
+      if (!InputError.is(e)) throw e;
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: e.reason });
+    }
+  });
+}
+
+/** A command as argv (run without a shell): a non-empty array of non-empty, single-line strings. */
+const argv = z
+  .array(z.string().min(1, "an empty argument").regex(/^[^\0\n]*$/, "one line (no newline or NUL)"), {
+    invalid_type_error: 'an argv array such as ["pg_ctlcluster", "15", "main", "start"] (it runs without a shell)',
+  })
+  .min(1, "a non-empty argv array (it runs without a shell)");
+
+/**
+ * `understudy:newLive`: the Promotion's `newLive` on one host (PromotionArgs.newLive without
+ * `storage`, which is the EBS backend's). Each field is checked with the provider's own rule;
+ * the rule between them (a command needs `dataDirLink`) is the provider's `checkNewLiveService`.
+ */
+const newLiveSchema = z
+  .object({
+    dataset: dataset.optional(),
+    port: port.optional(),
+    socketDir: byProvider(validateSocketDir).optional(),
+    listen: byProvider(validateListen).optional(),
+    logFile: byProvider((v, f) => validatePath(v, f, "log file")).optional(),
+    dataDirLink: byProvider((v, f) => validatePath(v, f, "link path")).optional(),
+    startCommand: argv.optional(),
+    stopCommand: argv.optional(),
+  })
+  .strict()
+  .superRefine((n, ctx) => {
+    for (const e of checkNewLiveService(n)) {
+      const key = e.field.replace(/^newLive\./, "") as keyof typeof n;
+      // A field's own value is already judged above (the same rule); what is left is the rule between fields.
+      if (n[key] !== undefined) continue;
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: e.reason });
+    }
+  });
+
+/** The keys that only the Promotion reads: without `understudy:endpoint` no Promotion is declared and they would be ignored. */
+const promotionOnly = ["newLive", "liveStartCommand", "liveStopCommand", "switchoverTimeoutMs"] as const;
 
 const connectionFields = {
   host: z.string().min(1),
@@ -45,7 +97,7 @@ const step = z
   .strict()
   .refine((s) => [s.sql, s.sqlFile, s.command].filter((x) => x !== undefined).length === 1, "give exactly one of sql, sqlFile, command");
 
-export const rehearsalConfigSchema = z
+const configObject = z
   .object({
     host: connectionSchema.optional(),
     source: z
@@ -109,16 +161,37 @@ export const rehearsalConfigSchema = z
       })
       .strict()
       .optional(),
+    /** The new live of the promotion (see newLiveSchema). */
+    newLive: newLiveSchema.optional(),
+    /** How live is started and stopped, as argv (default: pg_ctl with the options live was started with). */
+    liveStartCommand: argv.optional(),
+    liveStopCommand: argv.optional(),
+    /** How long a promotion or roll-back may hold clients in all (PromotionArgs.switchoverTimeoutMs; not logical.switchoverTimeoutMs, the catch-up's). */
+    switchoverTimeoutMs: z.number().int("an integer (milliseconds)").min(30_000, "at least 30000 (30 s)").max(3_600_000, "at most 3600000 (1 h)").optional(),
   })
-  .strict()
+  .strict();
+
+/** Every `understudy:` key the program reads (index.ts reads exactly these). */
+export const configKeys = Object.keys(configObject.shape) as Array<keyof typeof configObject.shape>;
+
+export const rehearsalConfigSchema = configObject
   .refine((c) => c.to > c.source.version, { message: "must be newer than source.version", path: ["to"] })
   .refine((c) => c.postgres.port !== c.source.port, { message: "must differ from source.port (the live server's port)", path: ["postgres", "port"] })
   .refine((c) => !c.promote || c.endpoint, { message: "promote needs an endpoint (clients must reach the database through it)", path: ["promote"] })
-  .refine((c) => c.logical === undefined || c.method === "logical", { message: 'is for method "logical"', path: ["logical"] });
+  .refine((c) => c.logical === undefined || c.method === "logical", { message: 'is for method "logical"', path: ["logical"] })
+  .refine((c) => c.newLive?.dataset === undefined || (c.newLive.dataset !== c.source.dataset && c.newLive.dataset !== c.clone.dataset), {
+    message: "must differ from source.dataset and clone.dataset",
+    path: ["newLive", "dataset"],
+  })
+  .superRefine((c, ctx) => {
+    if (c.endpoint) return;
+    for (const k of promotionOnly) {
+      if (c[k] !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [k], message: "is for the promotion: it needs understudy:endpoint (without one no Promotion is declared)" });
+    }
+  });
 
 export type RehearsalConfig = z.infer<typeof rehearsalConfigSchema>;
 
-/** Parse the `understudy:*` config; throws one message listing every problem with its field. */
 /**
  * One stack configuration value as Pulumi stores it: JSON when it parses (objects, numbers,
  * booleans: `pulumi config set --path` and `--type` write JSON), the plain string otherwise
@@ -133,6 +206,7 @@ export function stackConfigValue(text: string | undefined): unknown {
   }
 }
 
+/** Parse the `understudy:*` config; throws one message listing every problem with its field. */
 export function parseConfig(raw: Record<string, unknown>, namespace = "understudy"): RehearsalConfig {
   const r = rehearsalConfigSchema.safeParse(raw);
   if (r.success) return r.data;
@@ -142,4 +216,22 @@ export function parseConfig(raw: Record<string, unknown>, namespace = "understud
     return `  - ${where}: ${i.message}`;
   });
   throw new Error(`invalid stack configuration (nothing was run):\n${lines.join("\n")}`);
+}
+
+/**
+ * What the Promotion takes from the stack configuration besides the rehearsal, endpoint and
+ * promote: only the keys given (the provider's defaults apply to the rest). Plain values, the
+ * provider plan's own shape; index.ts passes them to PromotionArgs (the compiler checks they fit).
+ */
+export type PromotionSettings = Pick<PromotionArgsPlain, "newLive" | "liveStartCommand" | "liveStopCommand" | "switchoverTimeoutMs" | "method" | "logical">;
+
+export function promotionSettings(c: RehearsalConfig): PromotionSettings {
+  return {
+    ...(c.newLive ? { newLive: { ...c.newLive } } : {}),
+    ...(c.liveStartCommand ? { liveStartCommand: c.liveStartCommand } : {}),
+    ...(c.liveStopCommand ? { liveStopCommand: c.liveStopCommand } : {}),
+    ...(c.switchoverTimeoutMs !== undefined ? { switchoverTimeoutMs: c.switchoverTimeoutMs } : {}),
+    ...(c.method ? { method: c.method } : {}),
+    ...(c.logical ? { logical: c.logical } : {}),
+  };
 }

@@ -3,14 +3,13 @@
  * Pulumi.demo.yaml). `pulumi up` rehearses, `pulumi destroy` discards the clone.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { parseConfig, stackConfigValue } from "./config";
+import { configKeys, parseConfig, promotionSettings, stackConfigValue } from "./config";
 import { UpgradeRehearsal } from "./components/upgrade-rehearsal";
 import { Promotion } from "./components/promotion";
 
 const NS = "understudy";
-const keys = ["host", "source", "snapshot", "clone", "to", "toBinDir", "postgres", "mode", "steps", "checks", "reportDir", "promote", "method", "logical", "endpoint"];
 const raw: Record<string, unknown> = {};
-for (const k of keys) {
+for (const k of configKeys) {
   // Read raw (not getObject, which warns about reading a secret such as `host` or
   // `endpoint` in plain form, and refuses a plain word such as `method: logical`).
   const v = stackConfigValue(pulumi.runtime.getConfig(`${NS}:${k}`));
@@ -49,8 +48,8 @@ const promotion = conf.endpoint
       promote: conf.promote ?? false,
       // The users' passwords stay secret from here on (in state too).
       endpoint: { ...conf.endpoint, users: conf.endpoint.users ? pulumi.secret(conf.endpoint.users) : undefined },
-      ...(conf.method ? { method: conf.method } : {}),
-      ...(conf.logical ? { logical: conf.logical } : {}),
+      // method, logical, newLive, liveStartCommand, liveStopCommand, switchoverTimeoutMs: as given.
+      ...promotionSettings(conf),
     })
   : undefined;
 export const endpoint = promotion
