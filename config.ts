@@ -61,7 +61,7 @@ const newLiveSchema = z
   });
 
 /** The keys that only the Promotion reads: without `understudy:endpoint` no Promotion is declared and they would be ignored. */
-const promotionOnly = ["newLive", "liveStartCommand", "liveStopCommand", "switchoverTimeoutMs"] as const;
+const promotionOnly = ["newLive", "liveStartCommand", "liveStopCommand", "switchoverTimeoutMs", "acknowledgeReplicationLoss"] as const;
 
 const connectionFields = {
   host: z.string().min(1),
@@ -168,6 +168,11 @@ const configObject = z
     liveStopCommand: argv.optional(),
     /** How long a promotion or roll-back may hold clients in all (PromotionArgs.switchoverTimeoutMs; not logical.switchoverTimeoutMs, the catch-up's). */
     switchoverTimeoutMs: z.number().int("an integer (milliseconds)").min(30_000, "at least 30000 (30 s)").max(3_600_000, "at most 3600000 (1 h)").optional(),
+    /**
+     * Live's replication that a promotion drops (slots, standbys, subscriptions), each
+     * acknowledged by the id a refused preview lists, e.g. "slot:cdc_consumer" (PromotionArgs.acknowledgeReplicationLoss).
+     */
+    acknowledgeReplicationLoss: z.array(z.string().regex(/^(slot|standby|subscription):[^\n\0]+$/, 'an id as a refused preview lists it: "slot:<name>", "standby:<name>" or "subscription:<database>.<name>"')).optional(),
   })
   .strict();
 
@@ -223,7 +228,10 @@ export function parseConfig(raw: Record<string, unknown>, namespace = "understud
  * promote: only the keys given (the provider's defaults apply to the rest). Plain values, the
  * provider plan's own shape; index.ts passes them to PromotionArgs (the compiler checks they fit).
  */
-export type PromotionSettings = Pick<PromotionArgsPlain, "newLive" | "liveStartCommand" | "liveStopCommand" | "switchoverTimeoutMs" | "method" | "logical">;
+export type PromotionSettings = Pick<PromotionArgsPlain, "newLive" | "liveStartCommand" | "liveStopCommand" | "switchoverTimeoutMs" | "method" | "logical"> & {
+  /** Read by the Promotion component itself (live's replication is listed there), not the provider's plan. */
+  acknowledgeReplicationLoss?: string[];
+};
 
 export function promotionSettings(c: RehearsalConfig): PromotionSettings {
   return {
@@ -231,6 +239,7 @@ export function promotionSettings(c: RehearsalConfig): PromotionSettings {
     ...(c.liveStartCommand ? { liveStartCommand: c.liveStartCommand } : {}),
     ...(c.liveStopCommand ? { liveStopCommand: c.liveStopCommand } : {}),
     ...(c.switchoverTimeoutMs !== undefined ? { switchoverTimeoutMs: c.switchoverTimeoutMs } : {}),
+    ...(c.acknowledgeReplicationLoss ? { acknowledgeReplicationLoss: c.acknowledgeReplicationLoss } : {}),
     ...(c.method ? { method: c.method } : {}),
     ...(c.logical ? { logical: c.logical } : {}),
   };

@@ -162,3 +162,22 @@ describe("understudy:newLive and the live commands: mapped into the Promotion's 
     expect(p.switchoverTimeoutMs).toBe(600_000);
   });
 });
+
+describe("understudy:acknowledgeReplicationLoss", () => {
+  it("reaches the Promotion as given", () => {
+    const ids = ["slot:cdc_consumer", "standby:replica 1", "subscription:app.from_billing"];
+    expect(promotionSettings(parseConfig({ ...base(), acknowledgeReplicationLoss: ids }))).toEqual({ acknowledgeReplicationLoss: ids });
+  });
+
+  it("refuses an id of an unknown kind, naming the key and the index", () => {
+    expect(problems({ ...base(), acknowledgeReplicationLoss: ["slot:ok", "cdc_consumer"] })).toEqual([
+      'understudy:acknowledgeReplicationLoss.1: an id as a refused preview lists it: "slot:<name>", "standby:<name>" or "subscription:<database>.<name>"',
+    ]);
+  });
+
+  it("refuses it without understudy:endpoint (no Promotion would read it)", () => {
+    const raw = { ...base(), acknowledgeReplicationLoss: ["slot:x"] };
+    delete raw.endpoint;
+    expect(problems(raw)).toEqual(["understudy:acknowledgeReplicationLoss: is for the promotion: it needs understudy:endpoint (without one no Promotion is declared)"]);
+  });
+});
