@@ -5,7 +5,7 @@
  * live serves again, the endpoint points at live, clients are resumed, nothing the attempt
  * made is left (or it is marked for the next attempt), and the error names the phase.
  */
-import { beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MemoryStorage } from "../harness/memory-storage";
 import { storageContract } from "../contract/storage-contract";
 import { newLiveLogFile, preparePromotion, promote, recoverInterrupted, replayPhases, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
@@ -539,6 +539,8 @@ describe("replay cut-over phases (fakes)", () => {
       link = `${dir}/15-main`;
       server.link = link;
     });
+    // Also when a test fails.
+    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
     const failAt = (name: string, when: "before" | "after") => (phases: Array<Phase<PromoteState>>) =>
       phases.map((p) =>
         p.name !== name
