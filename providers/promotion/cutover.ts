@@ -26,7 +26,7 @@ import { isRoute53Spec, route53SwitchOf, validateRecordValue, validateRoute53Spe
 import { dnsEndpointSwitch } from "../runner/dns-switch";
 import { validateArgv, validateListenPort, validateOsUser, validatePath, validateRelativePath, validateSocketDir, validateVersion } from "../validate";
 import { PgLiveServer } from "../runner/live";
-import { linkPointsAt, linkProblem, pointLink, type NewLiveService } from "../runner/newlive-service";
+import { linkPointsAt, linkProblem, pointLink, recordLink, restoreLink, type NewLiveService } from "../runner/newlive-service";
 import { isCleanShutdown } from "../postgres/parse";
 import { checkNewLiveService } from "../plan/promotion";
 import { databasesOf, type EndpointSwitch, liveTarget, newLiveTarget, promote, type PromoteResult, recoverInterrupted, rollBack, type CutoverEnv, type CutoverSpec, type NewServer, type Recovery, type Replay } from "../runner/cutover";
@@ -389,6 +389,8 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, log: (m: st
     revokeOwnerAccess: async (dir) => await pg.revokeOwnerAccess(dir, inst),
     stage: async (settings) => await pg.stageCluster(inst, settings),
     unstage: async (dir) => await pg.removeStagedCluster(dir),
+    readLink: async () => (s.newLive.dataDirLink ? await recordLink(host, s.newLive.dataDirLink) : undefined),
+    restoreLink: async (rec) => void (await restoreLink(host, rec, s.source.osUser, log)),
   };
 }
 

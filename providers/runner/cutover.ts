@@ -23,7 +23,7 @@ import { serverAfter, type ServerState, type StagedCluster } from "./steps";
 import type { ClusterSettings } from "../postgres/driver";
 import type { LogicalEnv, LogicalSettings } from "./logical-cutover";
 import type { ServerRef } from "../postgres/logical";
-import type { NewLiveService } from "./newlive-service";
+import type { LinkRecord, NewLiveService } from "./newlive-service";
 
 /** What clients connect to, as the cut-over uses it (PgBouncer; a DNS record on AWS). */
 export interface EndpointSwitch {
@@ -67,6 +67,10 @@ export interface NewServer {
   stage?(settings: ClusterSettings): Promise<string>;
   /** Remove what stage() made (idempotent). */
   unstage?(dir: string): Promise<void>;
+  /** `newLive.dataDirLink` as it is now, read before anyone is held (undefined without a link). */
+  readLink?(): Promise<LinkRecord | undefined>;
+  /** Put `newLive.dataDirLink` back as `rec` recorded it (only a symlink is ever changed; ./newlive-service.ts). */
+  restoreLink?(rec: LinkRecord): Promise<void>;
 }
 
 /** Runs one replayed step on the new live (real: runStep). Returns update_extensions.sql when pg_upgrade wrote one. */
@@ -247,6 +251,8 @@ export interface PromoteState {
   unused?: StagedCluster;
   /** The journal entry written before anything ran (the staged directory is added to it). */
   entry?: JournalEntry;
+  /** `newLive.dataDirLink` as it was before this attempt (read before anyone was held): what an undo puts back. */
+  link?: LinkRecord;
   switched: boolean;
   retarget?: (t: Record<string, DatabaseTarget>) => Promise<unknown>;
 }
@@ -401,6 +407,10 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
           }
           st.server = serverAfter(step.kind, st.server);
         },
+        // The step that starts the new live re-points newLive.dataDirLink at this generation:
+        // undone, the new live is stopped (while the link still points at it, so with the
+        // user's stopCommand) and the link is put back as it was before the attempt.
+        ...(step.kind === "start" ? { undo: async () => undoStartLink(env, st), undoAfterResume: true } : {}),
       }),
     ),
     {
@@ -495,6 +505,20 @@ function stagePhase(env: CutoverEnv, st: PromoteState, steps: PlannedStep[]): Ph
   };
 }
 
+/**
+ * Undo of the step that started the new live (and re-pointed `newLive.dataDirLink`): the new
+ * live stopped, then the link as before the attempt. Without a recorded link: nothing (the
+ * clone's undo stops the server, as it always did).
+ */
+async function undoStartLink(env: CutoverEnv, st: PromoteState): Promise<void> {
+  if (!st.link || !env.server.restoreLink) return;
+  try {
+    if (st.pg && (await env.server.running(st.pg.newDataDir).catch(() => false))) await env.server.stop(st.pg.newDataDir);
+  } finally {
+    await env.server.restoreLink(st.link);
+  }
+}
+
 async function unstage(env: CutoverEnv, st: PromoteState): Promise<void> {
   for (const x of [st.staged, st.unused]) if (x && env.server.unstage) await env.server.unstage(x.dir);
 }
@@ -546,6 +570,8 @@ export async function preparePromotion(env: CutoverEnv, s: CutoverSpec, extra: P
   const newVolumes = env.storage.cloneTargets(primary, s.liveVolumes);
   await removeFailedAttempt(env, s, newVolumes);
   await env.server.checkReady();
+  // What the link is now, before anything re-points it: an undone attempt puts it back (also after a crash: in the journal).
+  const link = await env.server.readLink?.();
   if (s.newLive.logFile) {
     // The new live never writes into live's volumes.
     for (const v of s.liveVolumes) {
@@ -560,7 +586,7 @@ export async function preparePromotion(env: CutoverEnv, s: CutoverSpec, extra: P
 
   let finalSnapshot = `understudy-final-${s.stack}-${stamp()}`;
   for (let n = 2; await env.storage.findSnapshotSet(s.liveVolumes, finalSnapshot).catch(() => true); n++) finalSnapshot = `understudy-final-${s.stack}-${stamp()}-${n}`;
-  const st: PromoteState = { spec: s, finalSnapshot, newVolumes, server: "none", switched: false };
+  const st: PromoteState = { spec: s, finalSnapshot, newVolumes, server: "none", switched: false, ...(link ? { link } : {}) };
   // Before anyone is held: every name this attempt will use, where the next run finds it.
   const entry: JournalEntry = {
     op: "promote",
@@ -573,6 +599,7 @@ export async function preparePromotion(env: CutoverEnv, s: CutoverSpec, extra: P
     liveTarget: liveTarget(s),
     newTarget: newLiveTarget(s),
     owner: s.owner,
+    ...(link ? { dataDirLink: link } : {}),
     ...extra,
   };
   await env.journal?.save(entry);
@@ -740,6 +767,8 @@ export async function recoverInterrupted(env: CutoverEnv, s: CutoverSpec): Promi
     await resumeAll();
     env.log("live serves again and clients resumed on it; removing what the attempt made");
     if (newDir && (await env.server.running(newDir).catch(() => false))) await env.server.stop(newDir);
+    // The link as it was before the attempt (journals written before this was recorded have none: left as it is).
+    if (e.dataDirLink && env.server.restoreLink) await bestEffort(`restoring ${e.dataDirLink.path}`, () => env.server.restoreLink!(e.dataDirLink!));
     // Nothing of ours stays on live (the new side's consumers are stopped: its slots can be dropped).
     if (lr) await bestEffort("removing the slots and publications on live", () => lr.cleanup({ target: false }));
     try {

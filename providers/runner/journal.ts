@@ -9,6 +9,7 @@
  */
 import type { Host } from "../host/types";
 import type { DatabaseTarget } from "../endpoint/pgbouncer-config";
+import type { LinkRecord } from "./newlive-service";
 
 export const JOURNAL_DIR = "/var/lib/understudy/cutover";
 
@@ -31,6 +32,8 @@ export interface JournalEntry {
   method?: "replay" | "logical";
   /** The logical method's names: its tag and the cluster's databases (what cleanup removes on live). */
   logical?: { tag: string; databases: string[] };
+  /** Promote: `newLive.dataDirLink` as it was before the attempt (absent in older journals, and without a link): what recovery of an undone attempt puts back. */
+  dataDirLink?: LinkRecord;
   liveTarget: DatabaseTarget;
   newTarget: DatabaseTarget;
   owner: string;

@@ -91,3 +91,53 @@ export async function linkPointsAt(host: Host, link: string, dir: string): Promi
   const real = await host.runAs("root", ["readlink", "-e", "--", dir], READ);
   return !!st.resolved && real.exitCode === 0 && real.stdout.trim() === st.resolved;
 }
+
+/** What `newLive.dataDirLink` was before a promotion attempt re-pointed it: absent, or a symlink to `target` (as `readlink` gives it). */
+export type LinkBefore = { kind: "absent" } | { kind: "link"; target: string };
+
+/** The link and what it was before the attempt (kept in the attempt's state and in its journal on the host). */
+export interface LinkRecord {
+  path: string;
+  before: LinkBefore;
+}
+
+/** What is at `link` before an attempt re-points it, read-only. Refuses something other than a symlink (it is never ours). */
+export async function recordLink(host: Host, link: string): Promise<LinkRecord> {
+  const st = await linkState(host, link);
+  if (st.kind === "other") throw new InputError("newLive.dataDirLink", `${link} exists and is not a symlink: Understudy never replaces a real directory or file; nothing was done`);
+  return { path: link, before: st.kind === "link" ? { kind: "link", target: st.target } : { kind: "absent" } };
+}
+
+/**
+ * Put the link back as `rec` recorded it, after an undone attempt: removed if the attempt
+ * created it, else re-pointed atomically (`mv -T` of a new symlink over it) at its previous
+ * target, byte for byte as `readlink` read it. Only ever a symlink is changed: if something
+ * else is at the path now (a user put a directory or file there), it is left and said.
+ * Returns what was done (also logged). Idempotent.
+ */
+export async function restoreLink(host: Host, rec: LinkRecord, osUser: string, log: (m: string) => void = () => undefined): Promise<"unchanged" | "removed" | "restored" | "left"> {
+  const link = rec.path;
+  const st = await linkState(host, link);
+  if (st.kind === "other") {
+    log(`warning: ${link} is no longer a symlink (something else was put there): left as it is, not restored to ${rec.before.kind === "link" ? `-> ${rec.before.target}` : "absent"}`);
+    return "left";
+  }
+  const opts = { cwd: "/", timeoutMs: 60_000 };
+  if (rec.before.kind === "absent") {
+    if (st.kind === "absent") return "unchanged";
+    // Only a symlink is removed (find -type l, checked again by the one process that deletes it).
+    await host.runAs("root", ["find", link, "-maxdepth", "0", "-type", "l", "-delete"], opts);
+    log(`${link} removed (the undone attempt had created it; it pointed at ${st.target})`);
+    return "removed";
+  }
+  const before = rec.before.target;
+  if (st.kind === "link" && st.target === before) return "unchanged";
+  const tmp = `${link}.understudy-new`;
+  await host.runAs("root", ["rm", "-f", "--", tmp], opts);
+  await host.runAs("root", ["ln", "-s", "--", before, tmp], opts);
+  await host.runAs("root", ["chown", "-h", `${osUser}:`, "--", tmp], opts);
+  // mv -T never replaces a directory: a user's directory put there meanwhile stays (and this fails).
+  await host.runAs("root", ["mv", "-T", "--", tmp, link], opts);
+  log(`${link} -> ${before} again (as before the undone attempt${st.kind === "link" ? `; it pointed at ${st.target}` : "; it was gone"})`);
+  return "restored";
+}

@@ -5,7 +5,7 @@
  * live serves again, the endpoint points at live, clients are resumed, nothing the attempt
  * made is left (or it is marked for the next attempt), and the error names the phase.
  */
-import { beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MemoryStorage } from "../harness/memory-storage";
 import { storageContract } from "../contract/storage-contract";
 import { newLiveLogFile, preparePromotion, promote, recoverInterrupted, replayPhases, rollBack, replayedSteps, type CutoverEnv, type CutoverSpec, type NewServer, type PromoteState, FAILED_ATTEMPT } from "../../providers/runner/cutover";
@@ -15,6 +15,11 @@ import { PhaseError } from "../../providers/runner/phases";
 import { logTargetOf, newLiveLogFileFor, type LiveServer } from "../../providers/runner/live";
 import type { DatabaseTarget } from "../../providers/endpoint/pgbouncer-config";
 import { resolveRehearsalPlan, resolvePromotionPlan } from "../../providers/plan";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { LocalHost } from "../../providers/host/local";
+import { pointLink, recordLink, restoreLink, type LinkRecord } from "../../providers/runner/newlive-service";
 
 storageContract(
   "in-memory (the fake the phase tests use)",
@@ -88,14 +93,24 @@ class FakeLive implements LiveServer {
 class FakeServer implements NewServer {
   readonly up = new Set<string>();
   seq = SEQ;
+  /**
+   * newLive.dataDirLink on the real local filesystem (a temporary directory): start() points it
+   * at the generation as the real one does; readLink/restoreLink are the real ones. Unset: no link.
+   */
+  link?: string;
+  /** Where the link pointed at each stop (the user's stopCommand needs it on the generation it stops). */
+  readonly linkAtStop: Array<string | undefined> = [];
+  readonly linkLog: string[] = [];
   async checkReady() {}
   async running(d: string) {
     return this.up.has(d);
   }
   async stop(d: string) {
+    if (this.link) this.linkAtStop.push(fs.lstatSync(this.link, { throwIfNoEntry: false })?.isSymbolicLink() ? fs.readlinkSync(this.link) : undefined);
     this.up.delete(d);
   }
   async start(d: string) {
+    if (this.link) await pointLink(localHost, this.link, d, "root", (m) => this.linkLog.push(m));
     this.up.add(d);
   }
   async sequences() {
@@ -131,7 +146,11 @@ class FakeServer implements NewServer {
   async unstage(dir: string) {
     this.unstaged.push(dir);
   }
+  readLink?: () => Promise<LinkRecord | undefined> = async () => (this.link ? await recordLink(localHost, this.link) : undefined);
+  restoreLink?: (rec: LinkRecord) => Promise<void> = async (rec) => void (await restoreLink(localHost, rec, "root", (m) => this.linkLog.push(m)));
 }
+
+const localHost = new LocalHost();
 
 /** A PgBouncer-like hold over several entries: PAUSE all, run, restore the old targets on failure, RESUME. */
 class FakeEndpoint {
@@ -525,6 +544,133 @@ describe("replay cut-over phases (fakes)", () => {
       await promote(env, spec());
       expect(journalFile?.finished?.outcome).toBe("promoted");
       expect(await recoverInterrupted(env, spec())).toBeUndefined();
+    });
+  });
+
+  describe("newLive.dataDirLink after an undone attempt (the real link in a temporary directory)", () => {
+    let dir: string;
+    let link: string;
+    const linkNow = () => (fs.lstatSync(link, { throwIfNoEntry: false })?.isSymbolicLink() ? fs.readlinkSync(link) : fs.existsSync(link) ? "not a link" : undefined);
+    beforeEach(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), "uslu-unit-"));
+      link = `${dir}/15-main`;
+      server.link = link;
+    });
+    // Also when a test fails.
+    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const failAt = (name: string, when: "before" | "after") => (phases: Array<Phase<PromoteState>>) =>
+      phases.map((p) =>
+        p.name !== name
+          ? p
+          : {
+              ...p,
+              run: async (c: PromoteState) => {
+                if (when === "before") throw new Error(`injected before ${name}`);
+                await p.run(c);
+                throw new Error(`injected after ${name}`);
+              },
+            },
+      );
+
+    it("a promotion that succeeds leaves it on the new generation; the journal holds what it was before", async () => {
+      const r = await promote(env, spec());
+      expect(linkNow()).toBe(r.newLiveDataDir);
+      expect(journalFile?.dataDirLink).toEqual({ path: link, before: { kind: "absent" } });
+      fs.rmSync(dir, { recursive: true });
+    });
+
+    for (const before of ["absent", "a previous generation (relative target)"] as const) {
+      for (const when of ["before", "after"] as const) {
+        for (const name of ["replay start", "replay post-upgrade", "verify", "switch endpoint"]) {
+          it(`${before}, a failure ${when} "${name}": the link is exactly as before; the new live was stopped while the link still pointed at it`, async () => {
+            if (before !== "absent") fs.symlinkSync("gen1/main", link);
+            const e = (await promote(env, spec(), failAt(name, when)).catch((x: unknown) => x)) as PhaseError;
+            expect(e).toBeInstanceOf(PhaseError);
+            expect(e.undoFailures).toEqual([]);
+            expect(linkNow()).toBe(before === "absent" ? undefined : "gen1/main");
+            expect(fs.existsSync(`${link}.understudy-new`)).toBe(false);
+            expect(live.up).toBe(true);
+            expect(endpoint.targetNow.port).toBe(5432);
+            expect(server.up.size).toBe(0);
+            if (name === "replay start" && when === "before") {
+              // Never started: the link was never touched, and nothing is said about it.
+              expect(server.linkLog).toEqual([]);
+            } else {
+              // Stopped before the link went back (the user's stopCommand runs through the link).
+              expect(server.linkAtStop).toEqual(["/mem/clones/go-live-pg15/main.pg15"]);
+              expect(server.linkLog.at(-1)).toMatch(before === "absent" ? /15-main removed/ : /15-main -> gen1\/main again/);
+            }
+            fs.rmSync(dir, { recursive: true });
+          });
+        }
+      }
+    }
+
+    it("a failure before the start never touched the link: nothing is changed or said", async () => {
+      fs.symlinkSync(`${dir}/gen1`, link);
+      await promote(env, spec(), failAt("replay upgrade", "after")).catch(() => undefined);
+      expect(linkNow()).toBe(`${dir}/gen1`);
+      expect(server.linkLog).toEqual([]);
+      fs.rmSync(dir, { recursive: true });
+    });
+
+    it("something else put at the path meanwhile (a directory) is left as it is, and said; the undo still succeeds", async () => {
+      const wrap = (phases: Array<Phase<PromoteState>>) =>
+        failAt("verify", "before")(phases).map((p) =>
+          p.name !== "replay post-upgrade"
+            ? p
+            : {
+                ...p,
+                run: async (c: PromoteState) => {
+                  await p.run(c);
+                  fs.unlinkSync(link);
+                  fs.mkdirSync(link);
+                  fs.writeFileSync(`${link}/PG_VERSION`, "15\n");
+                },
+              },
+        );
+      const e = (await promote(env, spec(), wrap).catch((x: unknown) => x)) as PhaseError;
+      expect(e.undoFailures).toEqual([]);
+      expect(fs.readFileSync(`${link}/PG_VERSION`, "utf8")).toBe("15\n");
+      expect(server.linkLog.join("\n")).toMatch(/15-main is no longer a symlink .* left as it is/);
+      fs.rmSync(dir, { recursive: true });
+    });
+
+    const names = ["clone", "replay start", "replay post-upgrade", "verify", "switch endpoint"];
+    for (const before of ["absent", "a previous generation"] as const) {
+      for (const [k, name] of names.entries()) {
+        it(`${before}, the engine dies after "${name}": recovery from the journal puts the link back unless the switch had happened`, async () => {
+          const prev = `${dir}/go-live-pg15/main.pg15`;
+          if (before !== "absent") fs.symlinkSync(prev, link);
+          const { st } = await preparePromotion(env, spec());
+          endpoint.isPaused = true;
+          st.retarget = async (t) => void (endpoint.targets = { ...endpoint.targets, ...t });
+          const all = replayPhases(env, st);
+          for (const p of all.slice(0, all.findIndex((p) => p.name === name) + 1)) await p.run(st);
+          expect(k < 1 || linkNow() === "/mem/clones/go-live-pg15/main.pg15").toBe(true);
+          const rec = await recoverInterrupted(env, spec());
+          if (name === "switch endpoint") {
+            expect(rec?.outcome).toBe("promoted");
+            expect(linkNow()).toBe("/mem/clones/go-live-pg15/main.pg15");
+          } else {
+            expect(rec?.outcome).toBe("restored");
+            expect(linkNow()).toBe(before === "absent" ? undefined : prev);
+            if (k >= 1) expect(server.linkAtStop).toEqual(["/mem/clones/go-live-pg15/main.pg15"]);
+          }
+          fs.rmSync(dir, { recursive: true });
+        });
+      }
+    }
+
+    it("a journal written before the link was recorded: recovery leaves the link as it is", async () => {
+      const { st } = await preparePromotion(env, spec());
+      endpoint.isPaused = true;
+      const all = replayPhases(env, st);
+      for (const p of all.slice(0, all.findIndex((p) => p.name === "replay start") + 1)) await p.run(st);
+      delete journalFile!.dataDirLink;
+      await recoverInterrupted(env, spec());
+      expect(linkNow()).toBe("/mem/clones/go-live-pg15/main.pg15");
+      fs.rmSync(dir, { recursive: true });
     });
   });
 });

@@ -13,7 +13,7 @@ import { resolveDnsPromotionPlan, resolvePromotionPlan } from "../../providers/p
 import { resolveRehearsalPlan } from "../../providers/plan/rehearsal";
 import { InputErrors } from "../../providers/errors";
 import { checkCutOver, migrateCutOver, specOf, type CutOverInputs } from "../../providers/promotion/cutover";
-import { linkPointsAt, linkProblem, pointLink } from "../../providers/runner/newlive-service";
+import { linkPointsAt, linkProblem, pointLink, recordLink, restoreLink } from "../../providers/runner/newlive-service";
 import { LocalHost } from "../../providers/host/local";
 import { externalConfigOfStopped } from "../../providers/postgres/layout";
 
@@ -148,6 +148,75 @@ describe("the link on the host (a temporary directory)", () => {
     fs.symlinkSync(`${d}/live/main`, `${d}/13-main`);
     expect((await linkProblem(host, `${d}/13-main`, [`${d}/live/main`, `${d}/live`]))?.message).toMatch(/points at .*live's/);
     expect((await linkProblem(host, `${d}/nodir/15-main`, [`${d}/live`]))?.message).toMatch(/directory of .* does not exist/);
+    fs.rmSync(d, { recursive: true });
+  });
+});
+
+describe("the link put back after an undone attempt (record, then restore; a temporary directory)", () => {
+  const host = new LocalHost();
+  const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "uslu-link-"));
+
+  it("absent before: the link the attempt made is removed; restoring again changes nothing", async () => {
+    const d = tmp();
+    const link = `${d}/15-main`;
+    const rec = await recordLink(host, link);
+    expect(rec).toEqual({ path: link, before: { kind: "absent" } });
+    await pointLink(host, link, `${d}/gen1`, "root");
+    const log: string[] = [];
+    expect(await restoreLink(host, rec, "root", (m) => log.push(m))).toBe("removed");
+    expect(fs.lstatSync(link, { throwIfNoEntry: false })).toBeUndefined();
+    expect(log).toEqual([`${link} removed (the undone attempt had created it; it pointed at ${d}/gen1)`]);
+    expect(await restoreLink(host, rec, "root", (m) => log.push(m))).toBe("unchanged");
+    expect(log).toHaveLength(1);
+    fs.rmSync(d, { recursive: true });
+  });
+
+  it("a link before: re-pointed at exactly its previous target (a relative one stays relative), atomically", async () => {
+    const d = tmp();
+    const link = `${d}/15-main`;
+    fs.mkdirSync(`${d}/gen1`);
+    fs.symlinkSync("gen1", link);
+    const rec = await recordLink(host, link);
+    expect(rec.before).toEqual({ kind: "link", target: "gen1" });
+    await pointLink(host, link, `${d}/gen2`, "root");
+    const log: string[] = [];
+    expect(await restoreLink(host, rec, "root", (m) => log.push(m))).toBe("restored");
+    expect(fs.readlinkSync(link)).toBe("gen1");
+    expect(fs.existsSync(`${link}.understudy-new`)).toBe(false);
+    expect(log[0]).toMatch(/15-main -> gen1 again \(as before the undone attempt; it pointed at .*gen2\)/);
+    expect(await restoreLink(host, rec, "root")).toBe("unchanged");
+    // Gone meanwhile: made again as it was.
+    fs.unlinkSync(link);
+    expect(await restoreLink(host, rec, "root")).toBe("restored");
+    expect(fs.readlinkSync(link)).toBe("gen1");
+    fs.rmSync(d, { recursive: true });
+  });
+
+  for (const before of ["absent", "a link"] as const) {
+    it(`${before} before, a real directory or file there now: left as it is, and said`, async () => {
+      const d = tmp();
+      const link = `${d}/15-main`;
+      if (before === "a link") fs.symlinkSync(`${d}/gen1`, link);
+      const rec = await recordLink(host, link);
+      fs.rmSync(link, { force: true });
+      fs.mkdirSync(link);
+      fs.writeFileSync(`${link}/PG_VERSION`, "15\n");
+      const log: string[] = [];
+      expect(await restoreLink(host, rec, "root", (m) => log.push(m))).toBe("left");
+      expect(fs.readFileSync(`${link}/PG_VERSION`, "utf8")).toBe("15\n");
+      expect(log[0]).toMatch(/15-main is no longer a symlink .*left as it is/);
+      fs.rmSync(link, { recursive: true });
+      fs.writeFileSync(link, "a file\n");
+      expect(await restoreLink(host, rec, "root")).toBe("left");
+      expect(fs.readFileSync(link, "utf8")).toBe("a file\n");
+      fs.rmSync(d, { recursive: true });
+    });
+  }
+
+  it("recording refuses something other than a symlink (it is never ours)", async () => {
+    const d = tmp();
+    fs.mkdirSync(`${d}/15-main`);
+    await expect(recordLink(host, `${d}/15-main`)).rejects.toThrow(/newLive.dataDirLink: .* is not a symlink/);
     fs.rmSync(d, { recursive: true });
   });
 });
