@@ -176,7 +176,7 @@ describe("understudy:acknowledgeReplicationLoss", () => {
   });
 
   it("refuses it without understudy:endpoint (no Promotion would read it)", () => {
-    const raw = { ...base(), acknowledgeReplicationLoss: ["slot:x"] };
+    const raw: Record<string, unknown> = { ...base(), acknowledgeReplicationLoss: ["slot:x"] };
     delete raw.endpoint;
     expect(problems(raw)).toEqual(["understudy:acknowledgeReplicationLoss: is for the promotion: it needs understudy:endpoint (without one no Promotion is declared)"]);
   });
