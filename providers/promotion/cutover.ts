@@ -554,8 +554,10 @@ export async function cutoverEnv(
     `${primary.mountpoint}/${i.live.pgdata}`,
     ...(await Promise.all(spec.liveVolumes.map(async (v) => (await storage.volume(v).catch(() => undefined))?.mountpoint))).filter((m): m is string => !!m),
   ];
-  // With newLive.startCommand the replayed `start` step starts the final server through the user's command (no second start).
-  const startServer = spec.newLive.startCommand ? async (p: { newDataDir: string }) => startNewLive(host, pg, spec, p.newDataDir, log) : undefined;
+  // With newLive.dataDirLink and/or startCommand the replayed `start` step starts the final server
+  // as every later start does: the link pointed at this generation first, then the user's command
+  // (no second start) or pg_ctl.
+  const startServer = spec.newLive.startCommand || spec.newLive.dataDirLink ? async (p: { newDataDir: string }) => startNewLive(host, pg, spec, p.newDataDir, log) : undefined;
   const replay: Replay = async (step, pgPlan, state) => {
     const r = await runStep(
       { host, storage, pg, log, ...(startServer ? { startServer } : {}) },
