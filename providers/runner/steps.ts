@@ -243,15 +243,21 @@ export async function runStep(envIn: RunnerEnv, r: StepRun): Promise<StepResult>
       if (cluster && (await env.host.runAs(p.osUser, ["test", "-e", p.newDataDir], { okExitCodes: [0, 1], cwd: "/" })).exitCode === 1) {
         // As a promotion does it: initdb outside the clone (before clients wait, there), then copy
         // it into place (while they wait). The copy is timed for the predicted pause.
-        const dir = await pg.stageCluster(newInstall(p), cluster);
-        try {
-          const t0 = Date.now();
-          await pg.placeStagedCluster(dir, p.newDataDir);
-          out.placeMs = Date.now() - t0;
-        } finally {
-          await pg.removeStagedCluster(dir).catch((e: unknown) => env.log(`warning: could not remove ${dir}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`));
+        // When that cannot run (e.g. /tmp is full), initdb runs in the clone, as before; a promotion falls back the same way.
+        const dir = await pg.stageCluster(newInstall(p), cluster).catch((e: unknown) => {
+          env.log(`warning: the new cluster could not be initialized outside the clone (${e instanceof Error ? e.message.split("\n")[0] : String(e)}): initdb runs in the clone; the predicted pause then leaves out the copy a promotion makes`);
+          return undefined;
+        });
+        if (dir) {
+          try {
+            const t0 = Date.now();
+            await pg.placeStagedCluster(dir, p.newDataDir);
+            out.placeMs = Date.now() - t0;
+          } finally {
+            await pg.removeStagedCluster(dir).catch((e: unknown) => env.log(`warning: could not remove ${dir}: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`));
+          }
+          out.detail.push(`new cluster initialized outside the clone and copied into place in ${out.placeMs} ms (as a promotion does while clients wait)`);
         }
-        out.detail.push(`new cluster initialized outside the clone and copied into place in ${out.placeMs} ms (as a promotion does while clients wait)`);
       }
       const c = await pg.upgradeCheck(p.oldDataDir, p.newDataDir, oldInstall(p), newInstall(p), { ...upgradeOptions(p, env.log), ...(cluster ? { settings: cluster } : {}) });
       out.detail.push(`pg_upgrade --check passed${c.initializedNew ? " (new cluster initialized)" : ""}`);
