@@ -409,8 +409,9 @@ export function replayPhases(env: CutoverEnv, st: PromoteState): Array<Phase<Pro
         },
         // The step that starts the new live re-points newLive.dataDirLink at this generation:
         // undone, the new live is stopped (while the link still points at it, so with the
-        // user's stopCommand) and the link is put back as it was before the attempt.
-        ...(step.kind === "start" ? { undo: async () => undoStartLink(env, st), undoAfterResume: true } : {}),
+        // user's stopCommand) and the link is put back as it was before the attempt. Without a
+        // link there is nothing to undo here (the clone's undo stops the server, as always).
+        ...(step.kind === "start" && st.link !== undefined ? { undo: async () => undoStartLink(env, st), undoAfterResume: true } : {}),
       }),
     ),
     {
