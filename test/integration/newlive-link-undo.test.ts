@@ -24,10 +24,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createPool, destroyPoolByName, sh } from "../harness/zfs";
-import { sleep, stopBouncerIn, stopServersUnder } from "../harness/postgres";
+import { sh } from "../harness/zfs";
+import { sleep } from "../harness/postgres";
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, tempDir, type TestBackend } from "../harness/pulumi";
 import { startPgbench, type PgbenchRun } from "../harness/pgbench";
+import { BIN13, BIN15, cleanupDebian, createDebianLive, debianPromotionConfig, linkOf, pidFileOf, prepareDebianNewLive, SOCK, type DebianFixture } from "../harness/debian-cluster";
 
 const POOL = "uslu";
 const CLUSTER = "uslu";
@@ -36,15 +37,10 @@ const REHEARSAL_PORT = 30810;
 const NEW_LIVE_PORT = 30820;
 const BOUNCER_PORT = 30850;
 const BOUNCER_NAME = "uslu";
-const BOUNCER_DIR = `/var/lib/understudy/pgbouncer/${BOUNCER_NAME}`;
-const SOCK = "/var/run/postgresql";
-const BIN13 = "/usr/lib/postgresql/13/bin";
-const BIN15 = "/usr/lib/postgresql/15/bin";
-const DATA = `/srv/${POOL}/live/main`;
-const LINK = `/var/lib/postgresql/15/${CLUSTER}`;
-const ETC15 = `/etc/postgresql/15/${CLUSTER}`;
-const PIDFILE = `${SOCK}/15-${CLUSTER}.pid`;
 const STACK = "lu";
+const FIXTURE: DebianFixture = { pool: POOL, cluster: CLUSTER, livePort: LIVE_PORT, newLivePort: NEW_LIVE_PORT, bouncerName: BOUNCER_NAME, bouncerPort: BOUNCER_PORT, stack: STACK };
+const LINK = linkOf(FIXTURE);
+const PIDFILE = pidFileOf(FIXTURE);
 const NEW_LIVE_MNT = `/srv/${POOL}/rehearsals/${STACK}-go-live-live-pg15`;
 const PGBENCH_SECONDS = Number(process.env.UNDERSTUDY_TEST_PGBENCH_SECONDS ?? 60);
 
@@ -95,66 +91,16 @@ async function cutOverState(): Promise<Record<string, unknown>> {
   return (r?.outputs ?? {}) as Record<string, unknown>;
 }
 
-/** What a DBA prepares for the new live as Debian cluster 15/uslu (README, "The new live as a service"). */
-function prepareDebianConfig(): void {
-  sh(["install", "-d", "-o", "postgres", "-g", "postgres", "-m", "0755", ETC15]);
-  const conf = [
-    "# The new live as Debian cluster 15/uslu: its data directory is the link Understudy keeps",
-    "# pointing at the serving generation; its settings are the ones carried over from live.",
-    `include '${LINK}/postgresql.conf'`,
-    `data_directory = '${LINK}'`,
-    `hba_file = '${LINK}/pg_hba.conf'`,
-    `ident_file = '${LINK}/pg_ident.conf'`,
-    `port = ${NEW_LIVE_PORT}`,
-    `unix_socket_directories = '${SOCK}'`,
-    "listen_addresses = ''",
-    `external_pid_file = '${PIDFILE}'`,
-    `cluster_name = '15/${CLUSTER}'`,
-    "",
-  ].join("\n");
-  for (const [f, text] of [
-    ["postgresql.conf", conf],
-    ["start.conf", "auto\n"],
-    ["pg_ctl.conf", "pg_ctl_options = ''\n"],
-    ["environment", ""],
-  ]) {
-    fs.writeFileSync(`${ETC15}/${f}`, text);
-    sh(["chown", "postgres:postgres", `${ETC15}/${f}`]);
-  }
-}
-
 async function cleanup(): Promise<void> {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
-  await stopBouncerIn(BOUNCER_DIR);
-  sh(["pg_ctlcluster", "15", CLUSTER, "stop"], { allowFail: true });
-  await stopServersUnder(`/srv/${POOL}`).catch(() => undefined);
-  fs.rmSync(ETC15, { recursive: true, force: true });
-  fs.rmSync(LINK, { recursive: true, force: true });
-  fs.rmSync(`${LINK}.understudy-new`, { force: true });
-  fs.rmSync(`/var/log/postgresql/postgresql-15-${CLUSTER}.log`, { force: true });
-  sh(["pg_dropcluster", "--stop", "13", CLUSTER], { allowFail: true });
-  destroyPoolByName(POOL);
-  // The cut-over's journal of this stack's Promotion (finished; the next run starts afresh).
-  fs.rmSync(`/var/lib/understudy/cutover/promotion-program_${STACK}_Promotion_${STACK}-go-live.json`, { force: true });
+  await cleanupDebian(FIXTURE, children);
 }
 
-const promotionConfig = {
-  endpoint: { name: BOUNCER_NAME, listenPort: BOUNCER_PORT, database: "app", authType: "trust" },
-  newLive: { port: NEW_LIVE_PORT, dataDirLink: LINK, startCommand: ["pg_ctlcluster", "15", CLUSTER, "start"], stopCommand: ["pg_ctlcluster", "15", CLUSTER, "stop"] },
-  liveStartCommand: ["pg_ctlcluster", "13", CLUSTER, "start"],
-  liveStopCommand: ["pg_ctlcluster", "13", CLUSTER, "stop"],
-};
+const promotionConfig = debianPromotionConfig(FIXTURE);
 
 beforeAll(async () => {
   await cleanup();
-  createPool(POOL, 4);
-  for (const d of ["live", "rehearsals"]) sh(["zfs", "create", `${POOL}/${d}`]);
-  sh(["chown", "postgres:postgres", `/srv/${POOL}/live`]);
-  sh(["pg_createcluster", "13", CLUSTER, "-d", DATA, "-p", String(LIVE_PORT), "-s", SOCK, "--", "--auth-local=trust", "--auth-host=trust"]);
-  sh(["pg_ctlcluster", "13", CLUSTER, "start"]);
-  psql(SOCK, LIVE_PORT, "CREATE DATABASE app", BIN13, "postgres");
-  sh(["runuser", "-u", "postgres", "--", `${BIN13}/pgbench`, "-h", SOCK, "-p", String(LIVE_PORT), "-i", "-q", "-s", "1", "app"]);
-  prepareDebianConfig();
+  createDebianLive(FIXTURE, (sql) => void psql(SOCK, LIVE_PORT, sql, BIN13, "postgres"));
+  prepareDebianNewLive(FIXTURE);
   backend = fileBackend();
   program = fixtureProgram("promotion-program");
   stack = await openStack(program, STACK, backend, {
