@@ -11,22 +11,9 @@ import { PostgresDriver } from "../../providers/postgres/driver";
 import type { PgPlan } from "../../providers/plan/rehearsal";
 import { runStep, type RunnerEnv } from "../../providers/runner/steps";
 import type { Storage } from "../../providers/storage/types";
+import { SAMPLE_PG_PLAN } from "../harness/unit-fixtures";
 
-const PLAN: PgPlan = {
-  from: 13,
-  to: 15,
-  fromBinDir: "/usr/lib/postgresql/13/bin",
-  toBinDir: "/usr/lib/postgresql/15/bin",
-  osUser: "postgres",
-  oldDataDir: "/srv/tank/clone/pg13",
-  newDataDir: "/srv/tank/clone/pg15",
-  port: 55440,
-  tempPort: 55441,
-  socketDir: "/tmp/us-sock",
-  listen: "",
-  mode: "link",
-  database: "postgres",
-};
+const PLAN: PgPlan = SAMPLE_PG_PLAN;
 
 const CLUSTER = { encoding: "UTF8", lcCollate: "C.UTF-8", lcCtype: "C.UTF-8", localeProvider: "libc", dataChecksums: true, walSegmentBytes: 16 << 20, superuser: "postgres" };
 

@@ -22,6 +22,7 @@ import { resolveRehearsalPlan, type PgPlan } from "../../providers/plan/rehearsa
 import { runStep, stepSuperuser, SUPERUSER_FILE, type RunnerEnv } from "../../providers/runner/steps";
 import type { Storage } from "../../providers/storage/types";
 import { InputErrors } from "../../providers/errors";
+import { SAMPLE_PG_PLAN } from "../harness/unit-fixtures";
 
 const LIVE_HBA = [
   "# TYPE  DATABASE        USER            ADDRESS                 METHOD",
@@ -115,21 +116,7 @@ class ScriptedHost implements Host {
   async close(): Promise<void> {}
 }
 
-const PLAN: PgPlan = {
-  from: 13,
-  to: 15,
-  fromBinDir: "/usr/lib/postgresql/13/bin",
-  toBinDir: "/usr/lib/postgresql/15/bin",
-  osUser: "postgres",
-  oldDataDir: "/srv/tank/clone/pg13",
-  newDataDir: "/srv/tank/clone/pg15",
-  port: 55440,
-  tempPort: 55441,
-  socketDir: "/tmp/us-sock",
-  listen: "",
-  mode: "link",
-  database: "postgres",
-};
+const PLAN: PgPlan = SAMPLE_PG_PLAN;
 
 /** The argv of `bin` (psql, vacuumdb) among what ran. */
 const runsOf = (h: ScriptedHost, bin: string) => h.ran.filter((a) => a[0] === "env" && a[2]?.endsWith(`/${bin}`));

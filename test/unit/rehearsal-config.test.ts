@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseConfig, stackConfigValue } from "../../config";
+import { configProblems } from "../harness/unit-fixtures";
 
 // js-yaml comes with @pulumi/pulumi (which reads stack files with it).
  
@@ -19,16 +20,7 @@ const base = () => ({
   postgres: { port: 55432, database: "app" },
 });
 
-function problems(raw: Record<string, unknown>): string[] {
-  try {
-    parseConfig(raw);
-  } catch (e) {
-    const lines = (e as Error).message.split("\n");
-    expect(lines[0]).toBe("invalid stack configuration (nothing was run):");
-    return lines.slice(1).map((l) => l.replace(/^ {2}- /, ""));
-  }
-  throw new Error("expected parseConfig to refuse the configuration");
-}
+const problems = configProblems;
 
 describe("parseConfig", () => {
   it("accepts a complete rehearsal and returns it typed", () => {

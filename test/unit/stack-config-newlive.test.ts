@@ -12,6 +12,7 @@ import { configKeys, parseConfig, promotionSettings, stackConfigValue } from "..
 import { resolvePromotionPlan } from "../../providers/plan/promotion";
 import { resolveRehearsalPlan } from "../../providers/plan/rehearsal";
 import { MAX_SOCKET_DIR } from "../../providers/validate";
+import { configProblems } from "../harness/unit-fixtures";
 
 // js-yaml comes with @pulumi/pulumi (which reads stack files with it).
 const yaml = require("js-yaml") as { load(text: string): unknown };
@@ -28,16 +29,7 @@ const start = ["pg_ctlcluster", "15", "main", "start"];
 const stop = ["pg_ctlcluster", "15", "main", "stop"];
 const link = "/var/lib/postgresql/15/main";
 
-function problems(raw: Record<string, unknown>): string[] {
-  try {
-    parseConfig(raw);
-  } catch (e) {
-    const lines = (e as Error).message.split("\n");
-    expect(lines[0]).toBe("invalid stack configuration (nothing was run):");
-    return lines.slice(1).map((l) => l.replace(/^ {2}- /, ""));
-  }
-  throw new Error("expected parseConfig to refuse the configuration");
-}
+const problems = configProblems;
 
 /** The provider's plan for the configuration, as the Promotion component resolves it (the rehearsal's plan from the same config). */
 function planOf(raw: Record<string, unknown>) {
