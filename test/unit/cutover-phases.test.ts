@@ -218,6 +218,21 @@ const promotion = resolvePromotionPlan("go", { endpoint: { name: "app", listenPo
 });
 const OWNER = "p/s/Promotion/go";
 
+/** The phases with `name` failing right before or right after its own work. */
+const failAt = (name: string, when: "before" | "after") => (phases: Array<Phase<PromoteState>>) =>
+  phases.map((p) =>
+    p.name !== name
+      ? p
+      : {
+          ...p,
+          run: async (c: PromoteState) => {
+            if (when === "before") throw new Error(`injected before ${name}`);
+            await p.run(c);
+            throw new Error(`injected after ${name}`);
+          },
+        },
+  );
+
 describe("replay cut-over phases (fakes)", () => {
   let storage: MemoryStorage;
   let live: FakeLive;
@@ -402,20 +417,7 @@ describe("replay cut-over phases (fakes)", () => {
   for (const when of ["before", "after"] as const) {
     for (const name of names) {
       it(`a failure ${when} "${name}" undoes what ran; live serves, clients resume on live, nothing is left`, async () => {
-        const wrap = (phases: Array<Phase<PromoteState>>) =>
-          phases.map((p) =>
-            p.name !== name
-              ? p
-              : {
-                  ...p,
-                  run: async (c: PromoteState) => {
-                    if (when === "before") throw new Error(`injected before ${name}`);
-                    await p.run(c);
-                    throw new Error(`injected after ${name}`);
-                  },
-                },
-          );
-        const e = await promote(env, spec(), wrap).then(() => undefined, (x: unknown) => x);
+        const e = await promote(env, spec(), failAt(name, when)).then(() => undefined, (x: unknown) => x);
         expect(e).toBeInstanceOf(PhaseError);
         expect((e as PhaseError).phase).toBe(name);
         expect((e as Error).message).toContain(`phase "${name}" failed: injected ${when} ${name}`);
@@ -558,19 +560,6 @@ describe("replay cut-over phases (fakes)", () => {
     });
     // Also when a test fails.
     afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const failAt = (name: string, when: "before" | "after") => (phases: Array<Phase<PromoteState>>) =>
-      phases.map((p) =>
-        p.name !== name
-          ? p
-          : {
-              ...p,
-              run: async (c: PromoteState) => {
-                if (when === "before") throw new Error(`injected before ${name}`);
-                await p.run(c);
-                throw new Error(`injected after ${name}`);
-              },
-            },
-      );
 
     it("a promotion that succeeds leaves it on the new generation; the journal holds what it was before", async () => {
       const r = await promote(env, spec());
