@@ -98,11 +98,17 @@ export class VerificationError extends Error {
 /** Live's configured settings, as recover read them, kept in the clone's copy of PGDATA (PostgreSQL ignores the file). */
 const SETTINGS_FILE = "understudy-live-settings.json";
 
+/** A file the steps keep in the clone's copy of PGDATA (undefined when it is not there). */
+async function readCloneFile(env: RunnerEnv, p: PgPlan, name: string): Promise<string | undefined> {
+  const r = await env.host.runAs(p.osUser, ["cat", "--", `${p.oldDataDir}/${name}`], { okExitCodes: [0, 1], cwd: "/" });
+  return r.exitCode === 0 ? r.stdout : undefined;
+}
+
 async function readSettingsFile(env: RunnerEnv, p: PgPlan): Promise<string[][] | undefined> {
-  const r = await env.host.runAs(p.osUser, ["cat", "--", `${p.oldDataDir}/${SETTINGS_FILE}`], { okExitCodes: [0, 1], cwd: "/" });
-  if (r.exitCode !== 0) return undefined;
+  const text = await readCloneFile(env, p, SETTINGS_FILE);
+  if (text === undefined) return undefined;
   try {
-    const v = JSON.parse(r.stdout) as unknown;
+    const v = JSON.parse(text) as unknown;
     return Array.isArray(v) ? (v as string[][]) : undefined;
   } catch {
     return undefined;
@@ -117,10 +123,10 @@ async function readSettingsFile(env: RunnerEnv, p: PgPlan): Promise<string[][] |
 const CLUSTER_FILE = "understudy-cluster-settings.json";
 
 async function readClusterFile(env: RunnerEnv, p: PgPlan): Promise<ClusterSettings | undefined> {
-  const r = await env.host.runAs(p.osUser, ["cat", "--", `${p.oldDataDir}/${CLUSTER_FILE}`], { okExitCodes: [0, 1], cwd: "/" });
-  if (r.exitCode !== 0) return undefined;
+  const text = await readCloneFile(env, p, CLUSTER_FILE);
+  if (text === undefined) return undefined;
   try {
-    return checkClusterSettings(JSON.parse(r.stdout) as unknown);
+    return checkClusterSettings(JSON.parse(text) as unknown);
   } catch {
     env.log(`${p.oldDataDir}/${CLUSTER_FILE} is not what the recover step wrote: the check step reads the cluster's settings again`);
     return undefined;
@@ -142,9 +148,8 @@ async function writeCloneFile(env: RunnerEnv, p: PgPlan, name: string, content: 
  */
 export async function stepSuperuser(env: RunnerEnv, p: PgPlan): Promise<string> {
   if (p.superuser) return p.superuser;
-  const r = await env.host.runAs(p.osUser, ["cat", "--", `${p.oldDataDir}/${SUPERUSER_FILE}`], { okExitCodes: [0, 1], cwd: "/" });
-  const kept = r.stdout.trim();
-  if (r.exitCode === 0 && /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(kept)) return kept;
+  const kept = (await readCloneFile(env, p, SUPERUSER_FILE))?.trim();
+  if (kept !== undefined && /^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(kept)) return kept;
   if (env.pg.superuserGiven) return env.pg.superuser;
   for (const [dir, inst] of [[p.oldDataDir, oldInstall(p)], [p.newDataDir, newInstall(p)]] as const) {
     try {
