@@ -178,6 +178,7 @@ describe("newLive.dataDirLink without a start/stop command (the new live under p
 
   it("rolls back: the link stays on the rolled-back generation (README), which is stopped cleanly; live serves again, untouched", async () => {
     // Nothing wrote to live while the new live served.
+    expect(liveTreeStopped, "the promotion test did not get as far as live's checksum").not.toBe("");
     expect(treeChecksum(LIVE_DIR)).toBe(liveTreeStopped);
     await stack.setConfig("promote", { value: "false" });
     const out = collector();
