@@ -295,7 +295,8 @@ function newLiveStart(s: CutoverSpec) {
 /**
  * Start the new live on `dir`: with `newLive.startCommand`, `newLive.dataDirLink` is pointed at
  * `dir` first, the user's command runs, and the server must answer `SELECT 1` on the new live's
- * port and socket with its postmaster on `dir`; else `pg_ctl` (through the link when there is one).
+ * port and socket with its postmaster on `dir`; else `pg_ctl` on `dir` (the link, when there is
+ * one, is pointed at `dir` all the same).
  */
 export async function startNewLive(host: Host, pg: PostgresDriver, s: CutoverSpec, dir: string, log: (m: string) => void, opts: { onProgress?: (m: string) => void } = {}): Promise<void> {
   const inst = { version: s.to, binDir: s.toBinDir, field: "to" };
