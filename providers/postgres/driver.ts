@@ -381,9 +381,16 @@ function stagedDirOf(dir: string): string {
 interface CheckedInstall {
   dirFound: boolean;
   executables: Set<PgBinary>;
-  /** The installation, or why `postgres --version` does not match (thrown to every caller). */
-  version: PgInstall | Error;
+  /** The installation, or what `postgres --version` reported instead (each caller names its own field). */
+  version: PgInstall | { found: string };
 }
+
+/**
+ * Checked installations shared by every driver of one provider process on one host (see
+ * {@link PostgresDriver.sharedInstallChecks}): a rehearsal's steps each open their own
+ * connection and driver, and would otherwise check the same bin directories once per step.
+ */
+const SHARED_INSTALLS = new Map<string, Map<string, Promise<CheckedInstall>>>();
 
 export class PostgresDriver {
   readonly osUser: string;
@@ -408,6 +415,17 @@ export class PostgresDriver {
     this.installs = installCache ?? new Map();
   }
 
+  /**
+   * The cache of checked installations for `hostKey` (one host, as its connection names it),
+   * shared for the life of this process: give it to the constructor when many short-lived
+   * drivers work on the same host in one deployment. A failed check is never kept.
+   */
+  static sharedInstallChecks(hostKey: string): Map<string, Promise<CheckedInstall>> {
+    let m = SHARED_INSTALLS.get(hostKey);
+    if (!m) SHARED_INSTALLS.set(hostKey, (m = new Map()));
+    return m;
+  }
+
   /** The same driver (host, OS user) connecting as `superuser` (validated: `postgres.superuser`). */
   as(superuser: string): PostgresDriver {
     return new PostgresDriver(this.host, { osUser: this.osUser, superuser: validateName(superuser, "postgres.superuser", "role name") }, this.installs);
@@ -422,12 +440,19 @@ export class PostgresDriver {
   async resolveInstall(version: PgVersionArg | PgInstall, need: readonly PgBinary[] = ["pg_ctl", "postgres"], defaultField = "postgres"): Promise<PgInstall> {
     const spec = specOf(version, defaultField);
     const bins = [...new Set<PgBinary>(["postgres", ...need])].sort((a, b) => BIN_ORDER.indexOf(a) - BIN_ORDER.indexOf(b));
-    const key = `${spec.binDir}|${spec.major}|${spec.field}`;
+    // One look per bin directory and major, whichever field asks (the error names the caller's field).
+    const key = `${spec.binDir}|${spec.major}`;
     let p = this.installs.get(key);
     if (!p) {
       p = this.checkInstall(spec);
       this.installs.set(key, p);
-      p.catch(() => this.installs.delete(key));
+      // A missing directory or another version is looked at again next time (it may be installed meanwhile).
+      p.then(
+        (c) => {
+          if (!c.dirFound || !("binDir" in c.version)) this.installs.delete(key);
+        },
+        () => this.installs.delete(key),
+      );
     }
     const c = await p;
     const h = this.host.description;
@@ -444,7 +469,9 @@ export class PostgresDriver {
         `${spec.major}: ${missing.map((b) => `${spec.binDir}/${b}`).join(", ")} not found or not executable on ${h} ${hint}`,
       );
     }
-    if (c.version instanceof Error) throw c.version;
+    if (!("binDir" in c.version)) {
+      throw new PostgresInputError(spec.custom ? `${spec.field}.binDir` : `${spec.field}.version`, `${spec.binDir} on ${h} holds ${c.version.found}, not ${spec.major}`);
+    }
     return c.version;
   }
 
@@ -471,7 +498,7 @@ export class PostgresDriver {
       }),
     );
     const dirFound = dir !== undefined && dir.type === "directory";
-    if (!dirFound || !executables.has("postgres")) return { dirFound, executables, version: new Error("not checked") };
+    if (!dirFound || !executables.has("postgres")) return { dirFound, executables, version: { found: "no postgres binary" } };
     let v: RunResult;
     try {
       v = await this.host.run([`${spec.binDir}/postgres`, "--version"], { timeoutMs: SHORT });
@@ -480,11 +507,7 @@ export class PostgresDriver {
     }
     const parsed = parseServerVersion(v.stdout);
     if (!parsed || parsed.major !== spec.major) {
-      const err = new PostgresInputError(
-        spec.custom ? `${spec.field}.binDir` : `${spec.field}.version`,
-        `${spec.binDir} on ${h} holds ${parsed ? `PostgreSQL ${parsed.full}` : `an unknown version (${v.stdout.trim()})`}, not ${spec.major}`,
-      );
-      return { dirFound, executables, version: err };
+      return { dirFound, executables, version: { found: parsed ? `PostgreSQL ${parsed.full}` : `an unknown version (${v.stdout.trim()})` } };
     }
     return { dirFound, executables, version: { major: spec.major, binDir: spec.binDir, fullVersion: parsed.full } };
   }
@@ -1085,13 +1108,14 @@ export class PostgresDriver {
     const timeoutMs = opts.timeoutMs === undefined ? 24 * 3600_000 : validateTimeout(opts.timeoutMs, "timeoutMs");
     const inst = await this.resolveInstall(version, ["pg_ctl", "pg_isready", "pg_controldata", "psql"]);
     await this.expectDataDir(dataDir, inst, "dataDir", "recoverCrashConsistent");
-    for (const f of ["standby.signal", "recovery.signal", "recovery.conf"]) {
-      if (await this.exists(`${dataDir}/${f}`)) {
-        throw new PostgresInputError(
-          "dataDir",
-          `${dataDir} on ${this.host.description} holds ${f}: it is a copy of a standby or of a cluster in archive recovery; starting it would follow the source's primary or archive. Not supported; nothing was started`,
-        );
-      }
+    const signals = ["standby.signal", "recovery.signal", "recovery.conf"];
+    const present = await Promise.all(signals.map((f) => this.exists(`${dataDir}/${f}`)));
+    const f = signals.find((_, k) => present[k]);
+    if (f !== undefined) {
+      throw new PostgresInputError(
+        "dataDir",
+        `${dataDir} on ${this.host.description} holds ${f}: it is a copy of a standby or of a cluster in archive recovery; starting it would follow the source's primary or archive. Not supported; nothing was started`,
+      );
     }
     await this.assertPortFree(tempPort, "tempPort");
     const t0 = Date.now();

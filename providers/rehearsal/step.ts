@@ -147,7 +147,8 @@ export const rehearsalStepProvider: UnderstudyProvider = {
   async create(i: StepInputs) {
     return await withHost(i.connection, async (host) => {
       const storage = openStorage(i.storage, host);
-      const pg = new PostgresDriver(host, { osUser: i.pg.osUser });
+      // One look at each installation per deployment, not per step (each step opens its own connection).
+      const pg = new PostgresDriver(host, { osUser: i.pg.osUser }, PostgresDriver.sharedInstallChecks(hostIdentity(i.connection)));
       const log = (m: string) => progress(i.label, m);
       const env: RunnerEnv = { host, storage, pg, log };
       const clone: CloneSet = { volumes: i.clone.volumes, mountpoint: i.clone.mountpoint, owner: i.clone.owner, mounts: i.clone.mounts, layout: i.layout };
