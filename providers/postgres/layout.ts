@@ -35,9 +35,12 @@ export interface ClusterLayout {
 export async function readLinks(host: Host, osUser: string, dataDir: string): Promise<{ walLink?: string; tablespaces: TablespaceLink[] }> {
   validatePath(dataDir, "dataDir", "data directory");
   const opts = { okExitCodes: [0, 1], timeoutMs: 60_000, cwd: "/" };
-  const wal = await host.runAs(osUser, ["readlink", "--", `${dataDir}/pg_wal`], opts);
+  // Two independent reads, asked at once.
+  const [wal, ts] = await Promise.all([
+    host.runAs(osUser, ["readlink", "--", `${dataDir}/pg_wal`], opts),
+    host.runAs(osUser, ["find", `${dataDir}/pg_tblspc`, "-mindepth", "1", "-maxdepth", "1", "-printf", "%f\\t%Y\\t%l\\n"], opts),
+  ]);
   const walLink = wal.exitCode === 0 && wal.stdout.trim() ? wal.stdout.trim() : undefined;
-  const ts = await host.runAs(osUser, ["find", `${dataDir}/pg_tblspc`, "-mindepth", "1", "-maxdepth", "1", "-printf", "%f\\t%Y\\t%l\\n"], opts);
   const tablespaces: TablespaceLink[] = [];
   for (const line of ts.stdout.split("\n").filter(Boolean)) {
     const [oid, type, target] = line.split("\t");

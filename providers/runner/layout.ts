@@ -165,8 +165,9 @@ export async function prepareClone(
     }
   }
   // The copy of live and, once pg_upgrade made it, the upgraded cluster next to it.
-  const outside: string[] = [];
-  for (const dir of [cloneDataDir, ...extraDataDirs]) outside.push(...linksOutside(await readLinks(host, osUser, dir), cloneMounts).map((l) => `${dir}: ${l}`));
+  const dirs = [cloneDataDir, ...extraDataDirs];
+  const links = await Promise.all(dirs.map((dir) => readLinks(host, osUser, dir)));
+  const outside = dirs.flatMap((dir, i) => linksOutside(links[i], cloneMounts).map((l) => `${dir}: ${l}`));
   if (outside.length) {
     throw new Error(
       `refusing to start anything on the clone: links point outside the clone (into live): ${outside.join("; ")}. ` +
