@@ -151,12 +151,21 @@ export async function collect(query: Query, spec: VerifySpec): Promise<Snapshot>
   const size: ClusterSize = { bytes: 0, relations: 0, tables: 0, databases: databases.length };
   const limit = spec.rowCountLimitBytes;
   for (const db of databases) {
-    const [bytes, relations, tables] = (await query(SIZE, db))[0] ?? [];
+    // A database's independent queries are asked at once (each is its own psql); the results
+    // are taken in the same order as before, so the snapshot is the same.
+    const [sizeRows, tableRows, seqRows, extRows, loRows] = await Promise.all([
+      query(SIZE, db),
+      spec.rowCounts === "exact" ? query(TABLES, db) : Promise.resolve([]),
+      query(SEQUENCES, db),
+      query(EXTENSIONS, db),
+      query(LARGE_OBJECTS, db),
+    ]);
+    const [bytes, relations, tables] = sizeRows[0] ?? [];
     size.bytes += Number(bytes ?? 0);
     size.relations += Number(relations ?? 0);
     size.tables += Number(tables ?? 0);
     if (spec.rowCounts === "exact") {
-      const all = (await query(TABLES, db)).map(([quoted, key, rel, est]) => ({ quoted, key: `${db}.${key}`, bytes: Number(rel), est }));
+      const all = tableRows.map(([quoted, key, rel, est]) => ({ quoted, key: `${db}.${key}`, bytes: Number(rel), est }));
       const counted = all.filter((t) => limit === undefined || t.bytes <= limit);
       const counts = counted.length ? await query(countScript(counted.map((t) => t.quoted)), db) : [];
       if (counts.length !== counted.length) throw new Error(`row counts in ${db}: ${counted.length} tables but ${counts.length} results`);
@@ -166,9 +175,9 @@ export async function collect(query: Query, spec: VerifySpec): Promise<Snapshot>
         methods[`rows ${t.key}`] = `not counted (larger than rowCountLimitBytes ${limit}): main fork size compared; planner estimate ~${t.est} rows`;
       }
     }
-    for (const [s, v] of await query(SEQUENCES, db)) snap.sequences[`${db}.${s}`] = v;
-    for (const [e, v] of await query(EXTENSIONS, db)) snap.extensions[`${db}.${e}`] = v;
-    snap.largeObjects[db] = (await query(LARGE_OBJECTS, db))[0]?.[0] ?? "0";
+    for (const [s, v] of seqRows) snap.sequences[`${db}.${s}`] = v;
+    for (const [e, v] of extRows) snap.extensions[`${db}.${e}`] = v;
+    snap.largeObjects[db] = loRows[0]?.[0] ?? "0";
   }
   const pct = spec.checksumSamplePercent;
   for (const ref of spec.checksumTables) {
