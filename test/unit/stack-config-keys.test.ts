@@ -8,6 +8,8 @@
  * (`namespace:key` to its text; objects as JSON).
  */
 import { describe, expect, it } from "vitest";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { NEW_LIVE_SERVER_HOST_REFUSAL, configKeys, parseConfig, promotionSettings, readStackConfig, unknownConfigKeys } from "../../config";
 import { resolvePromotionPlan } from "../../providers/plan/promotion";
 import { resolveRehearsalPlan } from "../../providers/plan/rehearsal";
@@ -175,5 +177,21 @@ describe("readStackConfig: what index.ts reads from pulumi.runtime.allConfig()",
     expect(() => readStackConfig(allConfig(raw, { "understudy:sorce": JSON.stringify(source) }))).toThrow(
       "invalid stack configuration (nothing was run):\n  - understudy:source: Required\n  - understudy:sorce is not a key this program reads, ignored; did you mean understudy:source?",
     );
+  });
+});
+
+describe("README: the ready-made program's configuration table", () => {
+  const readme = fs.readFileSync(path.join(__dirname, "../../README.md"), "utf8");
+  const rows = readme.split("\n").filter((l) => l.startsWith("| `understudy:"));
+
+  it("has a row for every key the program reads, and the endpoint row names poolMode, retainOnDelete and the refused newLiveServerHost", () => {
+    for (const k of configKeys) expect(rows.some((r) => r.includes(`\`understudy:${k}\``)), k).toBe(true);
+    const ep = rows.find((r) => r.startsWith("| `understudy:endpoint` |"))!;
+    expect(ep).toMatch(/poolMode, retainOnDelete \}/);
+    expect(ep).toMatch(/Not here: `newLiveServerHost`/);
+  });
+
+  it("quotes the unknown-key warning as the program words it", () => {
+    expect(readme).toContain(`(\`${unknownConfigKeys(["understudy:newlive"])[0]}\`)`);
   });
 });
