@@ -8,6 +8,7 @@ import { InputError } from "./providers/errors";
 import { validatePath, validateSocketDir } from "./providers/validate";
 import { validateListen } from "./providers/postgres/validate";
 import { checkNewLiveService, type PromotionArgsPlain } from "./providers/plan/promotion";
+import { validatePoolMode } from "./providers/endpoint/pgbouncer-config";
 
 const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a plain identifier (letters, digits, _)");
 const dataset = z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(\/[A-Za-z0-9_.:-]+)*$/, "a ZFS dataset name like tank/pg13");
@@ -15,14 +16,19 @@ const absPath = z.string().regex(/^\/[A-Za-z0-9_./-]*$/, "an absolute path").ref
 const version = z.number().int("an integer major version").min(10, "10 or newer").max(18, "18 or older");
 const port = z.number().int().min(1024, "a port from 1024").max(65535, "a port up to 65535");
 
-/** A provider's own validator as a zod rule: the same rule, its reason as the message (the field is zod's path). */
-function byProvider(validate: (v: unknown, field: string) => unknown) {
-  return z.string().superRefine((v, ctx) => {
+/**
+ * A provider's own validator as a zod rule: the same rule, its reason as the message (the field
+ * is zod's path). The value is kept as given; its type is the validator's (e.g. PoolMode).
+ */
+function byProvider<T extends string>(validate: (v: unknown, field: string) => T) {
+  return z.string().superRefine((v, ctx): v is T => {
     try {
       validate(v, "");
+      return true;
     } catch (e) {
       if (!InputError.is(e)) throw e;
       ctx.addIssue({ code: z.ZodIssueCode.custom, message: e.reason });
+      return false;
     }
   });
 }
@@ -59,6 +65,10 @@ const newLiveSchema = z
       ctx.addIssue({ code: z.ZodIssueCode.custom, path: [key], message: e.reason });
     }
   });
+
+/** Why `understudy:endpoint.newLiveServerHost` is refused (the root program's storage is ZFS: one host). */
+export const NEW_LIVE_SERVER_HOST_REFUSAL =
+  "is for a new live on another machine than live (EBS storage, see examples/aws-ebs); this program declares ZFS storage, where the new live runs on live's host: PgBouncer reaches it at endpoint.serverHost (or its socket directory)";
 
 /** The keys that only the Promotion reads: without `understudy:endpoint` no Promotion is declared and they would be ignored. */
 const promotionOnly = ["newLive", "liveStartCommand", "liveStopCommand", "switchoverTimeoutMs", "acknowledgeReplicationLoss"] as const;
@@ -158,6 +168,17 @@ const configObject = z
         serverHost: z.string().optional(),
         /** Set with `pulumi config set --secret --path 'understudy:endpoint.users[0].password'`. */
         users: z.array(z.object({ name: z.string().min(1), password: z.string().optional() }).strict()).optional(),
+        /** PgBouncer's pool_mode (PgBouncerPromotionEndpoint.poolMode; default transaction), the provider's rule. */
+        poolMode: byProvider(validatePoolMode).optional(),
+        /** Keep PgBouncer running when the stack is destroyed (PgBouncerPromotionEndpoint.retainOnDelete; default true). */
+        retainOnDelete: z.boolean({ invalid_type_error: "must be true or false" }).optional(),
+        /**
+         * Refused by name: PgBouncerPromotionEndpoint.newLiveServerHost is for a new live on
+         * another machine than live (EBS storage). This program declares ZFS storage, where
+         * the new live runs on live's host; given, it would also switch off the plan's check
+         * that the new live's ports differ from live's and PgBouncer's on that one host.
+         */
+        newLiveServerHost: z.never({ invalid_type_error: NEW_LIVE_SERVER_HOST_REFUSAL }).optional(),
       })
       .strict()
       .optional(),
@@ -176,7 +197,7 @@ const configObject = z
   })
   .strict();
 
-/** Every `understudy:` key the program reads (index.ts reads exactly these). */
+/** Every `understudy:` key the program reads (readStackConfig reads exactly these; any other is warned about). */
 export const configKeys = Object.keys(configObject.shape) as Array<keyof typeof configObject.shape>;
 
 export const rehearsalConfigSchema = configObject
@@ -211,8 +232,11 @@ export function stackConfigValue(text: string | undefined): unknown {
   }
 }
 
-/** Parse the `understudy:*` config; throws one message listing every problem with its field. */
-export function parseConfig(raw: Record<string, unknown>, namespace = "understudy"): RehearsalConfig {
+/**
+ * Parse the `understudy:*` config; throws one message listing every problem with its field,
+ * then the `notes` (the unknown keys' warnings, see readStackConfig).
+ */
+export function parseConfig(raw: Record<string, unknown>, namespace = "understudy", notes: string[] = []): RehearsalConfig {
   const r = rehearsalConfigSchema.safeParse(raw);
   if (r.success) return r.data;
   const lines = r.error.issues.map((i) => {
@@ -220,7 +244,7 @@ export function parseConfig(raw: Record<string, unknown>, namespace = "understud
     const where = top ? `${namespace}:${top}${rest.length ? "." + rest.join(".") : ""}` : namespace;
     return `  - ${where}: ${i.message}`;
   });
-  throw new Error(`invalid stack configuration (nothing was run):\n${lines.join("\n")}`);
+  throw new Error(`invalid stack configuration (nothing was run):\n${[...lines, ...notes.map((n) => `  - ${n}`)].join("\n")}`);
 }
 
 /**
@@ -243,4 +267,106 @@ export function promotionSettings(c: RehearsalConfig): PromotionSettings {
     ...(c.method ? { method: c.method } : {}),
     ...(c.logical ? { logical: c.logical } : {}),
   };
+}
+
+/**
+ * Every path a user can write under the namespace: the top-level keys, then one level of
+ * fields of the keys that are objects (`endpoint.poolMode`), in the schema's order. A field
+ * refused by name (a `never`, e.g. `endpoint.newLiveServerHost`) is not offered.
+ */
+function knownPaths(): Array<{ path: string; leaf: string; nested: boolean }> {
+  const unwrap = (t: z.ZodTypeAny): z.ZodTypeAny => {
+    if (t instanceof z.ZodOptional) return unwrap(t.unwrap() as z.ZodTypeAny);
+    if (t instanceof z.ZodEffects) return unwrap(t.innerType() as z.ZodTypeAny);
+    return t;
+  };
+  const top = configKeys.map((k) => ({ path: k, leaf: k, nested: false }));
+  const nested = configKeys.flatMap((k) => {
+    const t = unwrap(configObject.shape[k]);
+    if (!(t instanceof z.ZodObject)) return [];
+    return Object.entries(t.shape as Record<string, z.ZodTypeAny>)
+      .filter(([, f]) => !(unwrap(f) instanceof z.ZodNever))
+      .map(([f]) => ({ path: `${k}.${f}`, leaf: f, nested: true }));
+  });
+  return [...top, ...nested];
+}
+
+/** Edit distance with adjacent transpositions (optimal string alignment), case-insensitive. */
+function distance(a: string, b: string): number {
+  const s = a.toLowerCase();
+  const t = b.toLowerCase();
+  const d: number[][] = Array.from({ length: s.length + 1 }, (_, i) => Array.from({ length: t.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= s.length; i++) {
+    for (let j = 1; j <= t.length; j++) {
+      const cost = s[i - 1] === t[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && s[i - 1] === t[j - 2] && s[i - 2] === t[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[s.length]![t.length]!;
+}
+
+/** The known keys nearest to an unknown one (a few edits, case ignored): top-level keys first, then fields of an object key. */
+export function nearestKeys(key: string): string[] {
+  // A dotted key is compared as a path; a plain one also with each field's own name (`poolMode` -> endpoint.poolMode).
+  const scored = knownPaths()
+    .map((p) => ({ ...p, as: key.includes(".") ? p.path : p.leaf }))
+    .map((p) => ({ ...p, d: Math.min(distance(key, p.path), distance(key, p.as)) }))
+    // Near: at most a third of the longer name differs (liveStopCmd -> liveStopCommand; colour is not clone).
+    .filter((p) => p.d <= Math.max(1, Math.floor(Math.max(key.length, p.as.length) / 3)));
+  if (!scored.length) return [];
+  const best = Math.min(...scored.map((s) => s.d));
+  const at = scored.filter((s) => s.d === best);
+  const top = at.filter((s) => !s.nested);
+  return (top.length ? top : at).slice(0, 4).map((s) => s.path);
+}
+
+/**
+ * One warning per `<namespace>:` key of the stack that this program does not read, given the
+ * names of all the stack's configuration keys (`pulumi.runtime.allConfig()`; values are never
+ * looked at, some are secrets). A warning, not an error: the program ignored unknown keys in
+ * every earlier release, so a stored stack may carry one that was never noticed, and its next
+ * `pulumi up` (a roll-back among them) must not start failing over it. Each key the program
+ * ever read is still read (none was renamed or removed).
+ */
+export function unknownConfigKeys(allKeys: Iterable<string>, namespace = "understudy"): string[] {
+  const known = new Set<string>(configKeys);
+  const warnings: string[] = [];
+  for (const full of allKeys) {
+    if (!full.startsWith(`${namespace}:`)) continue;
+    const key = full.slice(namespace.length + 1);
+    if (known.has(key)) continue;
+    const [first] = key.split(".");
+    if (key.includes(".") && known.has(first!)) {
+      // `pulumi config set understudy:endpoint.poolMode session` without --path: a key of its own, named with a dot.
+      const field = knownPaths().some((p) => p.path === key) ? key : (nearestKeys(key).find((k) => k.startsWith(`${first}.`)) ?? key);
+      warnings.push(
+        `${full} is not read: set without --path, it is a key of its own, not a field of ${namespace}:${first}. ` +
+          `Remove it (pulumi config rm '${full}') and set the field with: pulumi config set --path '${namespace}:${field}' <value>`,
+      );
+      continue;
+    }
+    const near = nearestKeys(key).map((k) => `${namespace}:${k}`);
+    const hint = near.length ? `; did you mean ${near.length === 1 ? near[0] : `${near.slice(0, -1).join(", ")} or ${near[near.length - 1]}`}?` : ` (the keys it reads: README.md, "The ready-made program")`;
+    warnings.push(`${full} is not a key this program reads, ignored${hint}`);
+  }
+  return warnings;
+}
+
+/**
+ * The stack's configuration as the program reads it, from the whole configuration map
+ * (`pulumi.runtime.allConfig()`: `namespace:key` to its text): the known keys parsed and
+ * validated (parseConfig), and a warning for each unknown key (unknownConfigKeys). When the
+ * configuration is refused, the unknown keys are listed in the same error (a typo often
+ * explains a missing key).
+ */
+export function readStackConfig(all: Record<string, string | undefined>, namespace = "understudy"): { config: RehearsalConfig; warnings: string[] } {
+  const raw: Record<string, unknown> = {};
+  for (const k of configKeys) {
+    const v = stackConfigValue(all[`${namespace}:${k}`]);
+    if (v !== undefined) raw[k] = v;
+  }
+  const warnings = unknownConfigKeys(Object.keys(all), namespace);
+  return { config: parseConfig(raw, namespace, warnings), warnings };
 }

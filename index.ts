@@ -3,20 +3,17 @@
  * Pulumi.demo.yaml). `pulumi up` rehearses, `pulumi destroy` discards the clone.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { configKeys, parseConfig, promotionSettings, stackConfigValue } from "./config";
+import { promotionSettings, readStackConfig } from "./config";
 import { UpgradeRehearsal } from "./components/upgrade-rehearsal";
 import { Promotion } from "./components/promotion";
 
-const NS = "understudy";
-const raw: Record<string, unknown> = {};
-for (const k of configKeys) {
-  // Read raw (not getObject, which warns about reading a secret such as `host` or
-  // `endpoint` in plain form, and refuses a plain word such as `method: logical`).
-  const v = stackConfigValue(pulumi.runtime.getConfig(`${NS}:${k}`));
-  if (v !== undefined) raw[k] = v;
-}
-// Validated in full before anything is declared; the host connection is then passed on as a secret.
-const conf = parseConfig(raw);
+// Every key is read raw from the whole configuration map (not getObject, which warns about
+// reading a secret such as `host` or `endpoint` in plain form, and refuses a plain word such
+// as `method: logical`), validated in full before anything is declared; an `understudy:` key
+// the program does not read is a warning naming the nearest known key. The host connection is
+// then passed on as a secret.
+const { config: conf, warnings } = readStackConfig(pulumi.runtime.allConfig());
+for (const w of warnings) void pulumi.log.warn(w);
 
 const rehearsal = new UpgradeRehearsal(pulumi.getStack(), {
   connection: conf.host ? pulumi.secret(conf.host) : undefined,
@@ -48,7 +45,8 @@ const promotion = conf.endpoint
       promote: conf.promote ?? false,
       // The users' passwords stay secret from here on (in state too).
       endpoint: { ...conf.endpoint, users: conf.endpoint.users ? pulumi.secret(conf.endpoint.users) : undefined },
-      // method, logical, newLive, liveStartCommand, liveStopCommand, switchoverTimeoutMs: as given.
+      // endpoint.poolMode and endpoint.retainOnDelete come with the endpoint; method, logical, newLive,
+      // liveStartCommand, liveStopCommand, switchoverTimeoutMs, acknowledgeReplicationLoss: as given.
       ...promotionSettings(conf),
     })
   : undefined;

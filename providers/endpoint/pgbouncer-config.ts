@@ -247,7 +247,15 @@ export interface PgBouncerUser {
   password?: string;
 }
 
-export type PoolMode = "transaction" | "session" | "statement";
+/** PgBouncer's `pool_mode` values (the one list: the resource, the Promotion's plan and the stack configuration check against it). */
+export const POOL_MODES = ["transaction", "session", "statement"] as const;
+export type PoolMode = (typeof POOL_MODES)[number];
+
+/** `pool_mode`: one of {@link POOL_MODES}. */
+export function validatePoolMode(value: unknown, field = "poolMode"): PoolMode {
+  if (typeof value === "string" && (POOL_MODES as readonly string[]).includes(value)) return value as PoolMode;
+  throw new PgBouncerConfigError(field, `${show(value)} is not ${POOL_MODES.slice(0, -1).join(", ")} or ${POOL_MODES[POOL_MODES.length - 1]}`);
+}
 export type AuthType = "trust" | "md5" | "scram-sha-256";
 
 /** What a {@link PgBouncerEndpoint} instance is. Validated in full before anything runs. */
@@ -396,7 +404,7 @@ const configSchema = z
     listenAddr: z.unknown().optional(),
     listenPort: z.unknown(),
     unixSocketDir: z.unknown().optional(),
-    poolMode: z.enum(["transaction", "session", "statement"]).optional(),
+    poolMode: z.enum(POOL_MODES).optional(),
     authType: z.enum(["trust", "md5", "scram-sha-256"]).optional(),
     users: z.array(userSchema).max(1000).optional(),
     adminUser: z.unknown().optional(),

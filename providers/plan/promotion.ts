@@ -7,12 +7,12 @@
 import { InputError, InputErrors, collectInputError } from "../errors";
 import { validateArgv, validateListenPort, validatePath, validatePgName, validateSocketDir, validateTimeoutMs } from "../validate";
 import { validateListen } from "../postgres/validate";
-import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validateTarget } from "../endpoint/pgbouncer-config";
+import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validatePoolMode, validateTarget, type PoolMode } from "../endpoint/pgbouncer-config";
 import { DEFAULTS } from "./defaults";
 import { DNS_LOGICAL_REFUSAL, checkLogicalSettings, checkLogicalTwoHosts, type LogicalSettings } from "./logical";
 import { UNKNOWN_ID, type RehearsalPlan, type VolumeIdCheck } from "./rehearsal";
 
-export type PoolMode = "transaction" | "session" | "statement";
+export type { PoolMode };
 export type AuthType = "trust" | "md5" | "scram-sha-256";
 
 export interface EndpointPlan {
@@ -192,7 +192,7 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   if (p.logical !== undefined && p.method !== "logical") errors.push(new InputError("logical", 'is for method "logical"'));
   // The cut-over also reads live's sequences in that database with psql.
   check(() => validatePgName(e.database, "endpoint.database", "database name"));
-  if (!["transaction", "session", "statement"].includes(e.poolMode)) errors.push(new InputError("endpoint.poolMode", `${JSON.stringify(e.poolMode)} is not transaction, session or statement`));
+  check(() => validatePoolMode(e.poolMode, "endpoint.poolMode"));
   if (!["trust", "md5", "scram-sha-256"].includes(e.authType)) errors.push(new InputError("endpoint.authType", `${JSON.stringify(e.authType)} is not trust, md5 or scram-sha-256`));
   check(() => validateTimeoutMs(e.pauseTimeoutMs, "endpoint.pauseTimeoutMs", { min: 1, max: 3_600_000 }));
   if (typeof e.retainOnDelete !== "boolean") errors.push(new InputError("endpoint.retainOnDelete", "must be true or false"));
