@@ -1433,20 +1433,34 @@ export class PostgresDriver {
     // -- host checks
     const oldInst = await this.resolveInstall(oldVersion, ["pg_ctl", "pg_controldata", "pg_isready", "psql"], "from");
     const newInst = await this.resolveInstall(newVersion, ["pg_upgrade", "initdb", "pg_ctl", "pg_controldata", "pg_isready", "psql"], "to");
-    await this.expectDataDir(oldDataDir, oldInst, "oldDataDir", step);
-    if ((await this.status(oldDataDir, oldInst)).running) {
+    // Read-only looks, asked at once; judged in the order they were written one after the other
+    // (the first problem in that order is the one reported).
+    const looks = await Promise.allSettled([
+      this.expectDataDir(oldDataDir, oldInst, "oldDataDir", step),
+      this.status(oldDataDir, oldInst),
+      this.controlData(oldDataDir, oldInst),
+      this.assertPortFree(oldPort, "oldPort"),
+      this.assertPortFree(newPort, "newPort"),
+      this.dataDirVersion(newDataDir, "newDataDir"),
+    ]);
+    const judged = <T>(r: PromiseSettledResult<T>): T => {
+      if (r.status === "rejected") throw r.reason;
+      return r.value;
+    };
+    judged(looks[0]);
+    if (judged(looks[1]).running) {
       throw new PostgresInputError("oldDataDir", `a server is running on ${oldDataDir} on ${h}; pg_upgrade needs it stopped`);
     }
-    const oldControl = await this.controlData(oldDataDir, oldInst);
+    const oldControl = judged(looks[2]);
     if (!oldControl.cleanShutdown) {
       throw new PostgresInputError(
         "oldDataDir",
         `${oldDataDir} on ${h} was not shut down cleanly (pg_controldata: "${oldControl.state}"), as in any snapshot of a running server: run recoverCrashConsistent on it first`,
       );
     }
-    await this.assertPortFree(oldPort, "oldPort");
-    await this.assertPortFree(newPort, "newPort");
-    const newV = await this.dataDirVersion(newDataDir, "newDataDir");
+    judged(looks[3]);
+    judged(looks[4]);
+    const newV = judged(looks[5]);
     if (newV !== undefined && newV !== newInst.major) {
       throw new PostgresInputError("newDataDir", `${newDataDir} on ${h} holds a PostgreSQL ${newV} cluster, not ${newInst.major}`);
     }
@@ -1538,18 +1552,21 @@ export class PostgresDriver {
     if (check) {
       return { mode, durationMs, output, workDir, initializedNew, oldClusterUsable: true, copiedConfig: [] };
     }
-    const copiedConfig: string[] = [];
-    if (opts.copyHbaConf ?? true) {
-      for (const f of ["pg_hba.conf", "pg_ident.conf"]) {
-        if (await this.exists(`${oldDataDir}/${f}`, "-f")) {
-          await this.asUser(["cp", "--", `${oldDataDir}/${f}`, `${newDataDir}/${f}`], { step: "copy configuration", dataDir: newDataDir });
-          copiedConfig.push(f);
-        }
-      }
-    }
+    // Independent files, each handled at once (in a promotion this runs while clients wait).
     const ext = `${workDir}/update_extensions.sql`;
-    const hasExt = await this.exists(ext, "-f");
-    const oldClusterUsable = !(await this.exists(`${oldDataDir}/global/pg_control.old`));
+    const [copied, hasExt, controlOld] = await Promise.all([
+      Promise.all(
+        (opts.copyHbaConf ?? true ? ["pg_hba.conf", "pg_ident.conf"] : []).map(async (f) => {
+          if (!(await this.exists(`${oldDataDir}/${f}`, "-f"))) return undefined;
+          await this.asUser(["cp", "--", `${oldDataDir}/${f}`, `${newDataDir}/${f}`], { step: "copy configuration", dataDir: newDataDir });
+          return f;
+        }),
+      ),
+      this.exists(ext, "-f"),
+      this.exists(`${oldDataDir}/global/pg_control.old`),
+    ]);
+    const copiedConfig = copied.filter((f): f is string => f !== undefined);
+    const oldClusterUsable = !controlOld;
     return { mode, durationMs, output, workDir, ...(hasExt ? { updateExtensionsSql: ext } : {}), initializedNew, oldClusterUsable, copiedConfig };
   }
 

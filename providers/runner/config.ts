@@ -95,9 +95,12 @@ export async function writeCarriedConfig(host: Host, osUser: string, dataDir: st
   const known = new Set(described.stdout.split("\n").map((l) => l.split("\t")[0]).filter(Boolean));
   const c = carriedConfig(settings, known, from, to);
   const opts = { cwd: "/", timeoutMs: 60_000 };
-  await host.runAs(osUser, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", `${dataDir}/${CARRIED_FILE}`], { ...opts, input: c.text });
   const conf = `${dataDir}/postgresql.conf`;
-  const has = await host.runAs(osUser, ["grep", "-qxF", `include '${CARRIED_FILE}'`, "--", conf], { ...opts, okExitCodes: [0, 1] });
+  // The file and the look for its include line are independent: at once.
+  const [, has] = await Promise.all([
+    host.runAs(osUser, ["sh", "-c", 'umask 077 && cat > "$1"', "sh", `${dataDir}/${CARRIED_FILE}`], { ...opts, input: c.text }),
+    host.runAs(osUser, ["grep", "-qxF", `include '${CARRIED_FILE}'`, "--", conf], { ...opts, okExitCodes: [0, 1] }),
+  ]);
   if (has.exitCode !== 0) {
     await host.runAs(osUser, ["sh", "-c", 'cat >> "$1"', "sh", conf], { ...opts, input: `\n# Live's settings, carried over by pulumi-understudy.\ninclude '${CARRIED_FILE}'\n` });
   }
