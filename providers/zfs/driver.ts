@@ -222,7 +222,7 @@ export class ZfsDriver {
     return byOrigin;
   }
 
-  /** `zfs snapshot` with optional properties (set right after, for old ZFS). */
+  /** `zfs snapshot -o k=v ...`: the properties are set as the snapshot is made (as snapshotAtomically does). */
   async snapshot(name: string, properties: Record<string, string> = {}): Promise<void> {
     validateSnapshot(name, "snapshot");
     const props = checkProps(properties);
@@ -230,8 +230,8 @@ export class ZfsDriver {
     if (!(await this.exists(dataset))) {
       throw new ZfsError(`cannot snapshot: dataset ${dataset} does not exist on ${this.host.description}`);
     }
-    await this.cmd(["snapshot", name]);
-    for (const [k, v] of props) await this.cmd(["set", `${k}=${v}`, name]);
+    // The properties come with the snapshot (`-o`): never a snapshot without its owner mark, one command less.
+    await this.cmd(["snapshot", ...props.flatMap(([k, v]) => ["-o", `${k}=${v}`]), name]);
   }
 
   /** `zfs clone -o k=v ... snapshot target`. */
