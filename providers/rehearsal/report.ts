@@ -96,6 +96,12 @@ export interface LogicalRehearsalRecord {
     /** Where the time lag comes from: the WAL sender's `replay_lag`, or the bytes behind divided by the writer's rate (when the WAL sender reports none). */
     secondsFrom?: "replay_lag" | "bytes-at-write-rate";
   };
+  /**
+   * The promotion's check before PAUSE, made the same way before the held part: every
+   * database's apply worker running (`workers` of them) and at most `maxLagBytes` behind
+   * (`lagBytes`, the largest), reached `ms` after the apply-lag measurement.
+   */
+  gate?: { maxLagBytes: number; lagBytes: number; ms: number; workers: number };
   /** The held part of the cut-over, measured (without PgBouncer). */
   held?: Array<{ step: string; ms: number }>;
   sequencesSet?: number;
@@ -320,6 +326,7 @@ export function renderLogical(l: LogicalRehearsalRecord): string[] {
     const sec = l.applyLag.meanSeconds !== undefined ? `; time lag mean ${fmtMs(l.applyLag.meanSeconds * 1000)}, max ${fmtMs((l.applyLag.maxSeconds ?? 0) * 1000)}${how}` : "";
     lines.push(`- apply lag under the writer (${l.applyLag.samples} samples): mean ${fmtBytes(l.applyLag.meanBytes)}, max ${fmtBytes(l.applyLag.maxBytes)}${sec}`);
   }
+  if (l.gate) lines.push(`- before the hold, as a promotion checks it: ${l.gate.workers} apply worker(s) running, at most ${fmtBytes(l.gate.lagBytes)} behind (limit ${fmtBytes(l.gate.maxLagBytes)}), ${fmtMs(l.gate.ms)} after the measurement`);
   if (l.held) for (const h of l.held) lines.push(`- held, measured: ${h.step}: ${fmtMs(h.ms)}`);
   lines.push("");
   if (l.predicted) {

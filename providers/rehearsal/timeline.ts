@@ -445,6 +445,7 @@ function logicalSection(l: LogicalRehearsalRecord): string {
   if (l.writer) rows.push(["writer on the stand-in", `${fmtBytes(l.writer.achievedBytesPerSecond)}/s of ${fmtBytes(l.writer.targetBytesPerSecond)}/s${l.writer.floor ? " (minimum rate)" : ""}, ${l.writer.rows} rows`]);
   if (l.catchUp) rows.push(["catch-up", `${fmtBytes(l.catchUp.backlogBytes)} in ${fmtMs(l.catchUp.ms)}: ${fmtBytes(l.catchUp.bytesPerSecond)}/s`]);
   if (l.applyLag) rows.push(["apply lag under the writer", `mean ${fmtBytes(l.applyLag.meanBytes)}, max ${fmtBytes(l.applyLag.maxBytes)}${l.applyLag.maxSeconds !== undefined ? `, max ${fmtMs(l.applyLag.maxSeconds * 1000)}` : ""}`]);
+  if (l.gate) rows.push(["before the hold (as a promotion)", `${l.gate.workers} apply worker(s) running, at most ${fmtBytes(l.gate.lagBytes)} behind`]);
   return (
     `<section class="logical" aria-labelledby="l-h"><h2 id="l-h">Predicted logical cut-over: ${esc(fmtMs(l.predicted.totalMs))}</h2>` +
     stackedBar("lpred", "predicted (logical)", l.predicted.breakdown.map((b) => ({ label: b.step, ms: b.ms, cls: "predicted" })), l.predicted.totalMs) +

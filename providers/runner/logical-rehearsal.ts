@@ -22,6 +22,7 @@
 import type { PostgresDriver } from "../postgres/driver";
 import { LogicalReplication, NotReadyError, lsnDiff, requiredTargetSettings, type ServerRef } from "../postgres/logical";
 import type { LogicalRehearsalSettings, PgPlan } from "../plan/rehearsal";
+import { LOGICAL_DEFAULTS } from "../plan/logical";
 import { logicalTag } from "./logical-cutover";
 import { startNew, stepSuperuser, type CloneSet, type RunnerEnv } from "./steps";
 import type { LogicalRehearsalRecord } from "../rehearsal/report";
@@ -232,6 +233,16 @@ export async function rehearseLogical(env: RunnerEnv, s: LogicalRehearsalSpec): 
             if (d?.replayLagSeconds != null) lagSeconds.push(d.replayLagSeconds);
             await sleep(250);
           }
+          // The promotion's gate before PAUSE (its "catch up" step): every database's apply worker
+          // running and at most maxLagBytes behind. Without it the hold started while the workers
+          // of the other databases had not even started: PostgreSQL 15's launcher starts workers
+          // at most once per wal_retrieve_retry_interval (5 s), and the subscriptions are enabled
+          // one database after another, so the second database's worker starts about 5 s after the
+          // first — after the measurement above — and the held wait paid for its start (~1.2 s).
+          const tg = Date.now();
+          const gate = await lr2.waitCaughtUp({ maxLagBytes: LOGICAL_DEFAULTS.maxLagBytes, timeoutMs: LOGICAL_DEFAULTS.switchoverTimeoutMs, pollMs: 100 });
+          const gateMs = Date.now() - tg;
+          log(`every database caught up (lag ${gate.maxLagBytes} bytes, every apply worker running) after ${gateMs} ms more`);
           // The last schema check before the hold, as a promotion makes it: its catalog stamps
           // let the held capture fingerprint again only a database whose catalogs changed.
           const stamps = await lr2.checkSchema(ready.fingerprints!);
@@ -271,6 +282,7 @@ export async function rehearseLogical(env: RunnerEnv, s: LogicalRehearsalSpec): 
               // In time: the WAL sender's replay_lag when it reports one; else the bytes behind at the writer's rate.
               ...(ls ? { meanSeconds: ls.mean, maxSeconds: ls.max, secondsFrom: "replay_lag" as const } : achieved > 0 ? { meanSeconds: (lb?.mean ?? 0) / achieved, maxSeconds: (lb?.max ?? 0) / achieved, secondsFrom: "bytes-at-write-rate" as const } : {}),
             },
+            gate: { maxLagBytes: LOGICAL_DEFAULTS.maxLagBytes, lagBytes: gate.maxLagBytes, ms: gateMs, workers: gate.databases.filter((d) => d.workerPid !== null).length },
             held: [
               { step: "capture on live (marker, sequences, schema)", ms: captureMs },
               { step: "applied on the new live (bounded wait past the marker, server-side), sequences set, subscriptions disabled, flush", ms: finishMs },

@@ -185,6 +185,7 @@ const record: LogicalRehearsalRecord = {
   writer: { database: "app", table: "public.understudy_rehearsal_writer", targetBytesPerSecond: 300_000, achievedBytesPerSecond: 290_000, ms: 9000, rows: 5000, floor: false },
   catchUp: { backlogBytes: 900_000, ms: 1500, bytesPerSecond: 600_000 },
   applyLag: { samples: 20, meanBytes: 20_000, maxBytes: 80_000, meanSeconds: 0.02, maxSeconds: 0.08 },
+  gate: { maxLagBytes: 1024 * 1024, lagBytes: 4096, ms: 250, workers: 2 },
   held: [
     { step: "capture", ms: 30 },
     { step: "finish", ms: 90 },
@@ -206,6 +207,7 @@ describe("the report", () => {
     expect(md).toMatch(/driven by a writer at live's measured WAL rate/);
     expect(md).toMatch(/- catch-up: a backlog of 879 kB applied in 1\.5 s/);
     expect(md).toMatch(/- apply lag under the writer \(20 samples\): mean 19\.5 kB, max 78\.1 kB; time lag mean 20 ms, max 80 ms/);
+    expect(md).toContain("- before the hold, as a promotion checks it: 2 apply worker(s) running, at most 4.0 kB behind (limit 1.0 MB), 250 ms after the measurement");
     expect(md).toContain("- held, measured: finish: 90 ms");
     expect(md).toContain("| **predicted pause** | **160 ms** |");
     expect(md).toContain("[wal_level]");
@@ -213,6 +215,7 @@ describe("the report", () => {
     expect(est).toContain("time lag mean 100 ms, max 200 ms (bytes behind at the writer's rate)");
     const html = renderTimelineHtml({ ...report, logicalCutover: record });
     expect(html).toContain("Predicted logical cut-over: 160 ms");
+    expect(html).toContain("2 apply worker(s) running");
   });
 
   it("says plainly when the logical rehearsal failed, and has no section without it", () => {
