@@ -377,6 +377,12 @@ function stagedDirOf(dir: string): string {
   return dir;
 }
 
+/** A look asked at once with others (Promise.allSettled): its value, or its error thrown now, in the caller's order. */
+function judged<T>(r: PromiseSettledResult<T>): T {
+  if (r.status === "rejected") throw r.reason;
+  return r.value;
+}
+
 /** What one look at a bin directory found (resolveInstall checks each caller's binaries against it). */
 interface CheckedInstall {
   dirFound: boolean;
@@ -725,8 +731,11 @@ export class PostgresDriver {
     if (opts.timeoutMs !== undefined) validateTimeout(opts.timeoutMs, "postgres.timeoutMs");
 
     const inst = await this.resolveInstall(version, ["pg_ctl", "pg_isready"]);
-    await this.expectDataDir(dataDir, inst, "postgres.dataDir", "start");
-    const st = await this.status(dataDir, inst);
+    // Read-only looks at once, judged in the order they were written one after the other;
+    // only then are the directories made (nothing is created for a start that is refused).
+    const looks = await Promise.allSettled([this.expectDataDir(dataDir, inst, "postgres.dataDir", "start"), this.status(dataDir, inst), this.assertPortFree(port, "postgres.port", socketDir)]);
+    judged(looks[0]);
+    const st = judged(looks[1]);
     if (st.running) {
       throw new PostgresInputError("postgres.dataDir", `a server (PID ${st.pid}) is already running on ${dataDir} on ${this.host.description}`);
     }
@@ -736,9 +745,11 @@ export class PostgresDriver {
         `${dataDir}/postmaster.pid on ${this.host.description} names PID ${st.stalePid}, a live process running elsewhere: this is a copy of a running server's data directory. Run recoverCrashConsistent on it first (it removes the copied pid file); nothing was started`,
       );
     }
-    await this.assertPortFree(port, "postgres.port", socketDir);
-    await this.ensureDir(socketDir, "0700", "postgres.socketDir");
-    await this.ensureDir(parentDir(logFile), "0700", "postgres.logFile");
+    judged(looks[2]);
+    // One look per directory (the log often sits in the socket directory), at once.
+    const dirs = new Map<string, string>();
+    for (const [dir, field] of [[socketDir, "postgres.socketDir"], [parentDir(logFile), "postgres.logFile"]] as const) if (!dirs.has(dir)) dirs.set(dir, field);
+    for (const r of await Promise.allSettled([...dirs].map(([dir, field]) => this.ensureDir(dir, "0700", field)))) judged(r);
 
     const server: PgServer = { host: this.host.description, dataDir, version: inst.major, binDir: inst.binDir, port, socketDir, listen, logFile };
     const t0 = Date.now();
@@ -1107,9 +1118,16 @@ export class PostgresDriver {
     validatePort(tempPort, "tempPort");
     const timeoutMs = opts.timeoutMs === undefined ? 24 * 3600_000 : validateTimeout(opts.timeoutMs, "timeoutMs");
     const inst = await this.resolveInstall(version, ["pg_ctl", "pg_isready", "pg_controldata", "psql"]);
-    await this.expectDataDir(dataDir, inst, "dataDir", "recoverCrashConsistent");
     const signals = ["standby.signal", "recovery.signal", "recovery.conf"];
-    const present = await Promise.all(signals.map((f) => this.exists(`${dataDir}/${f}`)));
+    // Read-only looks at once, judged in the order they were written one after the other.
+    const looks = await Promise.allSettled([
+      this.expectDataDir(dataDir, inst, "dataDir", "recoverCrashConsistent"),
+      Promise.all(signals.map((f) => this.exists(`${dataDir}/${f}`))),
+      this.assertPortFree(tempPort, "tempPort"),
+      this.controlData(dataDir, inst),
+    ]);
+    judged(looks[0]);
+    const present = judged(looks[1]);
     const f = signals.find((_, k) => present[k]);
     if (f !== undefined) {
       throw new PostgresInputError(
@@ -1117,9 +1135,9 @@ export class PostgresDriver {
         `${dataDir} on ${this.host.description} holds ${f}: it is a copy of a standby or of a cluster in archive recovery; starting it would follow the source's primary or archive. Not supported; nothing was started`,
       );
     }
-    await this.assertPortFree(tempPort, "tempPort");
+    judged(looks[2]);
     const t0 = Date.now();
-    const before = await this.controlData(dataDir, inst);
+    const before = judged(looks[3]);
     const removedStalePid = await this.removeStalePid(dataDir);
     opts.onProgress?.(
       `recovering ${dataDir} with PostgreSQL ${inst.major} on temporary port ${tempPort} (state: ${before.state}; redo from ${before.redoLocation})`,
@@ -1443,10 +1461,6 @@ export class PostgresDriver {
       this.assertPortFree(newPort, "newPort"),
       this.dataDirVersion(newDataDir, "newDataDir"),
     ]);
-    const judged = <T>(r: PromiseSettledResult<T>): T => {
-      if (r.status === "rejected") throw r.reason;
-      return r.value;
-    };
     judged(looks[0]);
     if (judged(looks[1]).running) {
       throw new PostgresInputError("oldDataDir", `a server is running on ${oldDataDir} on ${h}; pg_upgrade needs it stopped`);
