@@ -4,6 +4,7 @@
  * the field's name and what is expected, and nothing runs.
  */
 import { z } from "zod";
+import damerauLevenshtein from "damerau-levenshtein";
 import { InputError } from "./providers/errors";
 import { validatePath, validateSocketDir } from "./providers/validate";
 import { validateListen } from "./providers/postgres/validate";
@@ -291,20 +292,9 @@ function knownPaths(): Array<{ path: string; leaf: string; nested: boolean }> {
   return [...top, ...nested];
 }
 
-/** Edit distance with adjacent transpositions (optimal string alignment), case-insensitive. */
+/** Edit distance with adjacent transpositions (Damerau-Levenshtein), case-insensitive. */
 function distance(a: string, b: string): number {
-  const s = a.toLowerCase();
-  const t = b.toLowerCase();
-  const d: number[][] = Array.from({ length: s.length + 1 }, (_, i) => Array.from({ length: t.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= s.length; i++) {
-    for (let j = 1; j <= t.length; j++) {
-      const cost = s[i - 1] === t[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && s[i - 1] === t[j - 2] && s[i - 2] === t[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-    }
-  }
-  return d[s.length]![t.length]!;
+  return damerauLevenshtein(a.toLowerCase(), b.toLowerCase()).steps;
 }
 
 /** The known keys nearest to an unknown one (a few edits, case ignored): top-level keys first, then fields of an object key. */
