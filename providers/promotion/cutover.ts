@@ -383,6 +383,7 @@ function newServerOf(host: Host, pg: PostgresDriver, s: CutoverSpec, log: (m: st
     start: async (dir) => await startNewLive(host, pg, s, dir, log),
     sequences: async (db) => pg.adminQuery(srv, "SELECT schemaname || '.' || sequencename, coalesce(last_value::text, 'unused') FROM pg_sequences ORDER BY 1", { database: db }),
     value: async (sql, db) => (await pg.adminQuery(srv, sql, { database: db }))[0]?.[0],
+    checkpoint: async () => void (await pg.adminQuery(srv, "CHECKPOINT", { database: s.database })),
     analyze: async (dir) => {
       const su = superuser();
       await (su ? pg.as(su) : pg).postUpgrade(dir, inst, { server: { port: s.newLive.port, socketDir: s.newLive.socketDir }, analyze: "in-stages" });

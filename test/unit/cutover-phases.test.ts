@@ -119,6 +119,15 @@ class FakeServer implements NewServer {
   async value() {
     return "t";
   }
+  /** For each CHECKPOINT asked of the new live: whether it was running and whether clients were held then. */
+  readonly checkpoints: Array<{ running: boolean; held: boolean }> = [];
+  checkpointFails = false;
+  /** Whether the endpoint holds clients now (set by the test to its endpoint). */
+  heldNow: () => boolean = () => false;
+  async checkpoint() {
+    this.checkpoints.push({ running: this.up.size > 0, held: this.heldNow() });
+    if (this.checkpointFails) throw new Error("psql: connection refused");
+  }
   /** What ran on the new live after the switch, in order (analyze, then the access block's removal). */
   readonly afterSwitch: string[] = [];
   revokeFails = false;
@@ -268,6 +277,7 @@ describe("replay cut-over phases (fakes)", () => {
     live = new FakeLive();
     server = new FakeServer();
     endpoint = new FakeEndpoint({ host: "/var/run/postgresql", port: 5432, dbname: "app" }, live);
+    server.heldNow = () => endpoint.isPaused;
     replayed = [];
     stagedForUpgrade = [];
     failReplay = undefined;
@@ -474,7 +484,17 @@ describe("replay cut-over phases (fakes)", () => {
     expect(server.up.has(newDir)).toBe(true);
     expect(endpoint.targetNow.port).toBe(55442);
     live.failStart = false;
-    await rollBack(env, spec({ prior: { state: "promoted" } }), newDir);
+    // Before clients are held, a CHECKPOINT on the new live (its clean stop then has little to write); a failed one only warns.
+    server.checkpointFails = true;
+    const r2 = await rollBack(env, spec({ prior: { state: "promoted" } }), newDir);
+    expect(server.checkpoints.map((c) => c.held)).toEqual([false, false]);
+    expect(server.checkpoints.every((c) => c.running)).toBe(true);
+    expect(r2.phases.map((p) => `${p.phase}${p.held ? " (held)" : ""}`)).toEqual([
+      "CHECKPOINT on the new live (before clients wait)",
+      "stop new live cleanly (held)",
+      "start old live (held)",
+      "switch endpoint (held)",
+    ]);
     expect(live.up).toBe(true);
     expect(server.up.has(newDir)).toBe(false);
     expect(endpoint.targetNow.port).toBe(5432);

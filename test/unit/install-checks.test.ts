@@ -16,7 +16,7 @@ class InstallHost implements Host {
   async run(argv: readonly string[], o?: RunOptions): Promise<RunResult> {
     return this.runAs("root", argv, o);
   }
-  async runAs(_u: string, argv: readonly string[]): Promise<RunResult> {
+  async runAs(_u: string, argv: readonly string[], _o?: RunOptions): Promise<RunResult> {
     const a = [...argv];
     this.ran.push(a);
     const ok = (stdout = ""): RunResult => ({ stdout, stderr: "", exitCode: 0 }) as RunResult;
