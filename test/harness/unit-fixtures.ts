@@ -15,6 +15,18 @@ export function configProblems(raw: Record<string, unknown>): string[] {
   throw new Error("expected parseConfig to refuse the configuration");
 }
 
+/** A PgBouncer endpoint for the ready-made program's stack configuration (trust on loopback). */
+export const SAMPLE_ENDPOINT = { name: "app", listenPort: 6432, database: "app", authType: "trust" };
+
+/** A whole stack configuration for the ready-made program: live 13 on tank/pg13 to 15, with the endpoint above (a new object each call). */
+export const sampleStackConfig = (): Record<string, unknown> => ({
+  source: { dataset: "tank/pg13", pgdata: "main", version: 13, port: 5432, socketDir: "/var/run/postgresql" },
+  clone: { dataset: "tank/rehearsals/pg13-to-15" },
+  to: 15,
+  postgres: { port: 55432, database: "app" },
+  endpoint: SAMPLE_ENDPOINT,
+});
+
 /** A clone's PostgreSQL plan, 13 -> 15 with --link, for tests of the step runner on a scripted host. */
 export const SAMPLE_PG_PLAN: PgPlan = {
   from: 13,

@@ -15,16 +15,10 @@ import { resolvePromotionPlan } from "../../providers/plan/promotion";
 import { resolveRehearsalPlan } from "../../providers/plan/rehearsal";
 import { POOL_MODES } from "../../providers/endpoint/pgbouncer-config";
 import { InputErrors } from "../../providers/errors";
-import { configProblems as problems } from "../harness/unit-fixtures";
+import { configProblems as problems, SAMPLE_ENDPOINT, sampleStackConfig } from "../harness/unit-fixtures";
 
-const endpoint = { name: "app", listenPort: 6432, database: "app", authType: "trust" };
-const base = (): Record<string, unknown> => ({
-  source: { dataset: "tank/pg13", pgdata: "main", version: 13, port: 5432, socketDir: "/var/run/postgresql" },
-  clone: { dataset: "tank/rehearsals/pg13-to-15" },
-  to: 15,
-  postgres: { port: 55432, database: "app" },
-  endpoint,
-});
+const endpoint = SAMPLE_ENDPOINT;
+const base = sampleStackConfig;
 
 /** The whole configuration map as `pulumi.runtime.allConfig()` returns it: every value as text (JSON for objects and numbers). */
 function allConfig(raw: Record<string, unknown>, extra: Record<string, string> = {}): Record<string, string> {

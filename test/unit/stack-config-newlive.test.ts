@@ -12,19 +12,12 @@ import { configKeys, parseConfig, promotionSettings, stackConfigValue } from "..
 import { resolvePromotionPlan } from "../../providers/plan/promotion";
 import { resolveRehearsalPlan } from "../../providers/plan/rehearsal";
 import { MAX_SOCKET_DIR } from "../../providers/validate";
-import { configProblems } from "../harness/unit-fixtures";
+import { configProblems, sampleStackConfig } from "../harness/unit-fixtures";
 
 // js-yaml comes with @pulumi/pulumi (which reads stack files with it).
 const yaml = require("js-yaml") as { load(text: string): unknown };
 
-const endpoint = { name: "app", listenPort: 6432, database: "app", authType: "trust" };
-const base = (): Record<string, unknown> => ({
-  source: { dataset: "tank/pg13", pgdata: "main", version: 13, port: 5432, socketDir: "/var/run/postgresql" },
-  clone: { dataset: "tank/rehearsals/pg13-to-15" },
-  to: 15,
-  postgres: { port: 55432, database: "app" },
-  endpoint,
-});
+const base = sampleStackConfig;
 const start = ["pg_ctlcluster", "15", "main", "start"];
 const stop = ["pg_ctlcluster", "15", "main", "stop"];
 const link = "/var/lib/postgresql/15/main";
