@@ -477,16 +477,8 @@ function stagePhase(env: CutoverEnv, st: PromoteState, steps: PlannedStep[]): Ph
           await env.journal?.save(st.entry).catch((e: unknown) => env.log(`warning: could not record ${st.staged?.dir} in the journal (${errorMessage(e).split("\n")[0]}); if the engine dies, remove it by hand`));
         }
       }
-      if (st.spec.source.checkpoint && env.live.checkpoint) {
-        // Live is stopped while clients wait: its shutdown checkpoint then writes only what changed since this one.
-        const t0 = Date.now();
-        try {
-          await env.live.checkpoint();
-          env.log(`CHECKPOINT on live (${Date.now() - t0} ms): the clean stop has little left to write`);
-        } catch (e) {
-          env.log(`warning: CHECKPOINT on live failed (${errorMessage(e).split("\n")[0]}); the clean stop writes it while clients wait`);
-        }
-      }
+      // Live is stopped while clients wait: its shutdown checkpoint then writes only what changed since this one.
+      if (st.spec.source.checkpoint && env.live.checkpoint) await checkpointBeforeHold("live", env.live.checkpoint.bind(env.live), env.log);
       // Last, right before clients are held (not while they wait): live's configured settings
       // (carried to the new live), its cluster settings against the staged cluster's, and how it
       // was started (to start it the same way if anything fails after the stop).
@@ -644,6 +636,21 @@ export async function promote(env: CutoverEnv, s: CutoverSpec, wrap: (p: Array<P
   };
 }
 
+/**
+ * A CHECKPOINT on the server that is stopped cleanly while clients wait, run before they are
+ * held, so that the shutdown checkpoint has little left to write. A failure only warns: the
+ * clean stop then writes it all, while clients wait.
+ */
+async function checkpointBeforeHold(what: string, checkpoint: () => Promise<void>, log: (m: string) => void): Promise<void> {
+  const t0 = Date.now();
+  try {
+    await checkpoint();
+    log(`CHECKPOINT on ${what} (${Date.now() - t0} ms): the clean stop has little left to write`);
+  } catch (e) {
+    log(`warning: CHECKPOINT on ${what} failed (${errorMessage(e).split("\n")[0]}); the clean stop writes it while clients wait`);
+  }
+}
+
 /** Roll back a promotion: clients back on the old live; the new live stopped and kept (it holds the writes made while it served). */
 export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: string, newVolumes: string[] = []): Promise<{ pauseWindowMs: number; phases: PhaseTiming[] }> {
   const db = s.database;
@@ -667,16 +674,8 @@ export async function rollBack(env: CutoverEnv, s: CutoverSpec, newLiveDataDir: 
       ? [
           {
             name: "CHECKPOINT on the new live (before clients wait)",
-            run: async () => {
-              // The new live is stopped while clients wait: its shutdown checkpoint then writes only what changed since this one.
-              const t0 = Date.now();
-              try {
-                await checkpoint();
-                env.log(`CHECKPOINT on the new live (${Date.now() - t0} ms): the clean stop has little left to write`);
-              } catch (e) {
-                env.log(`warning: CHECKPOINT on the new live failed (${errorMessage(e).split("\n")[0]}); the clean stop writes it while clients wait`);
-              }
-            },
+            // The new live is stopped while clients wait: its shutdown checkpoint then writes only what changed since this one.
+            run: async () => await checkpointBeforeHold("the new live", checkpoint, env.log),
           },
         ]
       : []),
