@@ -408,13 +408,11 @@ export async function executeStep(env: RunnerEnv, clone: CloneSet, r: StepRun, p
     prevSnapshot = CLONED_SNAPSHOT;
     if (!(await storage.findSnapshotSet(clone.volumes, prevSnapshot))) await storage.snapshot(clone.volumes, prevSnapshot, clone.owner);
   }
-  // Independent reads, asked at once (one round trip's wait instead of four).
-  const [marked, found, prevFound, rawHead] = await Promise.all([
+  // Independent reads, asked at once (one round trip's wait instead of three).
+  const [marked, found, prevFound] = await Promise.all([
     host.runAs("root", ["cat", "--", marker], { okExitCodes: [0, 1] }),
     storage.findSnapshotSet(clone.volumes, snapName).catch(() => undefined),
     storage.findSnapshotSet(clone.volumes, prevSnapshot).catch(() => undefined),
-    // 0.1.0 and earlier 0.2.0 builds kept the state in a head mark (0.1.0 stored `dataset@name`) and removed the marker after each step.
-    storage.getMark(primary, "head"),
   ]);
   const leftover = found !== undefined;
   // Where the clone's content is: the set the marker names, when that set exists (it was taken
@@ -434,6 +432,9 @@ export async function executeStep(env: RunnerEnv, clone: CloneSet, r: StepRun, p
     if (exists) at = started;
     else unfinished = started ?? "a step";
   } else {
+    // No marker: the clone as made (s00), or a clone of 0.1.0 or an earlier 0.2.0 build, which kept
+    // the state in a head mark (0.1.0 stored `dataset@name`) and removed the marker after each step.
+    const rawHead = await storage.getMark(primary, "head");
     at = rawHead?.includes("@") ? rawHead.slice(rawHead.indexOf("@") + 1) : rawHead;
   }
   const atPrev = unfinished === undefined && (at === prevSnapshot || (at === undefined && !prev));
