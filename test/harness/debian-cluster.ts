@@ -14,6 +14,8 @@ export interface DebianFixture {
   pool: string;
   cluster: string;
   livePort: number;
+  /** The rehearsal's PostgreSQL 15 on its clone. */
+  rehearsalPort: number;
   newLivePort: number;
   bouncerName: string;
   bouncerPort: number;
@@ -29,6 +31,41 @@ export const etc15Of = (f: DebianFixture) => `/etc/postgresql/15/${f.cluster}`;
 export const pidFileOf = (f: DebianFixture) => `${SOCK}/15-${f.cluster}.pid`;
 export const liveDataOf = (f: DebianFixture) => `/srv/${f.pool}/live/main`;
 const bouncerDirOf = (f: DebianFixture) => `/var/lib/understudy/pgbouncer/${f.bouncerName}`;
+
+/** psql as the OS user postgres, one statement, unaligned and tuples only. */
+export function debianPsql(host: string, port: number, sql: string, bin = BIN15, db = "app"): string {
+  return sh(["runuser", "-u", "postgres", "--", `${bin}/psql`, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", String(port), "-d", db, "-c", sql]).trim();
+}
+
+/** A query as clients send it: through the fixture's PgBouncer. */
+export const viaBouncerOf = (f: DebianFixture) => (sql: string) => debianPsql("127.0.0.1", f.bouncerPort, sql);
+
+/** The port of the server PgBouncer sends clients to now. */
+export const servedPortOf = (f: DebianFixture) => () => Number(viaBouncerOf(f)("SELECT current_setting('port')"));
+
+/** `Database cluster state` of pg_controldata. */
+export function controlState(dataDir: string, bin = BIN15): string {
+  const out = sh(["runuser", "-u", "postgres", "--", `${bin}/pg_controldata`, dataDir]);
+  return /Database cluster state:\s*(.*)/.exec(out)?.[1].trim() ?? "?";
+}
+
+/** The CutOver resource's outputs in the stack's state. */
+export async function cutOverState(stack: { exportStack(): Promise<{ deployment: { resources?: Array<{ type: string; outputs?: unknown }> } }> }): Promise<Record<string, unknown>> {
+  const r = ((await stack.exportStack()).deployment.resources ?? []).find((x) => x.type.endsWith(":CutOver"));
+  return (r?.outputs ?? {}) as Record<string, unknown>;
+}
+
+/** The fixture program's `rehearsal` config: live 13/<cluster> rehearsed to 15 on a clone in the fixture's pool. */
+export function debianRehearsalConfig(f: DebianFixture, reportDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    source: { dataset: `${f.pool}/live`, pgdata: "main", version: 13, port: f.livePort, socketDir: SOCK },
+    clone: { dataset: `${f.pool}/rehearsals/${f.stack}` },
+    to: 15,
+    postgres: { port: f.rehearsalPort, database: "app" },
+    ...extra,
+    reportDir,
+  };
+}
 
 /** What a DBA prepares for the new live as Debian cluster 15/<cluster>: /etc/postgresql/15/<cluster>, pointing at the link. */
 export function prepareDebianNewLive(f: DebianFixture): void {
@@ -61,13 +98,13 @@ export function prepareDebianNewLive(f: DebianFixture): void {
 }
 
 /** Live as Debian cluster 13/<cluster> on a fresh pool, with database `app` initialized by pgbench (scale 1). */
-export function createDebianLive(f: DebianFixture, psql: (sql: string) => void): void {
+export function createDebianLive(f: DebianFixture): void {
   createPool(f.pool, 4);
   for (const d of ["live", "rehearsals"]) sh(["zfs", "create", `${f.pool}/${d}`]);
   sh(["chown", "postgres:postgres", `/srv/${f.pool}/live`]);
   sh(["pg_createcluster", "13", f.cluster, "-d", liveDataOf(f), "-p", String(f.livePort), "-s", SOCK, "--", "--auth-local=trust", "--auth-host=trust"]);
   sh(["pg_ctlcluster", "13", f.cluster, "start"]);
-  psql("CREATE DATABASE app");
+  debianPsql(SOCK, f.livePort, "CREATE DATABASE app", BIN13, "postgres");
   sh(["runuser", "-u", "postgres", "--", `${BIN13}/pgbench`, "-h", SOCK, "-p", String(f.livePort), "-i", "-q", "-s", "1", "app"]);
 }
 

@@ -27,7 +27,7 @@ import { sh, treeChecksum } from "../harness/zfs";
 import { sleep } from "../harness/postgres";
 import { collector, fileBackend, fixtureProgram, openStack, tempDir, type TestBackend } from "../harness/pulumi";
 import { startPgbench } from "../harness/pgbench";
-import { BIN13, BIN15, cleanupDebian, createDebianLive, debianPromotionConfig, linkOf, liveDataOf, SOCK, type DebianFixture } from "../harness/debian-cluster";
+import { BIN13, BIN15, cleanupDebian, controlState, createDebianLive, cutOverState, debianPromotionConfig, debianPsql, debianRehearsalConfig, linkOf, liveDataOf, servedPortOf, SOCK, viaBouncerOf, type DebianFixture } from "../harness/debian-cluster";
 
 const POOL = "usnk";
 const CLUSTER = "usnk";
@@ -37,7 +37,7 @@ const NEW_LIVE_PORT = 31120;
 const BOUNCER_PORT = 31150;
 const BOUNCER_NAME = "usnk";
 const STACK = "nk";
-const FIXTURE: DebianFixture = { pool: POOL, cluster: CLUSTER, livePort: LIVE_PORT, newLivePort: NEW_LIVE_PORT, bouncerName: BOUNCER_NAME, bouncerPort: BOUNCER_PORT, stack: STACK };
+const FIXTURE: DebianFixture = { pool: POOL, cluster: CLUSTER, livePort: LIVE_PORT, rehearsalPort: REHEARSAL_PORT, newLivePort: NEW_LIVE_PORT, bouncerName: BOUNCER_NAME, bouncerPort: BOUNCER_PORT, stack: STACK };
 const LINK = linkOf(FIXTURE);
 const LIVE_DIR = liveDataOf(FIXTURE);
 const LIVE_ETC = `/etc/postgresql/13/${CLUSTER}`;
@@ -55,16 +55,8 @@ let liveEtcBefore: Record<string, string> = {};
 /** Live's data directory (treeChecksum) right after the promotion stopped it. */
 let liveTreeStopped = "";
 
-function psql(host: string, port: number, sql: string, bin = BIN15, db = "app"): string {
-  return sh(["runuser", "-u", "postgres", "--", `${bin}/psql`, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", String(port), "-d", db, "-c", sql]).trim();
-}
-const viaBouncer = (sql: string) => psql("127.0.0.1", BOUNCER_PORT, sql);
-const servedPort = () => Number(viaBouncer("SELECT current_setting('port')"));
-
-function controlState(dataDir: string, bin: string): string {
-  const out = sh(["runuser", "-u", "postgres", "--", `${bin}/pg_controldata`, dataDir]);
-  return /Database cluster state:\s*(.*)/.exec(out)?.[1].trim() ?? "?";
-}
+const viaBouncer = viaBouncerOf(FIXTURE);
+const servedPort = servedPortOf(FIXTURE);
 
 function running(dataDir: string, bin: string): boolean {
   return sh(["runuser", "-u", "postgres", "--", `${bin}/pg_ctl`, "status", "-D", dataDir], { allowFail: true }).includes("server is running");
@@ -81,11 +73,6 @@ function filesSha(dir: string): Record<string, string> {
   );
 }
 
-async function cutOverState(): Promise<Record<string, unknown>> {
-  const r = ((await stack.exportStack()).deployment.resources ?? []).find((x: { type: string }) => x.type.endsWith(":CutOver"));
-  return (r?.outputs ?? {}) as Record<string, unknown>;
-}
-
 /** The promotion's configuration: the fixture's (PgBouncer, live under pg_ctlcluster), the new live with the link only. */
 function promotionConfig(): Record<string, unknown> {
   const base = debianPromotionConfig(FIXTURE);
@@ -94,20 +81,12 @@ function promotionConfig(): Record<string, unknown> {
 
 beforeAll(async () => {
   await cleanupDebian(FIXTURE, children);
-  createDebianLive(FIXTURE, (sql) => void psql(SOCK, LIVE_PORT, sql, BIN13, "postgres"));
+  createDebianLive(FIXTURE);
   // No /etc/postgresql/15/usnk (prepareDebianNewLive): without a start command nothing reads it.
   backend = fileBackend();
   program = fixtureProgram("promotion-program");
   stack = await openStack(program, STACK, backend, {
-    rehearsal: {
-      value: JSON.stringify({
-        source: { dataset: `${POOL}/live`, pgdata: "main", version: 13, port: LIVE_PORT, socketDir: SOCK },
-        clone: { dataset: `${POOL}/rehearsals/${STACK}` },
-        to: 15,
-        postgres: { port: REHEARSAL_PORT, database: "app" },
-        reportDir,
-      }),
-    },
+    rehearsal: { value: JSON.stringify(debianRehearsalConfig(FIXTURE, reportDir)) },
     promotion: { value: JSON.stringify(promotionConfig()) },
     promote: { value: "false" },
   });
@@ -147,7 +126,7 @@ describe("newLive.dataDirLink without a start/stop command (the new live under p
     const log = out.text();
 
     // Promoted (replay), clients on the new live with every transaction pgbench counted.
-    const st = await cutOverState();
+    const st = await cutOverState(stack);
     expect(st.state).toBe("promoted");
     expect(st.newLiveDataDir).toBe(NEW_LIVE_DIR);
     expect(up.outputs.endpoint.value.phases.map((p: { phase: string }) => p.phase)).toContain("replay start");
@@ -160,7 +139,7 @@ describe("newLive.dataDirLink without a start/stop command (the new live under p
     expect(fs.readlinkSync(LINK)).toBe(NEW_LIVE_DIR);
     expect(log).toContain(`${LINK} -> ${NEW_LIVE_DIR}`);
     // ... and the new live runs from what it resolves to: its data_directory, its postmaster.pid, the postmaster's cwd.
-    expect(psql(SOCK, NEW_LIVE_PORT, "SHOW data_directory")).toBe(fs.realpathSync(LINK));
+    expect(debianPsql(SOCK, NEW_LIVE_PORT, "SHOW data_directory")).toBe(fs.realpathSync(LINK));
     const pid = fs.readFileSync(`${LINK}/postmaster.pid`, "utf8").split("\n")[0].trim();
     expect(fs.realpathSync(`/proc/${pid}/cwd`)).toBe(fs.realpathSync(LINK));
     // Started with pg_ctl (no command was given): not pg_ctlcluster.
@@ -186,7 +165,7 @@ describe("newLive.dataDirLink without a start/stop command (the new live under p
     const up = await stack.up({ onOutput: out.onOutput });
     console.log(`pulumi up (roll-back): ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     expect(up.summary.result).toBe("succeeded");
-    expect((await cutOverState()).state).toBe("rolled-back");
+    expect((await cutOverState(stack)).state).toBe("rolled-back");
     expect(servedPort()).toBe(LIVE_PORT);
     expect(Number(viaBouncer("SELECT current_setting('server_version_num')"))).toBeLessThan(140000);
 

@@ -28,7 +28,7 @@ import { sh } from "../harness/zfs";
 import { sleep } from "../harness/postgres";
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, tempDir, type TestBackend } from "../harness/pulumi";
 import { startPgbench, type PgbenchRun } from "../harness/pgbench";
-import { BIN13, BIN15, cleanupDebian, createDebianLive, debianPromotionConfig, linkOf, pidFileOf, prepareDebianNewLive, SOCK, type DebianFixture } from "../harness/debian-cluster";
+import { BIN15, cleanupDebian, createDebianLive, cutOverState, debianPromotionConfig, debianRehearsalConfig, linkOf, pidFileOf, prepareDebianNewLive, servedPortOf, viaBouncerOf, type DebianFixture } from "../harness/debian-cluster";
 
 const POOL = "uslu";
 const CLUSTER = "uslu";
@@ -38,7 +38,7 @@ const NEW_LIVE_PORT = 30820;
 const BOUNCER_PORT = 30850;
 const BOUNCER_NAME = "uslu";
 const STACK = "lu";
-const FIXTURE: DebianFixture = { pool: POOL, cluster: CLUSTER, livePort: LIVE_PORT, newLivePort: NEW_LIVE_PORT, bouncerName: BOUNCER_NAME, bouncerPort: BOUNCER_PORT, stack: STACK };
+const FIXTURE: DebianFixture = { pool: POOL, cluster: CLUSTER, livePort: LIVE_PORT, rehearsalPort: REHEARSAL_PORT, newLivePort: NEW_LIVE_PORT, bouncerName: BOUNCER_NAME, bouncerPort: BOUNCER_PORT, stack: STACK };
 const LINK = linkOf(FIXTURE);
 const PIDFILE = pidFileOf(FIXTURE);
 const NEW_LIVE_MNT = `/srv/${POOL}/rehearsals/${STACK}-go-live-live-pg15`;
@@ -52,11 +52,8 @@ const cmdlogDir = tempDir("uslu-cmdlog");
 const cmdlog = path.join(cmdlogDir, "commands.jsonl");
 const reportDir = tempDir("uslu-reports");
 
-function psql(host: string, port: number, sql: string, bin = BIN15, db = "app"): string {
-  return sh(["runuser", "-u", "postgres", "--", `${bin}/psql`, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", String(port), "-d", db, "-c", sql]).trim();
-}
-const viaBouncer = (sql: string) => psql("127.0.0.1", BOUNCER_PORT, sql);
-const servedPort = () => Number(viaBouncer("SELECT current_setting('port')"));
+const viaBouncer = viaBouncerOf(FIXTURE);
+const servedPort = servedPortOf(FIXTURE);
 
 function pgbench(): PgbenchRun {
   return startPgbench([`${BIN15}/pgbench`, "-h", "127.0.0.1", "-p", String(BOUNCER_PORT), "-n", "-c", "2", "-T", String(PGBENCH_SECONDS), "app"], { asUser: "postgres", children });
@@ -86,11 +83,6 @@ async function failingUpUnderLoad(what: string): Promise<string> {
   return `${out.text()}\n${message}`;
 }
 
-async function cutOverState(): Promise<Record<string, unknown>> {
-  const r = ((await stack.exportStack()).deployment.resources ?? []).find((x: { type: string }) => x.type.endsWith(":CutOver"));
-  return (r?.outputs ?? {}) as Record<string, unknown>;
-}
-
 async function cleanup(): Promise<void> {
   await cleanupDebian(FIXTURE, children);
 }
@@ -99,21 +91,18 @@ const promotionConfig = debianPromotionConfig(FIXTURE);
 
 beforeAll(async () => {
   await cleanup();
-  createDebianLive(FIXTURE, (sql) => void psql(SOCK, LIVE_PORT, sql, BIN13, "postgres"));
+  createDebianLive(FIXTURE);
   prepareDebianNewLive(FIXTURE);
   backend = fileBackend();
   program = fixtureProgram("promotion-program");
   stack = await openStack(program, STACK, backend, {
     rehearsal: {
-      value: JSON.stringify({
-        source: { dataset: `${POOL}/live`, pgdata: "main", version: 13, port: LIVE_PORT, socketDir: SOCK },
-        clone: { dataset: `${POOL}/rehearsals/${STACK}` },
-        to: 15,
-        postgres: { port: REHEARSAL_PORT, database: "app" },
-        // Passes on the rehearsal's clone, fails on the new live: every promotion attempt fails in `verify`, after `start`.
-        checks: { assertions: [{ name: "not on the new live port", sql: `SELECT current_setting('port') <> '${NEW_LIVE_PORT}'` }] },
-        reportDir,
-      }),
+      value: JSON.stringify(
+        debianRehearsalConfig(FIXTURE, reportDir, {
+          // Passes on the rehearsal's clone, fails on the new live: every promotion attempt fails in `verify`, after `start`.
+          checks: { assertions: [{ name: "not on the new live port", sql: `SELECT current_setting('port') <> '${NEW_LIVE_PORT}'` }] },
+        }),
+      ),
     },
     promotion: { value: JSON.stringify(promotionConfig) },
     promote: { value: "false" },
@@ -142,7 +131,7 @@ describe("an undone promotion puts newLive.dataDirLink back (Debian cluster 15/u
     expect(log).toContain(restored);
     expect(log.indexOf("stopping the new live with")).toBeLessThan(log.indexOf(restored));
     expect(servedPort()).toBe(LIVE_PORT);
-    expect((await cutOverState()).state).toBe("serving-old");
+    expect((await cutOverState(stack)).state).toBe("serving-old");
     expect(fs.existsSync(NEW_LIVE_MNT)).toBe(false);
     expect(fs.existsSync(PIDFILE)).toBe(false);
     expect(fs.existsSync(`${LINK}.understudy-new`)).toBe(false);

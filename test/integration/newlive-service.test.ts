@@ -33,7 +33,7 @@ import { sleep } from "../harness/postgres";
 import { collector, failureOf, fileBackend, fixtureProgram, openStack, tempDir, type TestBackend } from "../harness/pulumi";
 import { readCommandLog } from "../../providers/host/record";
 import { startPgbench, type PgbenchRun } from "../harness/pgbench";
-import { BIN13, BIN15, cleanupDebian, createDebianLive, debianPromotionConfig, etc15Of, linkOf, pidFileOf, prepareDebianNewLive, SOCK, type DebianFixture } from "../harness/debian-cluster";
+import { BIN15, cleanupDebian, controlState, createDebianLive, cutOverState, debianPromotionConfig, debianRehearsalConfig, etc15Of, linkOf, pidFileOf, prepareDebianNewLive, servedPortOf, viaBouncerOf, type DebianFixture } from "../harness/debian-cluster";
 
 const POOL = "usnl";
 const CLUSTER = "usnl";
@@ -43,7 +43,7 @@ const NEW_LIVE_PORT = 30620;
 const BOUNCER_PORT = 30650;
 const BOUNCER_NAME = "usnl";
 const STACK = "nl";
-const FIXTURE: DebianFixture = { pool: POOL, cluster: CLUSTER, livePort: LIVE_PORT, newLivePort: NEW_LIVE_PORT, bouncerName: BOUNCER_NAME, bouncerPort: BOUNCER_PORT, stack: STACK };
+const FIXTURE: DebianFixture = { pool: POOL, cluster: CLUSTER, livePort: LIVE_PORT, rehearsalPort: REHEARSAL_PORT, newLivePort: NEW_LIVE_PORT, bouncerName: BOUNCER_NAME, bouncerPort: BOUNCER_PORT, stack: STACK };
 const LINK = linkOf(FIXTURE);
 const ETC15 = etc15Of(FIXTURE);
 const PIDFILE = pidFileOf(FIXTURE);
@@ -58,16 +58,8 @@ const cmdlogDir = tempDir("usnl-cmdlog");
 const cmdlog = path.join(cmdlogDir, "commands.jsonl");
 const reportDir = tempDir("usnl-reports");
 
-function psql(host: string, port: number, sql: string, bin = BIN15, db = "app"): string {
-  return sh(["runuser", "-u", "postgres", "--", `${bin}/psql`, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", String(port), "-d", db, "-c", sql]).trim();
-}
-const viaBouncer = (sql: string) => psql("127.0.0.1", BOUNCER_PORT, sql);
-const servedPort = () => Number(viaBouncer("SELECT current_setting('port')"));
-
-function controlState(dataDir: string): string {
-  const out = sh(["runuser", "-u", "postgres", "--", `${BIN15}/pg_controldata`, dataDir]);
-  return /Database cluster state:\s*(.*)/.exec(out)?.[1].trim() ?? "?";
-}
+const viaBouncer = viaBouncerOf(FIXTURE);
+const servedPort = servedPortOf(FIXTURE);
 
 /** pg_lsclusters' line for `<version> usnl`: [ver, cluster, port, status, owner, data dir, log]. */
 function lsCluster(version: number): string[] {
@@ -104,11 +96,6 @@ async function upUnderLoad(what: string, exact = true): Promise<string> {
   return out.text();
 }
 
-async function cutOverState(): Promise<Record<string, unknown>> {
-  const r = ((await stack.exportStack()).deployment.resources ?? []).find((x: { type: string }) => x.type.endsWith(":CutOver"));
-  return (r?.outputs ?? {}) as Record<string, unknown>;
-}
-
 /** The postmaster of the new live on `dataDir`: it is pg_ctlcluster's (its external pid file, its config_file). */
 function expectStartedByPgCtlcluster(dataDir: string): void {
   const pid = fs.readFileSync(`${dataDir}/postmaster.pid`, "utf8").split("\n")[0].trim();
@@ -126,20 +113,12 @@ const promotionConfig = debianPromotionConfig(FIXTURE);
 
 beforeAll(async () => {
   await cleanup();
-  createDebianLive(FIXTURE, (sql) => void psql(SOCK, LIVE_PORT, sql, BIN13, "postgres"));
+  createDebianLive(FIXTURE);
   prepareDebianNewLive(FIXTURE);
   backend = fileBackend();
   program = fixtureProgram("promotion-program");
   stack = await openStack(program, STACK, backend, {
-    rehearsal: {
-      value: JSON.stringify({
-        source: { dataset: `${POOL}/live`, pgdata: "main", version: 13, port: LIVE_PORT, socketDir: SOCK },
-        clone: { dataset: `${POOL}/rehearsals/nl` },
-        to: 15,
-        postgres: { port: REHEARSAL_PORT, database: "app" },
-        reportDir,
-      }),
-    },
+    rehearsal: { value: JSON.stringify(debianRehearsalConfig(FIXTURE, reportDir)) },
     promotion: { value: JSON.stringify(promotionConfig) },
     promote: { value: "false" },
   });
@@ -175,7 +154,7 @@ describe("the new live as Debian cluster 15/usnl, started and stopped by pg_ctlc
       expect(progs.filter((p) => !reads.has(p.prog) || (p.prog === "zfs" && !["get", "list"].includes(p.argv[1])) || (p.prog === "pg_ctl" && p.argv[1] !== "status"))).toEqual([]);
       expect(lsCluster(13)[3]).toBe("online");
       expect(servedPort()).toBe(LIVE_PORT);
-      expect((await cutOverState()).state).toBe("serving-old");
+      expect((await cutOverState(stack)).state).toBe("serving-old");
     } finally {
       fs.rmSync(LINK, { recursive: true, force: true });
       await stack.setConfig("promote", { value: "false" });
@@ -185,7 +164,7 @@ describe("the new live as Debian cluster 15/usnl, started and stopped by pg_ctlc
   it("promotes: the link points at the generation, pg_ctlcluster started 15/usnl on it, clients lost nothing", async () => {
     await stack.setConfig("promote", { value: "true" });
     const log = await upUnderLoad("promotion");
-    const st = await cutOverState();
+    const st = await cutOverState(stack);
     expect(st.state).toBe("promoted");
     const dir = `${NEW_LIVE_MNT}/main.pg15`;
     expect(st.newLiveDataDir).toBe(dir);
@@ -202,7 +181,7 @@ describe("the new live as Debian cluster 15/usnl, started and stopped by pg_ctlc
   it("rolls back: pg_ctlcluster stops 15/usnl cleanly, the link stays, live serves", async () => {
     await stack.setConfig("promote", { value: "false" });
     const log = await upUnderLoad("roll-back", false);
-    expect((await cutOverState()).state).toBe("rolled-back");
+    expect((await cutOverState(stack)).state).toBe("rolled-back");
     const dir = `${NEW_LIVE_MNT}/main.pg15`;
     expect(log).toMatch(/stopping the new live with \["pg_ctlcluster","15","usnl","stop"\]/);
     expect(lsCluster(15)[3]).toBe("down");
@@ -216,7 +195,7 @@ describe("the new live as Debian cluster 15/usnl, started and stopped by pg_ctlc
   it("promotes again: the link re-pointed at the -2 generation, started by pg_ctlcluster", async () => {
     await stack.setConfig("promote", { value: "true" });
     await upUnderLoad("second promotion");
-    const st = await cutOverState();
+    const st = await cutOverState(stack);
     const dir = `${NEW_LIVE_MNT}-2/main.pg15`;
     expect(st.newLiveDataDir).toBe(dir);
     expect(fs.readlinkSync(LINK)).toBe(dir);
