@@ -55,12 +55,25 @@ export function providerOf(kind: string): UnderstudyProvider {
   return load();
 }
 
+/**
+ * The new inputs without top-level `null`s. An optional input computed by an `apply` that
+ * returns `undefined` arrives as `undefined` (dropped) when it is plain, but as `null` when
+ * the output is secret (e.g. a clone's `members` derived from a secret `connection`): the
+ * engine keeps a secret even when it holds nothing. A `null` means "not given" for every
+ * input of ours, and the inputs `check` returns are the ones the engine stores and passes on.
+ */
+export function withoutNulls(news: unknown): unknown {
+  if (!news || typeof news !== "object" || Array.isArray(news)) return news;
+  return Object.fromEntries(Object.entries(news as Record<string, unknown>).filter(([, v]) => v !== null));
+}
+
 export async function dispatch(kind: string, method: keyof pulumi.dynamic.ResourceProvider, args: unknown[]): Promise<unknown> {
   const impl = providerOf(kind) as unknown as Record<string, unknown> & UnderstudyProvider;
   const fn = impl[method];
   if (typeof fn !== "function") throw new Error(`pulumi-understudy: ${kind} has no ${String(method)}`);
   const at = STORED_ARG[method];
   const callArgs = [...args];
+  if (method === "check") callArgs[1] = withoutNulls(callArgs[1]);
   if (at !== undefined && impl.migrate && callArgs[at] && typeof callArgs[at] === "object") {
     callArgs[at] = impl.migrate(callArgs[at] as Record<string, unknown>);
   }

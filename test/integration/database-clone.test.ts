@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { datasetExists, destroyPoolByName, sh, snapshotsOf } from "../harness/zfs";
 import { failureOf, fileBackend, fixtureProgram, openStack, REPO } from "../harness/pulumi";
@@ -79,6 +80,35 @@ describe("DatabaseClone", () => {
     expect(snapshotsOf(`${POOL}/pg13`)).toEqual(snapsBefore);
     // Live: the same server all along, still taking writes.
     expect(psql(LIVE_PORT, "SELECT pg_postmaster_start_time()")).toBe(started);
+  });
+
+  it("over SSH with the connection a secret Output (the README's remote example): preview, up and destroy", async () => {
+    // A secret connection makes every Output computed from it secret, also an optional input
+    // that holds nothing (a one-volume cluster's snapshot `members`): the engine sends it as
+    // null, which the checks once refused ("members: must be a list of datasets").
+    const sshDir = `${process.env.HOME}/.cache/understudy/ssh`;
+    const connection = { host: "127.0.0.1", port: 2222, user: "root", privateKey: fs.readFileSync(`${sshDir}/id_ed25519`, "utf8") };
+    const snapsBefore = snapshotsOf(`${POOL}/pg13`);
+    sh(["zfs", "create", "-p", `${POOL}/clones`]);
+    const stack = await openStack(fixtureProgram("clone-program"), "remote", fileBackend(), {
+      clone: {
+        value: JSON.stringify({
+          source: { dataset: `${POOL}/pg13`, pgdata: "main", version: 13, port: LIVE_PORT },
+          clone: { dataset: `${POOL}/clones/remote` },
+          postgres: { port: CLONE_PORT + 1, database: "app" },
+        }),
+      },
+      ssh: { value: JSON.stringify(connection), secret: true },
+    });
+    expect((await stack.preview()).changeSummary).toEqual({ create: 6 });
+    const up = await stack.up();
+    expect(up.summary.result).toBe("succeeded");
+    expect(datasetExists(`${POOL}/clones/remote`)).toBe(true);
+    expect(psql(CLONE_PORT + 1, "SELECT count(*) FROM pgbench_accounts")).toBe(psql(LIVE_PORT, "SELECT count(*) FROM pgbench_accounts"));
+    expect((await stack.preview()).changeSummary).toEqual({ same: 6 });
+    await stack.destroy();
+    expect(datasetExists(`${POOL}/clones/remote`)).toBe(false);
+    expect(snapshotsOf(`${POOL}/pg13`)).toEqual(snapsBefore);
   });
 
   it("refuses a port that live already uses, before anything is snapshotted", async () => {

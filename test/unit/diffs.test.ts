@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import * as pulumi from "@pulumi/pulumi";
 import { canonical, declaredDiff, declaredKeys, type DiffSpec } from "../../providers/diff";
-import { kinds, providerOf } from "../../providers/dispatch";
+import { dispatch, kinds, providerOf } from "../../providers/dispatch";
 import { SNAPSHOT_DIFF, CLONE_DIFF } from "../../providers/zfs/resources";
 import { SCHEDULE_DIFF } from "../../providers/zfs/schedule-resource";
 import { STEP_DIFF } from "../../providers/rehearsal/step";
@@ -185,6 +185,18 @@ describe("declared diffs", () => {
     const d = declaredDiff(STEP_DIFF);
     const olds = inputsOf.RehearsalStep;
     expect(d(olds, { ...olds, someNewField: "x" }).replaces).toEqual(["someNewField"]);
+  });
+
+  it("check takes a null input as not given (an optional Output computed from a secret connection arrives as null)", async () => {
+    const news = { connection: { host: "db1.example.com", user: "root" }, dataset: "tank/pg13", name: "pre-upgrade", members: null, properties: null, hook: null };
+    const r = (await dispatch("ZfsSnapshot", "check", [{}, news])) as pulumi.dynamic.CheckResult;
+    expect(r.failures).toEqual([]);
+    expect(Object.keys(r.inputs ?? {}).sort()).toEqual(["connection", "dataset", "name"]);
+    const clone = (await dispatch("ZfsClone", "check", [{}, { connection: news.connection, snapshot: "tank/pg13@pre-upgrade", dataset: "tank/clones/a", members: null, properties: null }])) as pulumi.dynamic.CheckResult;
+    expect(clone.failures).toEqual([]);
+    // A value that is there and wrong is still refused, naming the field.
+    const bad = (await dispatch("ZfsSnapshot", "check", [{}, { ...news, members: "tank/wal" }])) as pulumi.dynamic.CheckResult;
+    expect(bad.failures?.map((f) => f.property)).toEqual(["members"]);
   });
 
   it("values that mean the same compare equal (absent, undefined, null; key order)", () => {
