@@ -9,7 +9,7 @@ import { InputError } from "./providers/errors";
 import { validatePath, validateSocketDir } from "./providers/validate";
 import { validateListen } from "./providers/postgres/validate";
 import { checkNewLiveService, type PromotionArgsPlain } from "./providers/plan/promotion";
-import { validatePoolMode } from "./providers/endpoint/pgbouncer-config";
+import { AUTH_TYPES, validatePoolMode } from "./providers/endpoint/pgbouncer-config";
 
 const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "a plain identifier (letters, digits, _)");
 const dataset = z.string().regex(/^[A-Za-z][A-Za-z0-9_.:-]*(\/[A-Za-z0-9_.:-]+)*$/, "a ZFS dataset name like tank/pg13");
@@ -163,7 +163,7 @@ const configObject = z
         database: ident,
         databases: z.array(ident).min(1).optional(),
         listenAddr: z.string().optional(),
-        authType: z.enum(["trust", "md5", "scram-sha-256"]).optional(),
+        authType: z.enum(AUTH_TYPES).optional(),
         pauseTimeoutMs: z.number().int().positive().optional(),
         /** Where PgBouncer reaches live and the new live over TCP (e.g. 127.0.0.1). */
         serverHost: z.string().optional(),

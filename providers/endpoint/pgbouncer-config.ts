@@ -256,7 +256,15 @@ export function validatePoolMode(value: unknown, field = "poolMode"): PoolMode {
   if (typeof value === "string" && (POOL_MODES as readonly string[]).includes(value)) return value as PoolMode;
   throw new PgBouncerConfigError(field, `${show(value)} is not ${POOL_MODES.slice(0, -1).join(", ")} or ${POOL_MODES[POOL_MODES.length - 1]}`);
 }
-export type AuthType = "trust" | "md5" | "scram-sha-256";
+/** PgBouncer's `auth_type` values we offer (the one list: the resource, the Promotion's plan and the stack configuration check against it). */
+export const AUTH_TYPES = ["trust", "md5", "scram-sha-256"] as const;
+export type AuthType = (typeof AUTH_TYPES)[number];
+
+/** `auth_type`: one of {@link AUTH_TYPES}. */
+export function validateAuthType(value: unknown, field = "authType"): AuthType {
+  if (typeof value === "string" && (AUTH_TYPES as readonly string[]).includes(value)) return value as AuthType;
+  throw new PgBouncerConfigError(field, `${show(value)} is not ${AUTH_TYPES.slice(0, -1).join(", ")} or ${AUTH_TYPES[AUTH_TYPES.length - 1]}`);
+}
 
 /** What a {@link PgBouncerEndpoint} instance is. Validated in full before anything runs. */
 export interface PgBouncerEndpointConfig {
@@ -405,7 +413,7 @@ const configSchema = z
     listenPort: z.unknown(),
     unixSocketDir: z.unknown().optional(),
     poolMode: z.enum(POOL_MODES).optional(),
-    authType: z.enum(["trust", "md5", "scram-sha-256"]).optional(),
+    authType: z.enum(AUTH_TYPES).optional(),
     users: z.array(userSchema).max(1000).optional(),
     adminUser: z.unknown().optional(),
     adminPassword: z.unknown().optional(),

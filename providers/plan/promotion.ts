@@ -7,13 +7,12 @@
 import { InputError, InputErrors, collectInputError } from "../errors";
 import { validateArgv, validateListenPort, validatePath, validatePgName, validateSocketDir, validateTimeoutMs } from "../validate";
 import { validateListen } from "../postgres/validate";
-import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validatePoolMode, validateTarget, type PoolMode } from "../endpoint/pgbouncer-config";
+import { assertTrustOnLoopback, validateEntryName, validateInstanceName, validateListenAddr, validateNetworkHost, validateAuthType, validatePoolMode, validateTarget, type AuthType, type PoolMode } from "../endpoint/pgbouncer-config";
 import { DEFAULTS } from "./defaults";
 import { DNS_LOGICAL_REFUSAL, checkLogicalSettings, checkLogicalTwoHosts, type LogicalSettings } from "./logical";
 import { UNKNOWN_ID, type RehearsalPlan, type VolumeIdCheck } from "./rehearsal";
 
 export type { PoolMode };
-export type AuthType = "trust" | "md5" | "scram-sha-256";
 
 export interface EndpointPlan {
   /** PgBouncer instance name (its config directory). */
@@ -193,7 +192,7 @@ export function checkPromotionPlan(p: PromotionPlan, r: Pick<RehearsalPlan, "sou
   // The cut-over also reads live's sequences in that database with psql.
   check(() => validatePgName(e.database, "endpoint.database", "database name"));
   check(() => validatePoolMode(e.poolMode, "endpoint.poolMode"));
-  if (!["trust", "md5", "scram-sha-256"].includes(e.authType)) errors.push(new InputError("endpoint.authType", `${JSON.stringify(e.authType)} is not trust, md5 or scram-sha-256`));
+  check(() => validateAuthType(e.authType, "endpoint.authType"));
   check(() => validateTimeoutMs(e.pauseTimeoutMs, "endpoint.pauseTimeoutMs", { min: 1, max: 3_600_000 }));
   if (typeof e.retainOnDelete !== "boolean") errors.push(new InputError("endpoint.retainOnDelete", "must be true or false"));
   if (volumeId) check(() => volumeId(p.newLive.dataset, "newLive.dataset"));
