@@ -57,3 +57,27 @@ export async function stopBouncerIn(dir: string): Promise<void> {
   }
   fs.rmSync(dir, { recursive: true, force: true });
 }
+
+/**
+ * The lines of a server log that say a PostgreSQL process died (a crash, a PANIC, a signal,
+ * an out-of-memory kill), with the two lines before each: printed by a test whose clients saw
+ * "terminating connection because of crash of another server process", so a failure in CI
+ * says which process died and why instead of only that one did.
+ */
+export function crashLinesOf(logFile: string): string[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(logFile, "utf8");
+  } catch {
+    return [];
+  }
+  const lines = text.split("\n");
+  const out: string[] = [];
+  lines.forEach((l, i) => {
+    // "exited with exit code 1" is a worker's normal end (a fast shutdown, a dropped subscription).
+    if (/PANIC|terminated by signal|was terminated|exited with exit code (?!1\b)|out of memory|terminating any other active server processes/.test(l)) {
+      out.push(...lines.slice(Math.max(0, i - 2), i + 1).filter((x) => !out.includes(x)));
+    }
+  });
+  return out;
+}

@@ -34,7 +34,7 @@ import {
   StartPoint,
 } from "../../providers/postgres/logical";
 import { createPool, destroyPoolByName, sh } from "../harness/zfs";
-import { sleep, stopServersUnder } from "../harness/postgres";
+import { crashLinesOf, sleep, stopServersUnder } from "../harness/postgres";
 import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
 
 const POOL = "uslog2";
@@ -268,6 +268,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  for (const log of [`${LIVE_DIR}/../server.log`, `${CLONE_DIR}/understudy-server.log`, `${NEW_DIR}/understudy-server.log`]) {
+    const crash = crashLinesOf(log);
+    if (crash.length) console.error(`[logical] ${log} says a server process died:\n${crash.join("\n")}`);
+  }
   await ep?.destroy({ mode: "immediate" }).catch((e) => console.error(`pgbouncer: ${(e as Error).message}`));
   await stopServersUnder(`/srv/${RUN}`);
   await destroyRunCarefully();
