@@ -52,7 +52,8 @@ export function controlState(dataDir: string, bin = BIN15): string {
 /** The CutOver resource's outputs in the stack's state. */
 export async function cutOverState(stack: { exportStack(): Promise<{ deployment: { resources?: Array<{ type: string; outputs?: unknown }> } }> }): Promise<Record<string, unknown>> {
   const r = ((await stack.exportStack()).deployment.resources ?? []).find((x) => x.type.endsWith(":CutOver"));
-  return (r?.outputs ?? {}) as Record<string, unknown>;
+  if (!r?.outputs) throw new Error("no CutOver in the stack's state");
+  return r.outputs as Record<string, unknown>;
 }
 
 /** The fixture program's `rehearsal` config: live 13/<cluster> rehearsed to 15 on a clone in the fixture's pool. */

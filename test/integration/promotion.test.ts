@@ -21,6 +21,7 @@ import { datasetExists, destroyPoolByName, sh, snapshotsOf, treeChecksum } from 
 import { sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { collector, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
+import { controlState, cutOverState as cutOverStateOf } from "../harness/debian-cluster";
 
 const POOL = "usprom";
 const LIVE_PORT = 28000;
@@ -68,11 +69,6 @@ const viaBouncer = (sql: string) => psql("127.0.0.1", BOUNCER_PORT, sql);
 const served = () => Number(viaBouncer("SELECT current_setting('server_version_num')"));
 const servedPort = () => Number(viaBouncer("SELECT current_setting('port')"));
 const historyVia = (port: number) => Number(psql(SOCK, port, "SELECT count(*) FROM pgbench_history"));
-
-function controlState(dataDir: string, bin: string): string {
-  const out = sh(["runuser", "-u", "postgres", "--", `${bin}/pg_controldata`, dataDir]);
-  return /Database cluster state:\s*(.*)/.exec(out)?.[1].trim() ?? "?";
-}
 
 function running(dataDir: string, bin: string): boolean {
   return sh(["runuser", "-u", "postgres", "--", `${bin}/pg_ctl`, "status", "-D", dataDir], { allowFail: true }).includes("server is running");
@@ -162,15 +158,7 @@ async function upUnderLoad(what: string): Promise<{ up?: Awaited<ReturnType<type
   return { up, error, bench: await bench.done, log: out.text(), before };
 }
 
-function cutOverOutputs(stateResources: Array<{ type: string; outputs?: Record<string, unknown> }>): Record<string, unknown> {
-  const r = stateResources.find((x) => x.type.endsWith(":CutOver"));
-  if (!r?.outputs) throw new Error("no CutOver in the stack's state");
-  return r.outputs;
-}
-
-async function cutOverState(): Promise<Record<string, unknown>> {
-  return cutOverOutputs((await stack.exportStack()).deployment.resources ?? []);
-}
+const cutOverState = () => cutOverStateOf(stack);
 
 // ------------------------------------------------------------------------------ lifecycle
 
