@@ -97,7 +97,10 @@ function pgbench(db: string, seconds: number, extra: string[]): PgbenchRun {
 
 function expectClean(r: PgbenchResult, what: string): void {
   console.log(`[logical] pgbench ${what}: ${r.output.split("\n").filter((l) => /processed|failed|tps|latency average/.test(l)).join(" | ")}`);
-  expect(r.output).not.toMatch(/aborted|error/i);
+  // A crash on live is the worst this test can see: say in the failure itself which process
+  // died and why (CI prints the failures at the end; the afterAll's output is pages above).
+  const died = /crash of another server process|server conn crashed/.test(r.output) ? crashLinesOf(`${LIVE_DIR}/../server.log`) : [];
+  expect(r.output, died.length ? `live's server log says:\n${died.join("\n")}` : undefined).not.toMatch(/aborted|error/i);
   expect(r.failed).toBe(0);
   expect(r.processed).toBeGreaterThan(0);
   expect(r.code).toBe(0);
