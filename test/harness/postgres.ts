@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { sh } from "./zfs";
 
@@ -80,4 +81,37 @@ export function crashLinesOf(logFile: string): string[] {
     }
   });
   return out;
+}
+
+/**
+ * After a run: when `logFile` says a server process died, print those lines and keep a copy
+ * of the whole log in the temp directory (the run's datasets, and the log with them, are
+ * destroyed next). Returns the copy's path, or undefined when nothing died.
+ */
+export function keepCrashLog(logFile: string, label: string): string | undefined {
+  const lines = crashLinesOf(logFile);
+  if (!lines.length) return undefined;
+  const copy = path.join(os.tmpdir(), `understudy-crash-${label}-${Date.now()}.log`);
+  fs.copyFileSync(logFile, copy);
+  console.error(`[${label}] ${logFile} says a server process died (whole log kept in ${copy}):\n${lines.join("\n")}`);
+  return copy;
+}
+
+function logsUnder(root: string): string[] {
+  return sh(["find", root, "-maxdepth", "5", "-name", "*.log", "-type", "f"], { allowFail: true }).split("\n").filter(Boolean);
+}
+
+/** {@link crashLinesOf} for every `*.log` under `root` (live's, the clones', the new live's), each file named. */
+export function crashLinesUnder(root: string): string[] {
+  return logsUnder(root).flatMap((l) => {
+    const lines = crashLinesOf(l);
+    return lines.length ? [`${l}:`, ...lines] : [];
+  });
+}
+
+/** {@link keepCrashLog} for every `*.log` under `root`. */
+export function keepCrashLogsUnder(root: string, label: string): string[] {
+  return logsUnder(root)
+    .map((l) => keepCrashLog(l, label))
+    .filter((c): c is string => c !== undefined);
 }

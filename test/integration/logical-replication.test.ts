@@ -34,7 +34,7 @@ import {
   StartPoint,
 } from "../../providers/postgres/logical";
 import { createPool, destroyPoolByName, sh } from "../harness/zfs";
-import { crashLinesOf, sleep, stopServersUnder } from "../harness/postgres";
+import { crashLinesUnder, keepCrashLogsUnder, sleep, stopServersUnder } from "../harness/postgres";
 import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
 
 const POOL = "uslog2";
@@ -99,8 +99,8 @@ function expectClean(r: PgbenchResult, what: string): void {
   console.log(`[logical] pgbench ${what}: ${r.output.split("\n").filter((l) => /processed|failed|tps|latency average/.test(l)).join(" | ")}`);
   // A crash on live is the worst this test can see: say in the failure itself which process
   // died and why (CI prints the failures at the end; the afterAll's output is pages above).
-  const died = /crash of another server process|server conn crashed/.test(r.output) ? crashLinesOf(`${LIVE_DIR}/../server.log`) : [];
-  expect(r.output, died.length ? `live's server log says:\n${died.join("\n")}` : undefined).not.toMatch(/aborted|error/i);
+  const died = /crash of another server process|server conn crashed/.test(r.output) ? crashLinesUnder(`/srv/${RUN}`) : [];
+  expect(r.output, died.length ? `a server log says:\n${died.join("\n")}` : undefined).not.toMatch(/aborted|error/i);
   expect(r.failed).toBe(0);
   expect(r.processed).toBeGreaterThan(0);
   expect(r.code).toBe(0);
@@ -271,10 +271,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-  for (const log of [`${LIVE_DIR}/../server.log`, `${CLONE_DIR}/understudy-server.log`, `${NEW_DIR}/understudy-server.log`]) {
-    const crash = crashLinesOf(log);
-    if (crash.length) console.error(`[logical] ${log} says a server process died:\n${crash.join("\n")}`);
-  }
+  keepCrashLogsUnder(`/srv/${RUN}`, "logical");
   await ep?.destroy({ mode: "immediate" }).catch((e) => console.error(`pgbouncer: ${(e as Error).message}`));
   await stopServersUnder(`/srv/${RUN}`);
   await destroyRunCarefully();

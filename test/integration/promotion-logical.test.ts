@@ -21,7 +21,7 @@ import type { ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { destroyPoolByName, sh } from "../harness/zfs";
-import { sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
+import { crashLinesUnder, keepCrashLogsUnder, sleep, stopServersUnder, stopBouncerIn } from "../harness/postgres";
 import { collector, fileBackend, fixtureProgram, openStack, REPO, tempDir, TestBackend } from "../harness/pulumi";
 import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
 
@@ -88,7 +88,9 @@ async function waitForCommits(port: number, from: number): Promise<void> {
 
 function expectCleanRun(r: PgbenchResult, what: string): void {
   console.log(`[logical-promotion] pgbench during ${what}: ${r.output.split("\n").filter((l) => /processed|failed|tps|latency average|abort/.test(l)).join(" | ")}`);
-  expect(r.output).not.toMatch(/aborted|error/i);
+  // A crash on live is the worst this test can see: the failure itself says which process died.
+  const died = /crash of another server process|server conn crashed/.test(r.output) ? crashLinesUnder(`/srv/${POOL}`) : [];
+  expect(r.output, died.length ? `a server log says:\n${died.join("\n")}` : undefined).not.toMatch(/aborted|error/i);
   expect(r.failed).toBe(0);
   expect(r.processed).toBeGreaterThan(0);
   expect(r.code).toBe(0);
@@ -179,6 +181,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
+  keepCrashLogsUnder(`/srv/${POOL}`, "logical-promotion");
   await cleanupEverything();
   for (const d of [backend?.dir, program, reportDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
   console.log("\n[logical-promotion] timings:");
