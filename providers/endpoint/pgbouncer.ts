@@ -205,6 +205,17 @@ const WRITE_SCRIPT = 'umask 077 && cat > "$1" && chmod "$2" "$1" && mv -f "$1" "
 const STATUS_SCRIPT =
   'pid=$(cat "$1" 2>/dev/null) || exit 0; case "$pid" in ""|*[!0-9]*) exit 0;; esac; ' +
   'args=$(ps -o args= -p "$pid" 2>/dev/null) || exit 0; printf "%s\\n%s\\n" "$pid" "$args"';
+/**
+ * Send signal `$3` (`0`: only look) to pid `$1` if, and only if, it is still a pgbouncer
+ * started from ini `$2`; exit 3 when it is not (gone, or its pid now names another process).
+ * Checked right before each signal: a stopped PgBouncer's pid is soon reused (pid_max is
+ * often 32768), e.g. by a PostgreSQL backend, and a SIGKILL to a backend restarts its whole
+ * server as after a crash.
+ */
+export const SIGNAL_IF_OURS_SCRIPT =
+  'args=$(ps -o args= -p "$1" 2>/dev/null) || exit 3; ' +
+  'case "$args" in *pgbouncer*) ;; *) exit 3;; esac; case "$args" in *"$2"*) ;; *) exit 3;; esac; ' +
+  '[ "$3" = 0 ] && exit 0; kill -"$3" "$1" 2>/dev/null || exit 3';
 /** Print a file if it exists; exit 3 when it does not. */
 const READ_SCRIPT = 'if [ -e "$1" ]; then cat -- "$1"; else exit 3; fi';
 
@@ -571,18 +582,18 @@ export class PgBouncerEndpoint {
     const st = await this.status();
     if (!st.running || !st.pid) return false;
     const pid = String(st.pid);
+    // Every look and every signal names the pid AND checks that it is still our pgbouncer.
+    const ifOurs = async (sig: string) =>
+      (await this.owner(["sh", "-c", SIGNAL_IF_OURS_SCRIPT, "sh", pid, this.paths.ini, sig], { okExitCodes: [0, 3], timeoutMs: 30_000 })).exitCode === 0;
     const waitGone = async (ms: number): Promise<boolean> => {
       const deadline = Date.now() + ms;
       for (;;) {
-        const r = await this.owner(["kill", "-0", pid], { okExitCodes: [0, 1], timeoutMs: 30_000 });
-        if (r.exitCode !== 0) return true;
+        if (!(await ifOurs("0"))) return true;
         if (Date.now() > deadline) return false;
         await sleep(100);
       }
     };
-    const signal = async (sig: string) => {
-      await this.owner(["kill", `-${sig}`, pid], { okExitCodes: [0, 1], timeoutMs: 30_000 });
-    };
+    const signal = async (sig: string) => void (await ifOurs(sig));
     if ((opts.mode ?? "safe") === "safe") {
       await signal("INT");
       if (await waitGone(timeoutMs)) return true;
