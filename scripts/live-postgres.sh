@@ -69,10 +69,20 @@ stop-writer)
   pidf=/run/understudy-writer-$pool.pid
   if [ -f "$pidf" ]; then
     pg=$(cat "$pidf")
-    kill -TERM -- "-$pg" 2>/dev/null || kill "$pg" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 -- "-$pg" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pg" 2>/dev/null || true
-    rm -f "$pidf"; say "writer stopped"
+    # Signal the group only while its leader is still our writer: once the writer has ended
+    # (pgbench exits when live stops), its pid is soon reused (pid_max is often 32768), and
+    # that group may be anything, a PostgreSQL server started with pg_ctl (setsid) included.
+    # (The leader is runuser with our pgbench's arguments, -T 86400 as the writer starts it.)
+    ours() { case "$(ps -o args= -p "$pg" 2>/dev/null)" in *pgbench*" -T 86400 "*) return 0;; *) return 1;; esac; }
+    if ours; then
+      kill -TERM -- "-$pg" 2>/dev/null || true
+      for _ in $(seq 1 50); do ours || break; sleep 0.1; done
+      if ours; then kill -KILL -- "-$pg" 2>/dev/null || true; fi
+      say "writer stopped"
+    else
+      say "writer had already ended (pid file removed; process group $pg not signalled)"
+    fi
+    rm -f "$pidf"
   fi
   ;;
 down)

@@ -35,10 +35,20 @@ export async function stopServersUnder(root: string, opts: { maxDepth?: number; 
     } catch {
       continue;
     }
-    if (!pid || cwd !== fs.realpathSync(dir)) continue;
+    const real = fs.realpathSync(dir);
+    if (!pid || cwd !== real) continue;
+    // Looked at again before each signal: an ended server's pid is soon reused (pid_max 32768
+    // here), and a SIGQUIT to another server's backend restarts that server as after a crash.
+    const stillThat = () => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/cwd`) === real;
+      } catch {
+        return false;
+      }
+    };
     process.kill(pid, opts.mode === "immediate" ? "SIGQUIT" : "SIGINT");
-    for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
-    if (alive(pid)) process.kill(pid, "SIGQUIT");
+    for (let i = 0; i < 100 && stillThat(); i++) await sleep(100);
+    if (stillThat()) process.kill(pid, "SIGQUIT");
   }
 }
 
@@ -50,10 +60,18 @@ export async function stopBouncerIn(dir: string): Promise<void> {
   const pidFile = `${dir}/pgbouncer.pid`;
   if (fs.existsSync(pidFile)) {
     const pid = Number(fs.readFileSync(pidFile, "utf8").trim());
-    if (pid && alive(pid) && fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dir)) {
+    // That PgBouncer, looked at again before each signal (its pid may be reused once it ends).
+    const stillThat = () => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(dir);
+      } catch {
+        return false;
+      }
+    };
+    if (pid && stillThat()) {
       process.kill(pid, "SIGTERM");
-      for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
-      if (alive(pid)) process.kill(pid, "SIGKILL");
+      for (let i = 0; i < 50 && stillThat(); i++) await sleep(100);
+      if (stillThat()) process.kill(pid, "SIGKILL");
     }
   }
   fs.rmSync(dir, { recursive: true, force: true });
