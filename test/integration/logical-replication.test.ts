@@ -76,7 +76,8 @@ const servedPort = (db: string) => Number(viaBouncer(db, "SELECT current_setting
 function pgCtl(bin: string, dataDir: string, action: "start" | "restart" | "stop", port = LIVE.port): void {
   const args = [`${bin}/pg_ctl`, "-D", dataDir, "-w", "-t", "120"];
   if (action === "stop") args.push("-m", "fast", "stop");
-  else args.push("-l", `${dataDir}/../server.log`, "-o", `-p ${port} -k ${SOCK} -c listen_addresses=''`, action);
+  // data_sync_retry: zfs-fuse's rename is not atomic (see scripts/live-postgres.sh).
+  else args.push("-l", `${dataDir}/../server.log`, "-o", `-p ${port} -k ${SOCK} -c listen_addresses='' -c data_sync_retry=on`, action);
   sh(["runuser", "-u", "postgres", "--", ...args]);
 }
 
@@ -422,7 +423,7 @@ describe("logical cut-over machinery (PostgreSQL 13 -> 15, zfs clone, PgBouncer,
     expect(conv.fingerprints.map((f) => f.database)).toEqual(DBS);
     expect(await timed("dropWalKeeper", () => lr.dropWalKeeper())).toEqual(["understudy_main_wal"]);
     await timed("pg_upgrade", () => pg.upgrade(CLONE_DIR, NEW_DIR, 13, 15, { mode: "link", ...UPGRADE_PORTS }));
-    await timed("start 15", () => pg.start(NEW_DIR, 15, { port: NEW.port, socketDir: SOCK, settings: requiredTargetSettings(DBS.length) }));
+    await timed("start 15", () => pg.start(NEW_DIR, 15, { port: NEW.port, socketDir: SOCK, settings: { ...requiredTargetSettings(DBS.length), data_sync_retry: "on" } }));
     lr2 = lr.withTarget(NEW);
     expect(await lr2.targetReadiness()).toEqual([]);
     await timed("subscribe", () => lr2.subscribe(start));

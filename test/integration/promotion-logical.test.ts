@@ -264,6 +264,8 @@ describe("Promotion with method logical, through PgBouncer", () => {
     expect(phases.map((p) => p.phase)).toEqual(expect.arrayContaining(["readiness", "convert the clone", "replay upgrade", "subscribe", "catch up", "switch endpoint"]));
     expect(ep.pauseWindowMs).toBeGreaterThan(0);
     expect(ep.pauseWindowMs).toBeLessThan(5000);
+    // Live's configuration came along, the zfs-fuse setting of scripts/live-postgres.sh included.
+    expect(psql(SOCK, NEW_LIVE_PORT, "SHOW data_sync_retry")).toBe("on");
     // Live still runs, read-only for new sessions, and receives the new live's writes (the way back).
     expect(psql(SOCK, LIVE_PORT, "SHOW default_transaction_read_only")).toBe("on");
     expect(psql(SOCK, LIVE_PORT, "SELECT count(*) FROM pg_subscription", "postgres")).toBe(String(DBS.length));
