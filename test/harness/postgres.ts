@@ -127,6 +127,17 @@ export function crashLinesUnder(root: string): string[] {
   });
 }
 
+/**
+ * The message for a pgbench run's assertion: when its output says a server crashed under it,
+ * the lines of every log under `root` that say which process died and why (CI prints a
+ * failure's message at the end; a test's afterAll output is pages above). Else undefined.
+ */
+export function crashMessage(pgbenchOutput: string, root: string): string | undefined {
+  if (!/crash of another server process|server conn crashed/.test(pgbenchOutput)) return undefined;
+  const died = crashLinesUnder(root);
+  return died.length ? `a server log says:\n${died.join("\n")}` : undefined;
+}
+
 /** {@link keepCrashLog} for every `*.log` under `root`. */
 export function keepCrashLogsUnder(root: string, label: string): string[] {
   return logsUnder(root)

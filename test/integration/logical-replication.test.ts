@@ -34,7 +34,7 @@ import {
   StartPoint,
 } from "../../providers/postgres/logical";
 import { createPool, destroyPoolByName, sh } from "../harness/zfs";
-import { crashLinesUnder, keepCrashLogsUnder, sleep, stopServersUnder } from "../harness/postgres";
+import { crashMessage, keepCrashLogsUnder, sleep, stopServersUnder } from "../harness/postgres";
 import { startPgbench, type PgbenchResult, type PgbenchRun } from "../harness/pgbench";
 
 const POOL = "uslog2";
@@ -98,10 +98,8 @@ function pgbench(db: string, seconds: number, extra: string[]): PgbenchRun {
 
 function expectClean(r: PgbenchResult, what: string): void {
   console.log(`[logical] pgbench ${what}: ${r.output.split("\n").filter((l) => /processed|failed|tps|latency average/.test(l)).join(" | ")}`);
-  // A crash on live is the worst this test can see: say in the failure itself which process
-  // died and why (CI prints the failures at the end; the afterAll's output is pages above).
-  const died = /crash of another server process|server conn crashed/.test(r.output) ? crashLinesUnder(`/srv/${RUN}`) : [];
-  expect(r.output, died.length ? `a server log says:\n${died.join("\n")}` : undefined).not.toMatch(/aborted|error/i);
+  // A server crash is the worst this test can see: the failure itself says which process died.
+  expect(r.output, crashMessage(r.output, `/srv/${RUN}`)).not.toMatch(/aborted|error/i);
   expect(r.failed).toBe(0);
   expect(r.processed).toBeGreaterThan(0);
   expect(r.code).toBe(0);

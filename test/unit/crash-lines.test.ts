@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { crashLinesOf } from "../harness/postgres";
+import { crashLinesOf, crashMessage } from "../harness/postgres";
 
 describe("crashLinesOf (the test harness's reading of a server log after clients saw a crash)", () => {
   it("names the process that died and why, with the lines before it; a worker's normal exit (code 1) is not a crash", () => {
@@ -31,5 +31,9 @@ describe("crashLinesOf (the test harness's reading of a server log after clients
     fs.writeFileSync(file, 'LOG:  background worker "logical replication worker" (PID 11) exited with exit code 1\n');
     expect(crashLinesOf(file)).toEqual([]);
     expect(crashLinesOf(path.join(path.dirname(file), "missing.log"))).toEqual([]);
+    // The assertion message: only when pgbench saw a crash, naming the log and its lines.
+    fs.writeFileSync(file, "LOG:  server process (PID 42) was terminated by signal 6: Aborted\n");
+    expect(crashMessage("pgbench: error: ... FATAL:  server conn crashed?", path.dirname(file))).toBe(`a server log says:\n${file}:\nLOG:  server process (PID 42) was terminated by signal 6: Aborted`);
+    expect(crashMessage("number of failed transactions: 0", path.dirname(file))).toBeUndefined();
   });
 });
